@@ -1,0 +1,45 @@
+# Two entry points for a new user (see README): `make demo` and `make test`.
+# Both install whatever is missing (Debian packages, the .venv with OpenMM from PyPI),
+# build with CMake, install the plugin into the venv's OpenMM, then run.
+VENV      := .venv
+PYTHON    := $(CURDIR)/$(VENV)/bin/python
+BUILD_DIR := build
+JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build install test test-cpp test-python demo bench clean
+
+all: install
+
+deps:
+	@bash scripts/install_deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	@OPENMM_DIR=$$($(PYTHON) -c "import os, openmm.version as v; print(os.path.dirname(v.openmm_library_path))") && \
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DOPENMM_DIR=$$OPENMM_DIR \
+	  -DPython3_EXECUTABLE=$(PYTHON) -DSWIG_EXECUTABLE=$(CURDIR)/$(VENV)/bin/swig $(CMAKE_ARGS)
+
+configure: deps $(BUILD_DIR)/CMakeCache.txt
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+install: build
+	@cmake --install $(BUILD_DIR) > $(BUILD_DIR)/install.log
+
+test-cpp: install
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+test-python: install
+	@$(PYTHON) -m pytest -q python/tests
+
+test: test-cpp test-python
+
+demo: install
+	@$(PYTHON) examples/pmf_md_demo.py
+
+bench: install
+	@$(PYTHON) benchmarks/pmf_force.py
+
+clean:
+	rm -rf $(BUILD_DIR)

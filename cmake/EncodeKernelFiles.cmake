@@ -1,0 +1,27 @@
+# Turns every kernels/*.cc file into a static std::string member of CommonCGFlowKernelSources,
+# so the common kernels are compiled at run time by OpenCL or CUDA from one source.
+# Inputs: KERNEL_DIR, OUTPUT_CPP, OUTPUT_H.
+file(GLOB KERNEL_FILES ${KERNEL_DIR}/*.cc)
+list(SORT KERNEL_FILES)
+set(header "#ifndef COMMON_CGFLOW_KERNEL_SOURCES_H_\n#define COMMON_CGFLOW_KERNEL_SOURCES_H_\n#include <string>\nnamespace CGFlow {\nclass CommonCGFlowKernelSources {\npublic:\n")
+set(source "#include \"CommonCGFlowKernelSources.h\"\nusing namespace CGFlow;\n")
+foreach(file ${KERNEL_FILES})
+  get_filename_component(name ${file} NAME_WE)
+  file(READ ${file} contents)
+  # A raw string literal keeps the kernel text as written; split to stay under compiler limits.
+  string(LENGTH "${contents}" length)
+  set(chunks "")
+  set(offset 0)
+  while(offset LESS length)
+    string(SUBSTRING "${contents}" ${offset} 8000 chunk)
+    set(chunks "${chunks}R\"CGFLOWKERNEL(${chunk})CGFLOWKERNEL\"\n")
+    math(EXPR offset "${offset} + 8000")
+  endwhile()
+  set(header "${header}    static const std::string ${name};\n")
+  set(source "${source}const std::string CommonCGFlowKernelSources::${name} = std::string(\n${chunks});\n")
+endforeach()
+set(header "${header}};\n}\n#endif\n")
+file(WRITE ${OUTPUT_H}.tmp "${header}")
+file(WRITE ${OUTPUT_CPP}.tmp "${source}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUTPUT_H}.tmp ${OUTPUT_H})
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUTPUT_CPP}.tmp ${OUTPUT_CPP})

@@ -1,0 +1,26 @@
+#ifndef CGFLOW_IO_FILEUTILS_H_
+#define CGFLOW_IO_FILEUTILS_H_
+
+#include <string>
+
+namespace cgflow::io {
+
+/** The whole file as bytes. Missing, unreadable or a directory -> Error naming the path. */
+std::string readFileBytes(const std::string& path);
+
+/**
+ * Replace path with bytes so that readers see either the old file or the complete new one,
+ * never a partial write: the data goes to a temporary file in the same directory
+ * (path + ".tmp.<pid>.<random>"), is fsync'ed and renamed over path. The temporary file is
+ * removed on failure. Any failure -> Error naming the path.
+ */
+void writeFileAtomic(const std::string& path, const std::string& bytes);
+
+/** Standard base64 alphabet with '=' padding. */
+std::string base64Encode(const std::string& bytes);
+/** Inverse of base64Encode. A length that is not a multiple of 4, characters outside the alphabet or misplaced padding -> Error. */
+std::string base64Decode(const std::string& text);
+
+} // namespace cgflow::io
+
+#endif

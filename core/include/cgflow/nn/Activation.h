@@ -1,0 +1,36 @@
+#ifndef CGFLOW_NN_ACTIVATION_H_
+#define CGFLOW_NN_ACTIVATION_H_
+
+#include <Eigen/Core>
+#include <string>
+
+namespace cgflow::nn {
+
+enum class Activation { Identity, Tanh, Sigmoid, Softplus, SiLU, ReLU };
+
+/**
+ * Parse an activation name case-insensitively. Accepts "identity", "linear" (= identity),
+ * "tanh", "sigmoid", "softplus", "silu", "swish" (= silu) and "relu"; anything else throws
+ * Error listing the valid names.
+ */
+Activation parseActivation(const std::string& name);
+
+/** The canonical lowercase name, which parseActivation() maps back to the same value. */
+std::string activationName(Activation activation);
+
+/** f(x). Sigmoid and softplus are evaluated in forms that stay finite and accurate for any |x|. */
+double activationValue(Activation activation, double x);
+
+/** f'(x), in forms that do not cancel catastrophically for large |x|. ReLU'(0) is taken as 0. */
+double activationDerivative(Activation activation, double x);
+
+/** Elementwise y = f(x). y must already have the shape of x; x and y may be the same array. */
+void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::ArrayXXd> y);
+
+/** Elementwise dydx = f'(x). dydx must already have the shape of x; they may be the same array. */
+void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
+                          Eigen::Ref<Eigen::ArrayXXd> dydx);
+
+} // namespace cgflow::nn
+
+#endif

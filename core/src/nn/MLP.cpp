@@ -1,0 +1,176 @@
+#include "cgflow/nn/MLP.h"
+
+#include "cgflow/Error.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+
+namespace cgflow::nn {
+
+namespace {
+
+using RowMajorMap = Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+using ConstRowMajorMap = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
+    return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+} // namespace
+
+MLP::MLP(std::vector<int> widthsIn, Activation hiddenIn, Activation outputIn)
+    : widths(std::move(widthsIn)), hidden(hiddenIn), output(outputIn) {
+    if (widths.size() < 2)
+        throw Error("MLP widths must have at least 2 entries ({input, ..., output}), got " +
+                    std::to_string(widths.size()));
+    for (size_t i = 0; i < widths.size(); i++)
+        if (widths[i] < 1)
+            throw Error("MLP widths must all be >= 1, but widths[" + std::to_string(i) + "] = " +
+                        std::to_string(widths[i]));
+    for (size_t l = 0; l + 1 < widths.size(); l++) {
+        weights.push_back(Eigen::MatrixXd::Zero(widths[l + 1], widths[l]));
+        biases.push_back(Eigen::VectorXd::Zero(widths[l + 1]));
+    }
+}
+
+int MLP::getInputSize() const {
+    return widths.empty() ? 0 : widths.front();
+}
+
+int MLP::getOutputSize() const {
+    return widths.empty() ? 0 : widths.back();
+}
+
+void MLP::checkLayer(int layer) const {
+    if (layer < 0 || layer >= getNumLayers())
+        throw Error("MLP layer index " + std::to_string(layer) + " out of range [0, " +
+                    std::to_string(getNumLayers()) + ")");
+}
+
+Eigen::MatrixXd& MLP::weight(int layer) {
+    checkLayer(layer);
+    return weights[layer];
+}
+
+const Eigen::MatrixXd& MLP::weight(int layer) const {
+    checkLayer(layer);
+    return weights[layer];
+}
+
+Eigen::VectorXd& MLP::bias(int layer) {
+    checkLayer(layer);
+    return biases[layer];
+}
+
+const Eigen::VectorXd& MLP::bias(int layer) const {
+    checkLayer(layer);
+    return biases[layer];
+}
+
+size_t MLP::getNumParameters() const {
+    size_t n = 0;
+    for (size_t l = 0; l < weights.size(); l++)
+        n += static_cast<size_t>(weights[l].size() + biases[l].size());
+    return n;
+}
+
+void MLP::getParameters(double* out) const {
+    for (size_t l = 0; l < weights.size(); l++) {
+        const Eigen::MatrixXd& w = weights[l];
+        RowMajorMap(out, w.rows(), w.cols()) = w;
+        out += w.size();
+        Eigen::Map<Eigen::VectorXd>(out, biases[l].size()) = biases[l];
+        out += biases[l].size();
+    }
+}
+
+void MLP::setParameters(const double* in) {
+    for (size_t l = 0; l < weights.size(); l++) {
+        Eigen::MatrixXd& w = weights[l];
+        w = ConstRowMajorMap(in, w.rows(), w.cols());
+        in += w.size();
+        biases[l] = Eigen::Map<const Eigen::VectorXd>(in, biases[l].size());
+        in += biases[l].size();
+    }
+}
+
+void MLP::initializeParameters(uint64_t seed) {
+    std::mt19937_64 engine(seed);
+    for (size_t l = 0; l < weights.size(); l++) {
+        Eigen::MatrixXd& w = weights[l];
+        double limit = std::sqrt(6.0 / static_cast<double>(w.rows() + w.cols()));
+        for (Eigen::Index r = 0; r < w.rows(); r++)
+            for (Eigen::Index c = 0; c < w.cols(); c++) {
+                // The top 53 bits give a uniform double in [0, 1) exactly.
+                double u = static_cast<double>(engine() >> 11) * 0x1.0p-53;
+                w(r, c) = limit * (2.0 * u - 1.0);
+            }
+        biases[l].setZero();
+    }
+}
+
+void MLP::forward(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::MatrixXd& Y, Workspace& ws) const {
+    const int numLayers = getNumLayers();
+    if (numLayers == 0)
+        throw Error("MLP::forward called on an empty (default-constructed) MLP");
+    if (X.rows() != getInputSize())
+        throw Error("MLP input X is " + shapeString(X.rows(), X.cols()) + ", expected " +
+                    std::to_string(getInputSize()) + " rows (one sample per column)");
+    ws.pre.resize(numLayers);
+    ws.post.resize(numLayers);
+    ws.input = X;
+    for (int l = 0; l < numLayers; l++) {
+        const Eigen::MatrixXd& in = (l == 0 ? ws.input : ws.post[l - 1]);
+        Eigen::MatrixXd& pre = ws.pre[l];
+        pre.noalias() = weights[l] * in;
+        pre.colwise() += biases[l];
+        Eigen::MatrixXd& post = ws.post[l];
+        post.resize(pre.rows(), pre.cols());
+        activationValue(l + 1 == numLayers ? output : hidden, pre.array(), post.array());
+    }
+    Y = ws.post[numLayers - 1];
+}
+
+void MLP::backward(const Eigen::Ref<const Eigen::MatrixXd>& dY, Workspace& ws, Eigen::MatrixXd* dX,
+                   double* paramGrad) const {
+    const int numLayers = getNumLayers();
+    if (numLayers == 0)
+        throw Error("MLP::backward called on an empty (default-constructed) MLP");
+    const Eigen::Index batch = ws.input.cols();
+    if (static_cast<int>(ws.pre.size()) != numLayers || ws.input.rows() != getInputSize() ||
+        ws.pre[numLayers - 1].cols() != batch)
+        throw Error("MLP::backward: the workspace does not hold a forward pass of this network");
+    if (dY.rows() != getOutputSize() || dY.cols() != batch)
+        throw Error("MLP::backward: dY is " + shapeString(dY.rows(), dY.cols()) + ", expected " +
+                    shapeString(getOutputSize(), batch) + " (outputSize x batch of the last forward)");
+    ws.delta.resize(numLayers);
+    ws.deriv.resize(numLayers);
+
+    // delta[l] = dL/d(pre[l]); its flat offset into paramGrad is walked backwards from the end.
+    size_t offset = getNumParameters();
+    ws.delta[numLayers - 1] = dY;
+    for (int l = numLayers - 1; l >= 0; l--) {
+        Activation activation = (l + 1 == numLayers ? output : hidden);
+        Eigen::MatrixXd& delta = ws.delta[l];
+        if (activation != Activation::Identity) {
+            Eigen::MatrixXd& deriv = ws.deriv[l];
+            deriv.resize(ws.pre[l].rows(), ws.pre[l].cols());
+            activationDerivative(activation, ws.pre[l].array(), deriv.array());
+            delta.array() *= deriv.array();
+        }
+        const Eigen::MatrixXd& w = weights[l];
+        offset -= static_cast<size_t>(w.size() + biases[l].size());
+        if (paramGrad != nullptr) {
+            const Eigen::MatrixXd& in = (l == 0 ? ws.input : ws.post[l - 1]);
+            RowMajorMap(paramGrad + offset, w.rows(), w.cols()).noalias() += delta * in.transpose();
+            Eigen::Map<Eigen::VectorXd>(paramGrad + offset + w.size(), biases[l].size()) += delta.rowwise().sum();
+        }
+        if (l > 0)
+            ws.delta[l - 1].noalias() = w.transpose() * delta;
+        else if (dX != nullptr)
+            dX->noalias() = w.transpose() * delta;
+    }
+}
+
+} // namespace cgflow::nn

@@ -1,0 +1,233 @@
+#include "PMFForce.h"
+#include "internal/PMFForceImpl.h"
+#include "cgflow/Error.h"
+#include "cgflow/io/FileUtils.h"
+#include "cgflow/io/MLPEnsembleFile.h"
+#include "cgflow/nn/MLPEnsemble.h"
+#include "cgflow/coords/Features.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/AssertionUtilities.h"
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+
+using namespace CGFlow;
+using namespace OpenMM;
+
+namespace {
+
+std::string featureName(int index, PMFForce::FeatureType type) {
+    static const char* names[] = {"distance", "angle", "dihedral", "coordinate"};
+    std::stringstream s;
+    s << "PMFForce feature " << index << " (" << names[type] << ")";
+    return s.str();
+}
+
+cgflow::coords::Feature toCoreFeature(const PMFForce::FeatureInfo& f) {
+    cgflow::coords::Feature c;
+    c.type = static_cast<cgflow::coords::FeatureType>(f.type);
+    c.particles = f.particles;
+    c.axis = f.axis;
+    c.period = f.period;
+    return c;
+}
+
+} // namespace
+
+PMFForce::PMFForce() : periodic(false) {
+}
+
+PMFForce::PMFForce(const std::string& modelFile) : periodic(false) {
+    setModelFile(modelFile);
+}
+
+PMFForce::~PMFForce() = default;
+
+void PMFForce::setModelFile(const std::string& path) {
+    std::string bytes;
+    try {
+        bytes = cgflow::io::readFileBytes(path);
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(std::string("PMFForce: modelFile: ") + e.what());
+    }
+    try {
+        ensemble = std::make_shared<const cgflow::nn::MLPEnsemble>(cgflow::io::decodeMLPEnsemble(bytes, path));
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(std::string("PMFForce: modelFile: ") + e.what());
+    }
+    modelBytes = std::move(bytes);
+}
+
+void PMFForce::setModelBytes(const std::string& bytes) {
+    try {
+        ensemble = std::make_shared<const cgflow::nn::MLPEnsemble>(cgflow::io::decodeMLPEnsemble(bytes, "model bytes"));
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(std::string("PMFForce: modelBytes: ") + e.what());
+    }
+    modelBytes = bytes;
+}
+
+const std::string& PMFForce::getModelBytes() const {
+    return modelBytes;
+}
+
+bool PMFForce::hasModel() const {
+    return ensemble != nullptr;
+}
+
+int PMFForce::getModelInputSize() const {
+    return ensemble ? ensemble->getInputSize() : 0;
+}
+
+int PMFForce::getEnsembleSize() const {
+    return ensemble ? ensemble->getNumMembers() : 0;
+}
+
+const cgflow::nn::MLPEnsemble& PMFForce::getEnsemble() const {
+    if (!ensemble)
+        throw OpenMMException("PMFForce: no model has been set (use setModelFile or setModelBytes)");
+    return *ensemble;
+}
+
+int PMFForce::addFeature(FeatureType type, const std::vector<int>& particles, int axis, double period) {
+    FeatureInfo f{type, particles, axis, period};
+    for (int p : particles)
+        if (p < 0)
+            throw OpenMMException(featureName((int) features.size(), type) + ": particle index " + std::to_string(p) + " must be >= 0");
+    // Validate everything that does not depend on the System now, so errors point at the call.
+    try {
+        cgflow::coords::validateFeature(toCoreFeature(f), std::numeric_limits<int>::max(), featureName((int) features.size(), type));
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(e.what());
+    }
+    features.push_back(f);
+    return (int) features.size() - 1;
+}
+
+int PMFForce::addDistance(int particle1, int particle2) {
+    return addFeature(Distance, {particle1, particle2}, 0, 0.0);
+}
+
+int PMFForce::addAngle(int particle1, int particle2, int particle3) {
+    return addFeature(Angle, {particle1, particle2, particle3}, 0, 0.0);
+}
+
+int PMFForce::addDihedral(int particle1, int particle2, int particle3, int particle4) {
+    return addFeature(Dihedral, {particle1, particle2, particle3, particle4}, 0, 0.0);
+}
+
+int PMFForce::addCoordinate(int particle, int axis, double period) {
+    return addFeature(Coordinate, {particle}, axis, period);
+}
+
+int PMFForce::getNumFeatures() const {
+    return (int) features.size();
+}
+
+int PMFForce::getNumFeatureInputs() const {
+    int width = 0;
+    for (const FeatureInfo& f : features)
+        width += toCoreFeature(f).getWidth();
+    return width;
+}
+
+void PMFForce::checkIndex(int index) const {
+    if (index < 0 || index >= (int) features.size()) {
+        std::stringstream s;
+        s << "PMFForce: feature index " << index << " out of range [0, " << features.size() << ")";
+        throw OpenMMException(s.str());
+    }
+}
+
+PMFForce::FeatureType PMFForce::getFeatureType(int index) const {
+    checkIndex(index);
+    return features[index].type;
+}
+
+std::vector<int> PMFForce::getFeatureParticles(int index) const {
+    checkIndex(index);
+    return features[index].particles;
+}
+
+int PMFForce::getFeatureAxis(int index) const {
+    checkIndex(index);
+    return features[index].axis;
+}
+
+double PMFForce::getFeaturePeriod(int index) const {
+    checkIndex(index);
+    return features[index].period;
+}
+
+void PMFForce::setFeatureParticles(int index, const std::vector<int>& particles) {
+    checkIndex(index);
+    FeatureInfo f = features[index];
+    f.particles = particles;
+    try {
+        cgflow::coords::validateFeature(toCoreFeature(f), std::numeric_limits<int>::max(), featureName(index, f.type));
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(e.what());
+    }
+    features[index] = f;
+}
+
+void PMFForce::setUsesPeriodicBoundaryConditions(bool periodic) {
+    this->periodic = periodic;
+}
+
+bool PMFForce::usesPeriodicBoundaryConditions() const {
+    return periodic;
+}
+
+void PMFForce::validate(int numParticles) const {
+    if (!ensemble)
+        throw OpenMMException("PMFForce: no model has been set (use setModelFile or setModelBytes)");
+    if (features.empty())
+        throw OpenMMException("PMFForce: no features have been added");
+    for (int i = 0; i < (int) features.size(); i++) {
+        try {
+            cgflow::coords::validateFeature(toCoreFeature(features[i]), numParticles, featureName(i, features[i].type));
+        }
+        catch (const cgflow::Error& e) {
+            throw OpenMMException(e.what());
+        }
+    }
+    if (getNumFeatureInputs() != ensemble->getInputSize()) {
+        std::stringstream s;
+        s << "PMFForce: the " << features.size() << " features give " << getNumFeatureInputs()
+          << " inputs (dihedrals and periodic coordinates count two: cos, sin) but the model expects "
+          << ensemble->getInputSize();
+        throw OpenMMException(s.str());
+    }
+}
+
+ForceImpl* PMFForce::createImpl() const {
+    return new PMFForceImpl(*this);
+}
+
+void PMFForce::updateParametersInContext(Context& context) {
+    dynamic_cast<PMFForceImpl&>(getImplInContext(context)).updateParametersInContext(getContextImpl(context));
+}
+
+std::vector<double> PMFForce::getEnsembleEnergies(Context& context) const {
+    PMFForce& self = const_cast<PMFForce&>(*this);
+    return dynamic_cast<PMFForceImpl&>(self.getImplInContext(context)).getEnsembleEnergies(self.getContextImpl(context));
+}
+
+double PMFForce::getEnsembleStd(Context& context) const {
+    std::vector<double> e = getEnsembleEnergies(context);
+    double mean = 0;
+    for (double x : e)
+        mean += x;
+    mean /= e.size();
+    double var = 0;
+    for (double x : e)
+        var += (x - mean) * (x - mean);
+    return std::sqrt(var / e.size());
+}

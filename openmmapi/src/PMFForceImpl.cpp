@@ -1,0 +1,44 @@
+#include "internal/PMFForceImpl.h"
+#include "CGFlowKernels.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+
+using namespace CGFlow;
+using namespace OpenMM;
+
+PMFForceImpl::PMFForceImpl(const PMFForce& owner) : owner(owner) {
+}
+
+void PMFForceImpl::initialize(ContextImpl& context) {
+    owner.validate(context.getSystem().getNumParticles());
+    kernel = context.getPlatform().createKernel(CalcPMFForceKernel::Name(), context);
+    kernel.getAs<CalcPMFForceKernel>().initialize(context.getSystem(), owner);
+}
+
+double PMFForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
+    if ((groups & (1 << owner.getForceGroup())) != 0)
+        return kernel.getAs<CalcPMFForceKernel>().execute(context, includeForces, includeEnergy);
+    return 0.0;
+}
+
+std::vector<std::string> PMFForceImpl::getKernelNames() {
+    return {CalcPMFForceKernel::Name()};
+}
+
+std::vector<std::pair<int, int>> PMFForceImpl::getBondedParticles() const {
+    std::vector<std::pair<int, int>> bonds;
+    for (const PMFForce::FeatureInfo& f : owner.getFeatures())
+        for (size_t i = 1; i < f.particles.size(); i++)
+            bonds.emplace_back(f.particles[i - 1], f.particles[i]);
+    return bonds;
+}
+
+void PMFForceImpl::updateParametersInContext(ContextImpl& context) {
+    owner.validate(context.getSystem().getNumParticles());
+    kernel.getAs<CalcPMFForceKernel>().copyParametersToContext(context, owner);
+    context.systemChanged();
+}
+
+std::vector<double> PMFForceImpl::getEnsembleEnergies(ContextImpl& context) {
+    return kernel.getAs<CalcPMFForceKernel>().computeEnsembleEnergies(context);
+}

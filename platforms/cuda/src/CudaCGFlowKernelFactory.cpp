@@ -1,0 +1,53 @@
+#include "CommonCGFlowKernels.h"
+#include "openmm/KernelFactory.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+#include "openmm/cuda/CudaContext.h"
+#include "openmm/cuda/CudaPlatform.h"
+
+using namespace CGFlow;
+using namespace OpenMM;
+
+namespace {
+
+class CudaCGFlowKernelFactory : public KernelFactory {
+public:
+    KernelImpl* createKernelImpl(std::string name, const Platform& platform, ContextImpl& context) const override {
+        CudaPlatform::PlatformData& data = *static_cast<CudaPlatform::PlatformData*>(context.getPlatformData());
+        CudaContext& cu = *data.contexts[0];
+        if (name == CalcPMFForceKernel::Name())
+            return new CommonCalcPMFForceKernel(name, platform, cu);
+        throw OpenMMException("CudaCGFlowKernelFactory: no kernel named " + name);
+    }
+};
+
+} // namespace
+
+extern "C" OPENMM_EXPORT void registerPlatforms() {
+}
+
+// File-local so that our own entry points cannot be interposed by another plugin's
+// registerKernelFactories() symbol.
+static void registerFactories() {
+    try {
+        Platform& platform = Platform::getPlatformByName("CUDA");
+        platform.registerKernelFactory(CalcPMFForceKernel::Name(), new CudaCGFlowKernelFactory());
+    }
+    catch (std::exception&) {
+        // The CUDA platform is not available; nothing to register.
+    }
+}
+
+extern "C" OPENMM_EXPORT void registerCGFlowCUDAKernelFactories() {
+    try {
+        Platform::getPlatformByName("CUDA");
+    }
+    catch (...) {
+        Platform::registerPlatform(new CudaPlatform());
+    }
+    registerFactories();
+}
+
+extern "C" OPENMM_EXPORT void registerKernelFactories() {
+    registerFactories();
+}

@@ -1,0 +1,53 @@
+#include "CommonCGFlowKernels.h"
+#include "openmm/KernelFactory.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+#include "openmm/opencl/OpenCLContext.h"
+#include "openmm/opencl/OpenCLPlatform.h"
+
+using namespace CGFlow;
+using namespace OpenMM;
+
+namespace {
+
+class OpenCLCGFlowKernelFactory : public KernelFactory {
+public:
+    KernelImpl* createKernelImpl(std::string name, const Platform& platform, ContextImpl& context) const override {
+        OpenCLPlatform::PlatformData& data = *static_cast<OpenCLPlatform::PlatformData*>(context.getPlatformData());
+        OpenCLContext& cl = *data.contexts[0];
+        if (name == CalcPMFForceKernel::Name())
+            return new CommonCalcPMFForceKernel(name, platform, cl);
+        throw OpenMMException("OpenCLCGFlowKernelFactory: no kernel named " + name);
+    }
+};
+
+} // namespace
+
+extern "C" OPENMM_EXPORT void registerPlatforms() {
+}
+
+// File-local so that our own entry points cannot be interposed by another plugin's
+// registerKernelFactories() symbol.
+static void registerFactories() {
+    try {
+        Platform& platform = Platform::getPlatformByName("OpenCL");
+        platform.registerKernelFactory(CalcPMFForceKernel::Name(), new OpenCLCGFlowKernelFactory());
+    }
+    catch (std::exception&) {
+        // The OpenCL platform is not available; nothing to register.
+    }
+}
+
+extern "C" OPENMM_EXPORT void registerCGFlowOpenCLKernelFactories() {
+    try {
+        Platform::getPlatformByName("OpenCL");
+    }
+    catch (...) {
+        Platform::registerPlatform(new OpenCLPlatform());
+    }
+    registerFactories();
+}
+
+extern "C" OPENMM_EXPORT void registerKernelFactories() {
+    registerFactories();
+}

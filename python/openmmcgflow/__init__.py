@@ -1,0 +1,25 @@
+"""OpenMM-CGFlow: learned flow proposals and neural potentials of mean force inside OpenMM.
+
+Two extension modules sit under this package:
+
+* ``openmmcgflow.plugin`` (SWIG): OpenMM-facing classes such as :class:`PMFForce`, which are
+  ordinary ``openmm.Force`` objects (``system.addForce(force)``, XML serialization).
+* ``openmmcgflow._core`` (pybind11): numerical work on numpy arrays (MLP ensembles,
+  model files, safetensors).
+
+Models travel between the two as model-file bytes.
+"""
+import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
+
+from . import _core
+from ._core import CGFlowError, MLPEnsemble, load_safetensors, save_safetensors
+from .plugin import PMFForce
+from .pmf import set_ensemble_parameters
+
+__version__ = "0.1.0"
+
+# Python convenience on the SWIG class: parameters from numpy without writing a file.
+PMFForce.setEnsembleParameters = set_ensemble_parameters
+
+__all__ = ["PMFForce", "MLPEnsemble", "CGFlowError", "load_safetensors", "save_safetensors",
+           "set_ensemble_parameters"]

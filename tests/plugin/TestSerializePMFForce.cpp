@@ -1,0 +1,73 @@
+// XML round trip of a System with a PMFForce: the model is embedded, energies identical.
+#include "PMFForceTestUtils.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/VerletIntegrator.h"
+#include "openmm/serialization/XmlSerializer.h"
+#include <gtest/gtest.h>
+#include <sstream>
+
+using namespace OpenMM;
+using namespace CGFlow;
+using namespace cgflowtest;
+
+extern "C" void registerCGFlowReferenceKernelFactories();
+
+TEST(PMFForceSerialization, RoundTripGivesIdenticalEnergies) {
+    System system;
+    for (int i = 0; i < 6; i++)
+        system.addParticle(1.0);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({8, 16, 1}, 3, cgflow::nn::Activation::Softplus, 4));
+    addAllFeatureKinds(*force);
+    force->setForceGroup(3);
+    force->setName("my pmf");
+    force->setUsesPeriodicBoundaryConditions(true);
+    system.setDefaultPeriodicBoxVectors(Vec3(4, 0, 0), Vec3(0, 4, 0), Vec3(0, 0, 4));
+    system.addForce(force);
+
+    std::stringstream buffer;
+    XmlSerializer::serialize<System>(&system, "System", buffer);
+    System* copy = XmlSerializer::deserialize<System>(buffer);
+    const PMFForce& restored = dynamic_cast<const PMFForce&>(copy->getForce(0));
+    EXPECT_EQ(restored.getForceGroup(), 3);
+    EXPECT_EQ(restored.getName(), "my pmf");
+    EXPECT_TRUE(restored.usesPeriodicBoundaryConditions());
+    EXPECT_EQ(restored.getModelBytes(), force->getModelBytes());
+    ASSERT_EQ(restored.getNumFeatures(), force->getNumFeatures());
+    for (int i = 0; i < force->getNumFeatures(); i++) {
+        EXPECT_EQ(restored.getFeatureType(i), force->getFeatureType(i));
+        EXPECT_EQ(restored.getFeatureParticles(i), force->getFeatureParticles(i));
+        EXPECT_EQ(restored.getFeatureAxis(i), force->getFeatureAxis(i));
+        EXPECT_EQ(restored.getFeaturePeriod(i), force->getFeaturePeriod(i));
+    }
+    VerletIntegrator i1(0.001), i2(0.001);
+    Context c1(system, i1, Platform::getPlatformByName("Reference"));
+    Context c2(*copy, i2, Platform::getPlatformByName("Reference"));
+    std::vector<Vec3> pos = randomPositions(6, 8, 2.0);
+    EXPECT_EQ(energyAt(c1, pos), energyAt(c2, pos));
+    delete copy;
+}
+
+TEST(PMFForceSerialization, CorruptEmbeddedModelIsRejected) {
+    System system;
+    for (int i = 0; i < 2; i++)
+        system.addParticle(1.0);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, cgflow::nn::Activation::Tanh, 4));
+    force->addDistance(0, 1);
+    system.addForce(force);
+    std::stringstream buffer;
+    XmlSerializer::serialize<System>(&system, "System", buffer);
+    std::string xml = buffer.str();
+    size_t at = xml.find("model=\"");
+    ASSERT_NE(at, std::string::npos);
+    xml.replace(at + 7, 4, "!!!!");
+    std::stringstream corrupted(xml);
+    EXPECT_THROW(XmlSerializer::deserialize<System>(corrupted), OpenMMException);
+}
+
+int main(int argc, char** argv) {
+    registerCGFlowReferenceKernelFactories();
+    ::testing::InitGoogleTest(&argc, argv);
+    return RUN_ALL_TESTS();
+}
