@@ -137,7 +137,7 @@ TEST(SafeTensors, ExactLayout) {
     SafeTensors withMetadata;
     withMetadata.metadata["k"] = "v";
     std::string empty = withMetadata.serialize();
-    EXPECT_EQ(empty, makeFile(R"({"__metadata__":{"k":"v"}}  )", ""));
+    EXPECT_EQ(empty, makeFile(R"({"__metadata__":{"k":"v"}}      )", ""));
     EXPECT_EQ(SafeTensors().serialize(), makeFile("{}      ", ""));
 }
 
