@@ -198,7 +198,7 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
                 Vector3d gl = (g * b2norm / nn) * n;
                 double fi = b1.dot(b2) / b2b2;
                 double fl = b3.dot(b2) / b2b2;
-                Vector3d gj = -gi - fi * gi - fl * gl;
+                Vector3d gj = -gi - fi * gi + fl * gl;
                 Vector3d gk = -gl + fi * gi - fl * gl;
                 addGradient(grad, p[0], gi);
                 addGradient(grad, p[1], gj);

@@ -49,19 +49,37 @@ inline double siluDerivative(double x) {
     return s.positive * (1.0 + x * s.negative);
 }
 
-template <class F>
-void applyElementwise(const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::ArrayXXd> y, F f,
-                      const char* what) {
+void checkSameShape(const Eigen::Ref<const Eigen::ArrayXXd>& x, const Eigen::Ref<Eigen::ArrayXXd>& y,
+                    const char* what) {
     if (x.rows() != y.rows() || x.cols() != y.cols())
         throw Error(std::string(what) + ": output array is " + std::to_string(y.rows()) + "x" +
                     std::to_string(y.cols()) + ", expected the input's shape " + std::to_string(x.rows()) + "x" +
                     std::to_string(x.cols()));
+}
+
+// The array versions run in fixed-size chunks so that Eigen's vectorized exp can be used with a
+// stack buffer for exp(-|x|): no heap allocation, exp evaluated once per element, and x may
+// alias y because each chunk reads x before writing y.
+constexpr Eigen::Index chunkSize = 64;
+using Chunk = Eigen::Array<double, Eigen::Dynamic, 1, 0, chunkSize, 1>;
+
+template <class Kernel>
+void applyChunked(const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::ArrayXXd> y, Kernel kernel,
+                  const char* what) {
+    checkSameShape(x, y, what);
+    Chunk e;
     for (Eigen::Index j = 0; j < x.cols(); j++)
-        for (Eigen::Index i = 0; i < x.rows(); i++)
-            y(i, j) = f(x(i, j));
+        for (Eigen::Index start = 0; start < x.rows(); start += chunkSize) {
+            const Eigen::Index n = std::min(chunkSize, x.rows() - start);
+            auto xs = x.col(j).segment(start, n);
+            auto ys = y.col(j).segment(start, n);
+            e = (-xs.abs()).exp();
+            kernel(xs, ys, e);
+        }
 }
 
 } // namespace
+
 
 Activation parseActivation(const std::string& name) {
     std::string lower(name);
@@ -119,17 +137,36 @@ double activationDerivative(Activation activation, double x) {
     throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
 
-// The switch sits outside the loops so that each loop body is a plain inlinable function.
+// Same formulas as the scalar versions, written on e = exp(-|x|) <= 1 so nothing overflows.
 void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                      Eigen::Ref<Eigen::ArrayXXd> y) {
     const char* what = "activationValue";
     switch (activation) {
-    case Activation::Identity: applyElementwise(x, y, [](double v) { return v; }, what); return;
-    case Activation::Tanh: applyElementwise(x, y, [](double v) { return std::tanh(v); }, what); return;
-    case Activation::Sigmoid: applyElementwise(x, y, sigmoid, what); return;
-    case Activation::Softplus: applyElementwise(x, y, softplus, what); return;
-    case Activation::SiLU: applyElementwise(x, y, [](double v) { return v * sigmoid(v); }, what); return;
-    case Activation::ReLU: applyElementwise(x, y, [](double v) { return v > 0 ? v : 0.0; }, what); return;
+    case Activation::Identity:
+        checkSameShape(x, y, what);
+        y = x;
+        return;
+    case Activation::Tanh:
+        checkSameShape(x, y, what);
+        y = x.tanh();
+        return;
+    case Activation::ReLU:
+        checkSameShape(x, y, what);
+        y = x.max(0.0);
+        return;
+    case Activation::Sigmoid:
+        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) {
+            ys = (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
+        }, what);
+        return;
+    case Activation::Softplus:
+        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) { ys = xs.max(0.0) + e.log1p(); }, what);
+        return;
+    case Activation::SiLU:
+        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) {
+            ys = xs * (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
+        }, what);
+        return;
     }
     throw Error("activationValue: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
@@ -138,12 +175,34 @@ void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::A
                           Eigen::Ref<Eigen::ArrayXXd> dydx) {
     const char* what = "activationDerivative";
     switch (activation) {
-    case Activation::Identity: applyElementwise(x, dydx, [](double) { return 1.0; }, what); return;
-    case Activation::Tanh: applyElementwise(x, dydx, tanhDerivative, what); return;
-    case Activation::Sigmoid: applyElementwise(x, dydx, sigmoidDerivative, what); return;
-    case Activation::Softplus: applyElementwise(x, dydx, sigmoid, what); return;
-    case Activation::SiLU: applyElementwise(x, dydx, siluDerivative, what); return;
-    case Activation::ReLU: applyElementwise(x, dydx, [](double v) { return v > 0 ? 1.0 : 0.0; }, what); return;
+    case Activation::Identity:
+        checkSameShape(x, dydx, what);
+        dydx.setOnes();
+        return;
+    case Activation::ReLU:
+        checkSameShape(x, dydx, what);
+        dydx = (x > 0).cast<double>();
+        return;
+    case Activation::Tanh:
+        applyChunked(x, dydx, [](const auto&, auto& ds, const Chunk& e) {
+            // e^2 = exp(-2|x|)
+            ds = 4.0 * e.square() / (1.0 + e.square()).square();
+        }, what);
+        return;
+    case Activation::Sigmoid:
+        applyChunked(x, dydx, [](const auto&, auto& ds, const Chunk& e) { ds = e / (1.0 + e).square(); }, what);
+        return;
+    case Activation::Softplus:
+        applyChunked(x, dydx, [](const auto& xs, auto& ds, const Chunk& e) {
+            ds = (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
+        }, what);
+        return;
+    case Activation::SiLU:
+        applyChunked(x, dydx, [](const auto& xs, auto& ds, const Chunk& e) {
+            // s(x) (1 + x s(-x)), with s(x) and s(-x) each taken from the side that does not cancel.
+            ds = (xs >= 0).select((1.0 + xs * e / (1.0 + e)) / (1.0 + e), e * (1.0 + xs / (1.0 + e)) / (1.0 + e));
+        }, what);
+        return;
     }
     throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }

@@ -153,11 +153,23 @@ void MLP::backward(const Eigen::Ref<const Eigen::MatrixXd>& dY, Workspace& ws, E
     for (int l = numLayers - 1; l >= 0; l--) {
         Activation activation = (l + 1 == numLayers ? output : hidden);
         Eigen::MatrixXd& delta = ws.delta[l];
-        if (activation != Activation::Identity) {
+        // Sigmoid and tanh derivatives follow from the stored outputs without another exp. They
+        // lose relative accuracy only in saturated units, where the derivative is < 1e-15 anyway.
+        switch (activation) {
+        case Activation::Identity:
+            break;
+        case Activation::Sigmoid:
+            delta.array() *= ws.post[l].array() * (1.0 - ws.post[l].array());
+            break;
+        case Activation::Tanh:
+            delta.array() *= 1.0 - ws.post[l].array().square();
+            break;
+        default: {
             Eigen::MatrixXd& deriv = ws.deriv[l];
             deriv.resize(ws.pre[l].rows(), ws.pre[l].cols());
             activationDerivative(activation, ws.pre[l].array(), deriv.array());
             delta.array() *= deriv.array();
+        }
         }
         const Eigen::MatrixXd& w = weights[l];
         offset -= static_cast<size_t>(w.size() + biases[l].size());
