@@ -18,8 +18,15 @@ using cgflow::nn::MLPEnsemble;
 // Counting every heap allocation is the only way to hold evaluate() to its no-allocation
 // promise: Eigen allocates with malloc, not operator new. glibc allows the executable to
 // replace malloc; forwarding to its __libc_* entry points keeps one allocator underneath.
-#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(CGFLOW_NO_MALLOC_COUNTING)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define CGFLOW_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CGFLOW_SANITIZED 1
+#endif
+#if defined(__GLIBC__) && !defined(CGFLOW_SANITIZED) && !defined(CGFLOW_NO_MALLOC_COUNTING)
 #define CGFLOW_COUNT_MALLOC 1
 namespace {
 std::atomic<bool> countingAllocations{false};
