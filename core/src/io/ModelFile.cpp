@@ -67,8 +67,8 @@ ModelFile ModelFile::parse(const std::string& bytes, const std::string& sourceNa
     const json& version = header["format_version"];
     // Compare as JSON numbers first so that huge versions do not overflow an int.
     if (version.is_number_unsigned() && version.get<uint64_t>() > static_cast<uint64_t>(ModelFormatVersion))
-        throw fail("was written by a newer version (format_version " + version.dump() + "); this build reads up to " +
-                   std::to_string(ModelFormatVersion) + "; upgrade openmm-cgflow");
+        throw Error(sourceName + " was written by a newer version (format_version " + version.dump() +
+                    "); this build reads up to " + std::to_string(ModelFormatVersion) + "; upgrade openmm-cgflow");
     if (!version.is_number_unsigned() || version.get<uint64_t>() < 1)
         throw fail("invalid format_version " + version.dump() + " (expected an integer >= 1)");
     for (const auto& item : header.items())

@@ -24,10 +24,13 @@ double activationValue(Activation activation, double x);
 /** f'(x), in forms that do not cancel catastrophically for large |x|. ReLU'(0) is taken as 0. */
 double activationDerivative(Activation activation, double x);
 
-/** Elementwise y = f(x). y must already have the shape of x; x and y may be the same array. */
+/**
+ * Elementwise y = f(x). y must already have the shape of x (else Error); x and y may be the same
+ * array. Vectorized with Eigen's exp, so results may differ from the scalar version in the last bit.
+ */
 void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::ArrayXXd> y);
 
-/** Elementwise dydx = f'(x). dydx must already have the shape of x; they may be the same array. */
+/** Elementwise dydx = f'(x). dydx must already have the shape of x (else Error); they may be the same array. */
 void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                           Eigen::Ref<Eigen::ArrayXXd> dydx);
 
