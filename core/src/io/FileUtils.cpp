@@ -24,7 +24,7 @@ std::string systemError() {
 // Closes on scope exit so that every early throw releases the descriptor.
 class FileDescriptor {
 public:
-    explicit FileDescriptor(int fd) : fd(fd) {}
+    explicit FileDescriptor(int descriptor) : fd(descriptor) {}
     ~FileDescriptor() {
         if (fd >= 0)
             ::close(fd);
