@@ -37,7 +37,8 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
         if (type == 0) {
             real3 d = pmfDelta(p0, posq[particleSlot[atoms.y]], boxVecX, boxVecY, boxVecZ);
             real r = SQRT(dot(d, d));
-            real3 u = d / r;
+            // Coincident particles have no defined gradient; like the Reference path, add none.
+            real3 u = (r > 0 ? d / r : make_real3(0, 0, 0));
             inputs[o] = r;
             pmfStoreJacobian(jacobian, o, 0, -u);
             pmfStoreJacobian(jacobian, o, 1, u);
@@ -50,8 +51,9 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
             real nNorm = SQRT(dot(n, n));
             inputs[o] = atan2(nNorm, dot(u, v));
             // d theta / d u points in the plane, perpendicular to u, away from v (and vice versa).
-            real3 dU = cross(u, n) / (dot(u, u) * nNorm);
-            real3 dV = cross(n, v) / (dot(v, v) * nNorm);
+            // Collinear particles: the angle is 0 or pi and has no gradient (Reference does the same).
+            real3 dU = (nNorm > 0 ? cross(u, n) / (dot(u, u) * nNorm) : make_real3(0, 0, 0));
+            real3 dV = (nNorm > 0 ? cross(n, v) / (dot(v, v) * nNorm) : make_real3(0, 0, 0));
             pmfStoreJacobian(jacobian, o, 0, dU);
             pmfStoreJacobian(jacobian, o, 1, -dU - dV);
             pmfStoreJacobian(jacobian, o, 2, dV);
@@ -71,10 +73,11 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
             inputs[o] = c;
             inputs[o + 1] = s;
             // Blondel-Karplus derivatives of phi, free of singularities except collinear triples.
-            real3 d0 = -(normBC / dot(cp0, cp0)) * cp0;
-            real3 d3 = (normBC / dot(cp1, cp1)) * cp1;
-            real a = dot(v0, v1) / dot(v1, v1);
-            real b = dot(v2, v1) / dot(v1, v1);
+            bool defined = (dot(cp0, cp0) > 0 && dot(cp1, cp1) > 0);  // else a collinear triple: no gradient
+            real3 d0 = (defined ? -(normBC / dot(cp0, cp0)) * cp0 : make_real3(0, 0, 0));
+            real3 d3 = (defined ? (normBC / dot(cp1, cp1)) * cp1 : make_real3(0, 0, 0));
+            real a = (defined ? dot(v0, v1) / dot(v1, v1) : 0);
+            real b = (defined ? dot(v2, v1) / dot(v1, v1) : 0);
             real3 t = a * d0 - b * d3;
             real3 d1 = t - d0;
             real3 d2 = -t - d3;
