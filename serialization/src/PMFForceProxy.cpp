@@ -1,7 +1,7 @@
 #include "PMFForceProxy.h"
 #include "PMFForce.h"
 #include "cgflow/Error.h"
-#include "cgflow/io/FileUtils.h"
+#include "cgflow/io/Base64.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/serialization/SerializationNode.h"
 #include <memory>

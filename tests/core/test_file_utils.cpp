@@ -1,4 +1,5 @@
 #include "cgflow/Error.h"
+#include "cgflow/io/Base64.h"
 #include "cgflow/io/FileUtils.h"
 
 #include <gtest/gtest.h>

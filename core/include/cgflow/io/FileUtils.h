@@ -16,11 +16,6 @@ std::string readFileBytes(const std::string& path);
  */
 void writeFileAtomic(const std::string& path, const std::string& bytes);
 
-/** Standard base64 alphabet with '=' padding. */
-std::string base64Encode(const std::string& bytes);
-/** Inverse of base64Encode. A length that is not a multiple of 4, characters outside the alphabet or misplaced padding -> Error. */
-std::string base64Decode(const std::string& text);
-
 } // namespace cgflow::io
 
 #endif
