@@ -13,6 +13,7 @@ import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, ou
 
 from . import _core
 from ._core import CGFlowError, MLPEnsemble, load_safetensors, save_safetensors
+from .energy import EnergyTarget
 from .plugin import PMFForce
 from .pmf import set_ensemble_parameters
 
@@ -21,5 +22,5 @@ __version__ = "0.1.0"
 # Python convenience on the SWIG class: parameters from numpy without writing a file.
 PMFForce.setEnsembleParameters = set_ensemble_parameters
 
-__all__ = ["PMFForce", "MLPEnsemble", "CGFlowError", "load_safetensors", "save_safetensors",
+__all__ = ["PMFForce", "EnergyTarget", "MLPEnsemble", "CGFlowError", "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]
