@@ -1,0 +1,177 @@
+"""Benchmark target systems of the papers, built as ordinary OpenMM Systems (no downloaded files).
+
+Each builder returns a :class:`TestSystem`: the System, starting positions (nm), the
+temperature whose k_B T the papers use, and a numpy reference energy for checks. Analytic
+targets live on one particle's coordinates (several particles for higher dimensions); the
+coordinates a target does not use are held by stiff harmonic restraints whose normalization
+constant is included in the energy. The double well and the Gaussian mixtures are shifted so
+that their 3N-dimensional Boltzmann density integrates to exactly 1 at the nominal
+temperature (log Z = 0), which makes free-energy tests exact.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import openmm
+
+KB = 0.00831446261815324  # kJ/mol/K
+RESTRAINT_K = 1.0e4  # kJ/mol/nm^2 on unused coordinates
+
+
+@dataclass
+class TestSystem:
+    """An OpenMM System with what a test or example needs to use it."""
+    name: str
+    system: openmm.System
+    positions: np.ndarray          # (N, 3) nm
+    temperature: float             # K; k_B T in kJ/mol is KB * temperature
+    active: list                   # flat indices (into positions.ravel()) of the target's coordinates
+    energy: object = None          # numpy reference U(positions) in kJ/mol for positions of shape (..., N, 3)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def kT(self):
+        return KB * self.temperature
+
+    @property
+    def beta(self):
+        return 1.0 / self.kT
+
+
+def _num(value):
+    """A number as Lepton reads it (numpy 2 reprs are not plain literals)."""
+    return repr(float(value))
+
+
+def _temperature_for_kT(kT):
+    return kT / KB
+
+
+def _coordinate_names(n_particles):
+    return [f"{axis}{i + 1}" for i in range(n_particles) for axis in "xyz"]
+
+
+def _analytic_system(name, dim, expression_of, kT, positions_active, reference_energy, info):
+    """One CustomCompoundBondForce over ceil(dim/3) particles carrying `dim` active coordinates."""
+    n_particles = max(1, -(-dim // 3))
+    names = _coordinate_names(n_particles)
+    active = list(range(dim))
+    unused = names[dim:]
+    # Lepton expressions may end in "; name = definition" clauses: extra terms go before them.
+    main, _, definitions = expression_of(names[:dim]).partition(";")
+    # Unused coordinates: stiff normalized Gaussians (their own log Z cancels with the constant).
+    beta = 1.0 / kT
+    for u in unused:
+        main += f" + {_num(0.5 * RESTRAINT_K)}*{u}^2 + {_num(0.5 * kT * np.log(2 * np.pi / (beta * RESTRAINT_K)))}"
+    expression = main + (";" + definitions if definitions else "")
+    force = openmm.CustomCompoundBondForce(n_particles, expression)
+    force.addBond(list(range(n_particles)), [])
+    system = openmm.System()
+    for _ in range(n_particles):
+        system.addParticle(1.0)
+    system.addForce(force)
+    positions = np.zeros(3 * n_particles)
+    positions[:dim] = positions_active
+    restraint_constant = 0.5 * kT * np.log(2 * np.pi / (beta * RESTRAINT_K))
+
+    def energy(pos):
+        flat = np.asarray(pos, dtype=float).reshape(np.shape(pos)[:-2] + (3 * n_particles,))
+        rest = flat[..., dim:]
+        return (reference_energy(flat[..., :dim]) + 0.5 * RESTRAINT_K * np.sum(rest ** 2, axis=-1)
+                + restraint_constant * rest.shape[-1])
+
+    return TestSystem(name, system, positions.reshape(n_particles, 3), _temperature_for_kT(kT), active, energy, info)
+
+
+def double_well():
+    """U = x1^4/4 - 3 x1^2 + x1 + x2^2/2 (kJ/mol, nm) at beta = 1 (k_B T = 1 kJ/mol).
+
+    The 2-D double well of the data-free coarse-graining paper (eq. 25): the mode at
+    x1 ~ -2.5 holds about 99% of the probability. The energy is shifted by log Z so that the
+    density is normalized (log Z = 0 at beta = 1).
+    """
+    x = np.linspace(-8, 8, 20001)
+    log_z1 = np.log(np.trapezoid(np.exp(-(x ** 4 / 4 - 3 * x ** 2 + x)), x))
+    log_z = log_z1 + 0.5 * np.log(2 * np.pi)
+
+    def reference(xa):
+        xa = np.asarray(xa, dtype=float)
+        return xa[..., 0] ** 4 / 4 - 3 * xa[..., 0] ** 2 + xa[..., 0] + xa[..., 1] ** 2 / 2 + log_z
+
+    return _analytic_system("double_well", 2,
+                            lambda c: f"{c[0]}^4/4 - 3*{c[0]}^2 + {c[0]} + {c[1]}^2/2 + {_num(log_z)}",
+                            1.0, [-2.5, 0.0], reference, {"log_z_removed": log_z})
+
+
+def gaussian_mixture(dim=4, seed=0):
+    """The 3-mode Gaussian mixture target of the data-free coarse-graining paper (eqs. 27-28).
+
+    x = (x_z, x_X), dim(x_z) = dim(x_X) = dim/2; p(x_z) = sum_k 1/3 N(m_k, 0.01 I) with
+    m_k ~ U[-1, 1]^{dim/2}; p(x_X | x_z) = N(B x_z, 0.01 I) with B_ij ~ N(0, 1). U = -log p at
+    beta = 1, so Z = 1. Means and B come from numpy's default_rng(seed); info holds them.
+    """
+    if dim < 2 or dim % 2:
+        raise ValueError("dim must be an even integer >= 2, got %r" % (dim,))
+    rng = np.random.default_rng(seed)
+    dz = dim // 2
+    means = rng.uniform(-1, 1, size=(3, dz))
+    B = rng.normal(size=(dz, dz))
+    var = 0.01
+    norm_z = 0.5 * dz * np.log(2 * np.pi * var) + np.log(3.0)
+    norm_x = 0.5 * dz * np.log(2 * np.pi * var)
+
+    def expression_of(c):
+        z, X = c[:dz], c[dz:]
+        q = []
+        for k in range(3):
+            q.append("(" + " + ".join(f"({z[i]} - {_num(means[k, i])})^2" for i in range(dz)) + f")/{_num(2 * var)}")
+        fast = " + ".join(
+            f"({X[i]} - (" + " + ".join(f"{_num(B[i, j])}*{z[j]}" for j in range(dz)) + f"))^2" for i in range(dz))
+        # -log sum_k exp(-q_k), stabilized by the smallest q (Lepton differentiates min()).
+        return (f"qmin - log(exp(qmin - q1) + exp(qmin - q2) + exp(qmin - q3)) + {_num(norm_z)} + ({fast})/{_num(2 * var)} + {_num(norm_x)};"
+                f" qmin = min(q1, min(q2, q3)); q1 = {q[0]}; q2 = {q[1]}; q3 = {q[2]}")
+
+    def reference(xa):
+        xa = np.asarray(xa, dtype=float)
+        z, X = xa[..., :dz], xa[..., dz:]
+        q = np.stack([np.sum((z - means[k]) ** 2, axis=-1) / (2 * var) for k in range(3)], axis=-1)
+        qmin = q.min(axis=-1)
+        u_z = qmin - np.log(np.sum(np.exp(qmin[..., None] - q), axis=-1)) + norm_z
+        u_x = np.sum((X - z @ B.T) ** 2, axis=-1) / (2 * var) + norm_x
+        return u_z + u_x
+
+    start = np.concatenate([means[0], B @ means[0]])
+    return _analytic_system(f"gaussian_mixture_{dim}d", dim, expression_of, 1.0, start, reference,
+                            {"means": means, "B": B, "variance": var, "seed": seed, "slow": list(range(dz))})
+
+
+_MB_CONDITIONAL_FLOW = dict(A=(-200, -100, -170, 15), a=(-1, -1, -6.5, 0.7), b=(0, 0, 11, 0.6),
+                            c=(-10, -10, -6.5, 0.7), x0=(1, 0, -0.5, -1), y0=(0, 0.5, 1.5, 1))
+# The rescaled form of the CG Boltzmann generator paper (appendix B.1), k_B T = 1 on [10, 50]^2.
+_MB_CGBG = dict(A=(-17.3, -8.7, -14.7, 1.3), a=(-0.0039, -0.0039, -0.0254, 0.00273), b=(0, 0, 0.043, 0.0023),
+                c=(-0.0391, -0.0391, -0.0254, 0.00273), x0=(48, 32, 24, 16), y0=(8, 16, 32, 24))
+
+
+def mueller_brown(variant="conditional_flow"):
+    """Mueller-Brown potential on one particle's (x, y).
+
+    variant "conditional_flow": the original parameters (Mueller & Brown 1979) at beta = 0.1
+    (k_B T = 10 kJ/mol), as in the conditional-flow paper, starting in the global minimum.
+    variant "cgbg": the rescaled form of the CG Boltzmann generator paper at k_B T = 1.
+    """
+    if variant == "conditional_flow":
+        p, kT, start = _MB_CONDITIONAL_FLOW, 10.0, [-0.558, 1.442]
+    elif variant == "cgbg":
+        p, kT, start = _MB_CGBG, 1.0, [48.0, 8.0]
+    else:
+        raise ValueError("variant must be 'conditional_flow' or 'cgbg', got %r" % (variant,))
+    terms = [f"{_num(A)}*exp({_num(a)}*(x1-{_num(x0)})^2 + {_num(b)}*(x1-{_num(x0)})*(y1-{_num(y0)}) + {_num(c)}*(y1-{_num(y0)})^2)"
+             for A, a, b, c, x0, y0 in zip(p["A"], p["a"], p["b"], p["c"], p["x0"], p["y0"])]
+
+    def reference(xa):
+        xa = np.asarray(xa, dtype=float)
+        x, y = xa[..., 0], xa[..., 1]
+        return sum(A * np.exp(a * (x - x0) ** 2 + b * (x - x0) * (y - y0) + c * (y - y0) ** 2)
+                   for A, a, b, c, x0, y0 in zip(p["A"], p["a"], p["b"], p["c"], p["x0"], p["y0"]))
+
+    return _analytic_system(f"mueller_brown_{variant}", 2, lambda c: " + ".join(terms), kT, start, reference,
+                            {"variant": variant, "parameters": p})
