@@ -175,3 +175,106 @@ def mueller_brown(variant="conditional_flow"):
 
     return _analytic_system(f"mueller_brown_{variant}", 2, lambda c: " + ".join(terms), kT, start, reference,
                             {"variant": variant, "parameters": p})
+
+
+# ---- Alanine dipeptide ---------------------------------------------------------------------
+
+# ACE-ALA-NME in the standard atom order (the order of the FAB / conditional-flow papers and of
+# the Z-matrix in core): (residue, atom name, element).
+_ALA2_ATOMS = [("ACE", "HH31", "H"), ("ACE", "CH3", "C"), ("ACE", "HH32", "H"), ("ACE", "HH33", "H"),
+               ("ACE", "C", "C"), ("ACE", "O", "O"),
+               ("ALA", "N", "N"), ("ALA", "H", "H"), ("ALA", "CA", "C"), ("ALA", "HA", "H"), ("ALA", "CB", "C"),
+               ("ALA", "HB1", "H"), ("ALA", "HB2", "H"), ("ALA", "HB3", "H"), ("ALA", "C", "C"), ("ALA", "O", "O"),
+               ("NME", "N", "N"), ("NME", "H", "H"), ("NME", "CH3", "C"), ("NME", "HH31", "H"), ("NME", "HH32", "H"),
+               ("NME", "HH33", "H")]
+_ALA2_BONDS = [(0, 1), (1, 2), (1, 3), (1, 4), (4, 5), (4, 6), (6, 7), (6, 8), (8, 9), (8, 10), (10, 11), (10, 12),
+               (10, 13), (8, 14), (14, 15), (14, 16), (16, 17), (16, 18), (18, 19), (18, 20), (18, 21)]
+
+# Standard geometry per atom of the FAB Z-matrix rows: (bond nm, angle deg, dihedral deg) for the
+# atom's (bond, angle, dihedral) partners. Backbone in the C7eq basin (phi = -80, psi = 75),
+# trans peptides, staggered methyls; HA/CB at phi -/+ 120 (swapped if that gives the D form).
+_PHI, _PSI = -80.0, 75.0
+_ALA2_GEOMETRY = {
+    6: (0.1458, None, None), 14: (0.1525, 111.0, None),
+    4: (0.1335, 121.9, _PHI), 5: (0.1229, 122.9, 0.0), 7: (0.1010, 118.0, 180.0),
+    9: (0.1090, 109.5, _PHI + 120.0), 10: (0.1530, 110.5, _PHI - 120.0),
+    11: (0.1090, 109.5, 180.0), 12: (0.1090, 109.5, 120.0), 13: (0.1090, 109.5, -120.0),
+    16: (0.1335, 116.2, _PSI), 18: (0.1449, 121.9, 180.0),
+    19: (0.1090, 109.5, 180.0), 20: (0.1090, 109.5, 120.0), 21: (0.1090, 109.5, -120.0),
+    1: (0.1520, 116.2, 180.0), 15: (0.1229, 120.5, 180.0), 17: (0.1010, 119.8, 180.0),
+    0: (0.1090, 109.5, 180.0), 2: (0.1090, 109.5, 120.0), 3: (0.1090, 109.5, -120.0),
+}
+
+
+def _ala2_topology():
+    from openmm import app
+    topology = app.Topology()
+    chain = topology.addChain()
+    residues, atoms = {}, []
+    for res_name, atom_name, element in _ALA2_ATOMS:
+        if res_name not in residues:
+            residues[res_name] = topology.addResidue(res_name, chain)
+        atoms.append(topology.addAtom(atom_name, app.Element.getBySymbol(element), residues[res_name]))
+    for i, j in _ALA2_BONDS:
+        topology.addBond(atoms[i], atoms[j])
+    return topology
+
+
+def _ala2_internal_vector(zmatrix, swap_alpha_substituents):
+    q = np.zeros(zmatrix.num_internal)
+    for r, (atom, *_rest) in enumerate(zmatrix.rows):
+        if r == 0:
+            continue
+        bond, angle, dihedral = _ALA2_GEOMETRY[atom]
+        if swap_alpha_substituents and atom in (9, 10):
+            dihedral = _ALA2_GEOMETRY[10 if atom == 9 else 9][2]
+        if r == 1:
+            q[0] = bond
+        elif r == 2:
+            q[1], q[2] = bond, np.radians(angle)
+        else:
+            q[3 * r - 6], q[3 * r - 5], q[3 * r - 4] = bond, np.radians(angle), np.radians(dihedral)
+    return q
+
+
+def alanine_dipeptide(solvent="vacuum", minimize=True):
+    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) with AMBER ff96, at 300 K.
+
+    solvent: "vacuum" (amber96.xml) or "obc" (amber96.xml + amber96_obc.xml implicit solvent).
+    NoCutoff, no constraints. Built from the FAB Z-matrix with standard bond lengths and angles
+    (C7eq backbone, L form checked with the chirality detector) and energy-minimized.
+    info: topology, zmatrix, internal_coordinates (normalized as in the papers: shifted by the
+    minimized structure, scales 0.005 nm / 0.15 rad / 0.2 rad, circular torsions unscaled),
+    the phi/psi DihedralCGMap, and the heavy-atom and core-beta slice maps.
+    """
+    from openmm import app
+    from . import _core
+    files = {"vacuum": ["amber96.xml"], "obc": ["amber96.xml", "amber96_obc.xml"]}
+    if solvent not in files:
+        raise ValueError("solvent must be 'vacuum' or 'obc', got %r" % (solvent,))
+    topology = _ala2_topology()
+    system = app.ForceField(*files[solvent]).createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None,
+                                                          rigidWater=False)
+    zmatrix = _core.ZMatrix.alanine_dipeptide()
+    ic = _core.InternalCoordinates(zmatrix)
+    for swap in (False, True):
+        x, _ = ic.to_cartesian(_ala2_internal_vector(zmatrix, swap))
+        if _core.detect_chirality(x)[0] == 1:
+            break
+    else:
+        raise RuntimeError("could not build the L form of alanine dipeptide")
+    positions = x[0]
+    if minimize:
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(positions)
+        openmm.LocalEnergyMinimizer.minimize(context, 1e-3, 0)
+        positions = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        positions = np.asarray(positions)
+        if _core.detect_chirality(positions)[0] != 1:
+            raise RuntimeError("minimization changed the chirality of alanine dipeptide")
+    ic.set_normalization(positions)
+    info = {"topology": topology, "zmatrix": zmatrix, "internal_coordinates": ic,
+            "phi_psi": _core.DihedralCGMap.alanine_dipeptide_phi_psi(),
+            "heavy_atom_map": _core.SliceMap.alanine_dipeptide("heavy_atom"),
+            "core_beta_map": _core.SliceMap.alanine_dipeptide("core_beta"), "solvent": solvent}
+    return TestSystem(f"alanine_dipeptide_{solvent}", system, positions, 300.0, list(range(66)), None, info)

@@ -6,5 +6,6 @@
 // One binding function per area of the _core module; CoreModule.cpp assembles them.
 void bindModels(pybind11::module_& m);
 void bindEnergyTarget(pybind11::module_& m);
+void bindCoordinates(pybind11::module_& m);
 
 #endif

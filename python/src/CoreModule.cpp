@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     py::register_exception<cgflow::Error>(m, "CGFlowError", PyExc_ValueError);
     bindModels(m);
     bindEnergyTarget(m);
+    bindCoordinates(m);
 }
