@@ -19,7 +19,19 @@
 
 using namespace OpenMM;
 
+static int run(int argc, char** argv);
+
 int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    }
+    catch (const std::exception& e) {
+        std::cerr << "plain_context_loop: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+static int run(int argc, char** argv) {
     if (argc < 6) {
         std::cerr << "usage: " << argv[0] << " SYSTEM_XML POSITIONS_BIN NUM_CONFIGS PLATFORM SECONDS [PLUGIN_DIR]\n";
         return 2;
