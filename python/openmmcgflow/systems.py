@@ -97,9 +97,17 @@ def double_well():
         xa = np.asarray(xa, dtype=float)
         return xa[..., 0] ** 4 / 4 - 3 * xa[..., 0] ** 2 + xa[..., 0] + xa[..., 1] ** 2 / 2 + log_z
 
+    def x1_marginal(x1, beta=1.0):
+        """Exact normalized density of x1 at inverse temperature beta (in units of 1/kJ/mol)."""
+        grid = np.linspace(-10, 10, 40001)
+        u = lambda v: v ** 4 / 4 - 3 * v ** 2 + v
+        shift = u(grid).min()
+        z = np.trapezoid(np.exp(-beta * (u(grid) - shift)), grid)
+        return np.exp(-beta * (u(np.asarray(x1, dtype=float)) - shift)) / z
+
     return _analytic_system("double_well", 2,
                             lambda c: f"{c[0]}^4/4 - 3*{c[0]}^2 + {c[0]} + {c[1]}^2/2 + {_num(log_z)}",
-                            1.0, [-2.5, 0.0], reference, {"log_z_removed": log_z})
+                            1.0, [-2.5, 0.0], reference, {"log_z_removed": log_z, "x1_marginal": x1_marginal})
 
 
 def gaussian_mixture(dim=4, seed=0):
@@ -139,9 +147,35 @@ def gaussian_mixture(dim=4, seed=0):
         u_x = np.sum((X - z @ B.T) ** 2, axis=-1) / (2 * var) + norm_x
         return u_z + u_x
 
+    # Exact marginals by construction: x is a mixture of three Gaussians in all dim coordinates,
+    # mode k with mean (m_k, B m_k) and covariance [[s I, s B^T], [s B, s B B^T + s I]].
+    full_means = np.stack([np.concatenate([m, B @ m]) for m in means])
+    cov = np.block([[var * np.eye(dz), var * B.T], [var * B, var * B @ B.T + var * np.eye(dz)]])
+
+    def marginal(index, values):
+        """Exact density of coordinate `index` (0 <= index < dim) at `values`."""
+        if not 0 <= index < dim:
+            raise ValueError("index must be in [0, %d), got %r" % (dim, index))
+        v = np.asarray(values, dtype=float)[..., None]
+        sd = np.sqrt(cov[index, index])
+        return np.mean(np.exp(-0.5 * ((v - full_means[:, index]) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), axis=-1)
+
+    def assign_mode(x_active):
+        """Index of the mode whose mean of x_z is nearest, for samples of shape (..., dim)."""
+        z = np.asarray(x_active, dtype=float)[..., :dz]
+        return np.argmin(np.sum((z[..., None, :] - means) ** 2, axis=-1), axis=-1)
+
+    def sample(n, rng):
+        """Exact samples of the active coordinates, shape (n, dim)."""
+        k = rng.integers(0, 3, size=n)
+        z = means[k] + np.sqrt(var) * rng.normal(size=(n, dz))
+        return np.concatenate([z, z @ B.T + np.sqrt(var) * rng.normal(size=(n, dz))], axis=1)
+
     start = np.concatenate([means[0], B @ means[0]])
     return _analytic_system(f"gaussian_mixture_{dim}d", dim, expression_of, 1.0, start, reference,
-                            {"means": means, "B": B, "variance": var, "seed": seed, "slow": list(range(dz))})
+                            {"means": means, "B": B, "variance": var, "seed": seed, "slow": list(range(dz)),
+                             "mode_weights": np.full(3, 1.0 / 3.0), "marginal": marginal, "assign_mode": assign_mode,
+                             "sample": sample, "covariance": cov, "mode_means": full_means})
 
 
 _MB_CONDITIONAL_FLOW = dict(A=(-200, -100, -170, 15), a=(-1, -1, -6.5, 0.7), b=(0, 0, 11, 0.6),
@@ -173,8 +207,29 @@ def mueller_brown(variant="conditional_flow"):
         return sum(A * np.exp(a * (x - x0) ** 2 + b * (x - x0) * (y - y0) + c * (y - y0) ** 2)
                    for A, a, b, c, x0, y0 in zip(p["A"], p["a"], p["b"], p["c"], p["x0"], p["y0"]))
 
+    if variant == "conditional_flow":
+        # CG coordinate s = x1 - x2, fine coordinate t = x1 + x2 (45-degree rotated axes).
+        cg_coordinate = lambda xa: np.asarray(xa)[..., 0] - np.asarray(xa)[..., 1]
+        to_xy = lambda s_, t: ((s_ + t) / 2, (t - s_) / 2)
+        fine = np.linspace(-4.0, 5.0, 4001)
+    else:
+        # CG coordinate = x (projection), fine coordinate = y.
+        cg_coordinate = lambda xa: np.asarray(xa)[..., 0]
+        to_xy = lambda s_, t: (s_ + 0 * t, t + 0 * s_)
+        fine = np.linspace(-20.0, 80.0, 4001)
+
+    def pmf(s_values, beta=1.0 / kT):
+        """PMF along the CG coordinate by quadrature, -kT ln integral exp(-beta U) over the fine
+        coordinate (kJ/mol), shifted so that its minimum over s_values is 0."""
+        s_values = np.atleast_1d(np.asarray(s_values, dtype=float))
+        x, y = to_xy(s_values[:, None], fine[None, :])
+        u = reference(np.stack([x, y], axis=-1))
+        shift = u.min()
+        free = -np.log(np.trapezoid(np.exp(-beta * (u - shift)), fine, axis=1)) / beta + shift
+        return free - free.min()
+
     return _analytic_system(f"mueller_brown_{variant}", 2, lambda c: " + ".join(terms), kT, start, reference,
-                            {"variant": variant, "parameters": p})
+                            {"variant": variant, "parameters": p, "cg_coordinate": cg_coordinate, "pmf": pmf})
 
 
 # ---- Alanine dipeptide ---------------------------------------------------------------------
