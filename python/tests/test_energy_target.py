@@ -141,6 +141,15 @@ def test_gaussian_mixture_reference_marginals_match_exact_samples():
         hist, edges = np.histogram(samples[:, i], bins=60, density=True)
         centres = 0.5 * (edges[1:] + edges[:-1])
         np.testing.assert_allclose(hist, ts.info["marginal"](i, centres), atol=0.05 * hist.max())
+    # The System's energy is exactly -log of the joint mixture density (so Z = 1).
+    cov, mu = ts.info["covariance"], ts.info["mode_means"]
+    inv, (_, logdet) = np.linalg.inv(cov), np.linalg.slogdet(cov)
+    x = samples[:5]
+    dens = np.mean([np.exp(-0.5 * np.einsum("ni,ij,nj->n", x - m, inv, x - m) - 0.5 * logdet - 2 * np.log(2 * np.pi))
+                    for m in mu], axis=0)
+    pos = np.zeros((5, 6))
+    pos[:, :4] = x
+    np.testing.assert_allclose(ts.energy(pos.reshape(5, 2, 3)) - 2 * restraint_constant(ts), -np.log(dens), rtol=1e-9)
     with pytest.raises(ValueError, match="index"):
         ts.info["marginal"](4, [0.0])
 
