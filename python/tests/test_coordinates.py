@@ -103,11 +103,10 @@ def test_cg_maps(ala2):
         _core.LinearMap(np.array([[0.5, 0.4, 0.0]]))
 
 
-def test_zmatrix_from_openmm_topology_bonds(ala2):
-    topology = ala2.info["topology"]
-    bonds = [(b[0].index, b[1].index) for b in topology.bonds()]
-    masses = [ala2.system.getParticleMass(i)._value for i in range(22)]
-    zm = _core.ZMatrix.from_bonds(22, bonds, masses)
+def test_zmatrix_from_openmm_topology(ala2):
+    from openmmcgflow.coordinates import zmatrix_from_topology
+    zm = zmatrix_from_topology(ala2.info["topology"], ala2.system)
+    assert zmatrix_from_topology(ala2.info["topology"]).rows == zm.rows  # masses only break ties
     assert zm.num_internal == 60
     assert sorted(r[0] for r in zm.rows) == list(range(22))
     ic = _core.InternalCoordinates(zm)
