@@ -40,6 +40,7 @@ demo: install
 
 bench: install
 	@$(PYTHON) benchmarks/pmf_force.py
+	@$(PYTHON) benchmarks/energy_target.py
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -16,6 +16,7 @@ from ._core import CGFlowError, MLPEnsemble, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import PMFForce
 from .pmf import set_ensemble_parameters
+from . import coordinates, systems  # noqa: E402  (submodules: cg.coordinates, cg.systems)
 
 __version__ = "0.1.0"
 
