@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/CGMap.h"
 
@@ -18,14 +19,7 @@ using Eigen::MatrixXd;
 
 namespace {
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 std::vector<double> randomVector(size_t n, unsigned seed, double scale = 1.0) {
     std::mt19937 rng(seed);

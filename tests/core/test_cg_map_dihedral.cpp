@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/CGMap.h"
 #include "cgflow/coords/CGMapDihedral.h"
@@ -23,14 +24,7 @@ namespace {
 
 const double pi = 3.14159265358979323846;
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 // Random, generic (non-collinear) configurations of numAtoms atoms, 0.3 nm spread.
 std::vector<double> randomConfigurations(int batch, int numAtoms, unsigned seed) {

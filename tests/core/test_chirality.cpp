@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/Chirality.h"
 #include "cgflow/coords/InternalCoordinates.h"
@@ -26,14 +27,7 @@ namespace {
 
 const double pi = 3.14159265358979323846;
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 const std::vector<std::pair<int, int>> alanineBonds = {
     {0, 1},  {1, 2},   {1, 3},   {1, 4},   {4, 5},   {4, 6},   {6, 7},   {6, 8},   {8, 9},   {8, 10}, {10, 11},

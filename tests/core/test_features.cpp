@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/Features.h"
 
@@ -21,14 +22,7 @@ namespace {
 
 const double pi = 3.14159265358979323846;
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 Feature distance(int i, int j) {
     return {FeatureType::Distance, {i, j}};

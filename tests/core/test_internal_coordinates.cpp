@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/Features.h"
 #include "cgflow/coords/InternalCoordinates.h"
@@ -27,14 +28,7 @@ namespace {
 
 const double pi = 3.14159265358979323846;
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 using Bonds = std::vector<std::pair<int, int>>;
 

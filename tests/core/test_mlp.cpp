@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/nn/Activation.h"
 #include "cgflow/nn/MLP.h"
@@ -20,14 +21,7 @@ namespace {
 const std::vector<Activation> allActivations = {Activation::Identity, Activation::Tanh,     Activation::Sigmoid,
                                                 Activation::Softplus, Activation::SiLU,     Activation::ReLU};
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 // Random parameters, including biases, so gradients see every term.
 MLP randomMLP(std::vector<int> widths, Activation hidden, Activation output, uint64_t seed) {

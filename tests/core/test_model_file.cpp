@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/io/MLPEnsembleFile.h"
 #include "cgflow/io/ModelFile.h"
@@ -22,14 +23,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 void expectModelError(const std::string& bytes, const std::string& expected) {
     std::string message = errorMessage([&] { ModelFile::parse(bytes, "model.safetensors"); });

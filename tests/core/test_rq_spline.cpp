@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/flows/RQSpline.h"
 
@@ -20,14 +21,7 @@ namespace {
 
 const double Pi = 3.14159265358979323846;
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 // The splines every property is checked on: both types, K = 1 (degenerate), small and typical K,
 // narrow and wide intervals, default and custom minimum constants.

@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/io/SafeTensors.h"
 
@@ -15,14 +16,7 @@ using cgflow::io::Tensor;
 
 namespace {
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 // Parsing must fail with a message that starts with the source name and mentions `expected`.
 void expectParseError(const std::string& bytes, const std::string& expected) {

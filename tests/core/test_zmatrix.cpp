@@ -1,3 +1,4 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/coords/ZMatrix.h"
 
@@ -18,14 +19,7 @@ using cgflow::coords::ZMatrixRow;
 
 namespace {
 
-std::string errorMessage(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no Error thrown>";
-}
+using cgflowtest::errorMessage;
 
 using Bonds = std::vector<std::pair<int, int>>;
 
