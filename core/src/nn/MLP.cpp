@@ -1,4 +1,5 @@
 #include "cgflow/nn/MLP.h"
+#include "cgflow/nn/DenseParameters.h"
 
 #include "cgflow/Error.h"
 
@@ -9,9 +10,6 @@
 namespace cgflow::nn {
 
 namespace {
-
-using RowMajorMap = Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-using ConstRowMajorMap = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
     return std::to_string(rows) + "x" + std::to_string(cols);
@@ -69,30 +67,15 @@ const Eigen::VectorXd& MLP::bias(int layer) const {
 }
 
 size_t MLP::getNumParameters() const {
-    size_t n = 0;
-    for (size_t l = 0; l < weights.size(); l++)
-        n += static_cast<size_t>(weights[l].size() + biases[l].size());
-    return n;
+    return countDenseParameters(weights, biases);
 }
 
 void MLP::getParameters(double* out) const {
-    for (size_t l = 0; l < weights.size(); l++) {
-        const Eigen::MatrixXd& w = weights[l];
-        RowMajorMap(out, w.rows(), w.cols()) = w;
-        out += w.size();
-        Eigen::Map<Eigen::VectorXd>(out, biases[l].size()) = biases[l];
-        out += biases[l].size();
-    }
+    packDenseParameters(weights, biases, out);
 }
 
 void MLP::setParameters(const double* in) {
-    for (size_t l = 0; l < weights.size(); l++) {
-        Eigen::MatrixXd& w = weights[l];
-        w = ConstRowMajorMap(in, w.rows(), w.cols());
-        in += w.size();
-        biases[l] = Eigen::Map<const Eigen::VectorXd>(in, biases[l].size());
-        in += biases[l].size();
-    }
+    unpackDenseParameters(in, weights, biases);
 }
 
 void MLP::initializeParameters(uint64_t seed) {
