@@ -1,4 +1,5 @@
 #include "cgflow/coords/CGMap.h"
+#include "BatchArguments.h"
 
 #include "cgflow/Error.h"
 
@@ -29,14 +30,7 @@ std::string formatNumber(double x) {
     return s.str();
 }
 
-void checkBatch(int batchSize, const void* in, const void* out, const char* inName, const char* outName) {
-    if (batchSize < 0)
-        throw Error("batchSize must be non-negative, got " + std::to_string(batchSize));
-    if (batchSize > 0 && in == nullptr)
-        throw Error(std::string(inName) + " is null but batchSize is " + std::to_string(batchSize));
-    if (batchSize > 0 && out == nullptr)
-        throw Error(std::string(outName) + " is null but batchSize is " + std::to_string(batchSize));
-}
+using detail::checkBatch;
 
 int inferBatch(size_t size, int perItem, const char* name, const char* itemName) {
     size_t stride = 3 * static_cast<size_t>(perItem);

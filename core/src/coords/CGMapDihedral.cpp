@@ -1,4 +1,5 @@
 #include "cgflow/coords/CGMapDihedral.h"
+#include "BatchArguments.h"
 
 #include "cgflow/Error.h"
 
@@ -18,14 +19,7 @@ Vector3d positionOf(const double* positions, int atom) {
     return Vector3d(positions[3 * atom], positions[3 * atom + 1], positions[3 * atom + 2]);
 }
 
-void checkBatch(int batchSize, const void* in, const void* out, const char* inName, const char* outName) {
-    if (batchSize < 0)
-        throw Error("batchSize must be non-negative, got " + std::to_string(batchSize));
-    if (batchSize > 0 && in == nullptr)
-        throw Error(std::string(inName) + " is null but batchSize is " + std::to_string(batchSize));
-    if (batchSize > 0 && out == nullptr)
-        throw Error(std::string(outName) + " is null but batchSize is " + std::to_string(batchSize));
-}
+using detail::checkBatch;
 
 bool contains(const std::vector<int>& set, int atom) {
     return std::find(set.begin(), set.end(), atom) != set.end();
