@@ -1,6 +1,7 @@
 #include "cgflow/coords/InternalCoordinates.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/util/Parallel.h"
 
 #include <Eigen/Geometry>
 #include <Random123/philox.h>
@@ -44,40 +45,6 @@ void accumulate(double* g, int atom, const Vector3d& v) {
     g[3 * atom] += v[0];
     g[3 * atom + 1] += v[1];
     g[3 * atom + 2] += v[2];
-}
-
-/**
- * body(begin, end) over contiguous blocks of [0, batch), one per thread; the calling thread takes the
- * first block. Exceptions (only bad_alloc is possible) are carried back to the caller.
- */
-template <class Body>
-void parallelFor(int batch, int numThreads, const Body& body) {
-    int threads = std::max(1, std::min(numThreads, batch));
-    if (batch <= 0)
-        return;
-    if (threads == 1) {
-        body(0, batch);
-        return;
-    }
-    std::vector<std::exception_ptr> errors(threads);
-    auto run = [&](int t) {
-        try {
-            int begin = static_cast<int>(static_cast<long long>(batch) * t / threads);
-            int end = static_cast<int>(static_cast<long long>(batch) * (t + 1) / threads);
-            body(begin, end);
-        } catch (...) {
-            errors[t] = std::current_exception();
-        }
-    };
-    std::vector<std::thread> workers;
-    for (int t = 1; t < threads; t++)
-        workers.emplace_back(run, t);
-    run(0);
-    for (std::thread& w : workers)
-        w.join();
-    for (const std::exception_ptr& e : errors)
-        if (e)
-            std::rethrow_exception(e);
 }
 
 /** The NeRF frame at the bond partner b, from the angle partner c and the dihedral partner d. */
@@ -301,7 +268,7 @@ void InternalCoordinates::logDetGradientRaw(const double* q, double weight, doub
 void InternalCoordinates::toInternal(int batch, const double* cartesian, double* internal, double* logDetJ) const {
     checkBatch(batch, cartesian, "cartesian", getNumCartesian(), internal, "internal", getNumInternal(), "toInternal");
     int m = getNumInternal(), dim = getNumCartesian();
-    parallelFor(batch, numThreads, [&](int begin, int end) {
+    util::parallelFor(batch, numThreads, [&](int begin, int end) {
         for (int s = begin; s < end; s++) {
             double* q = internal + static_cast<long long>(s) * m;
             toInternalRaw(cartesian + static_cast<long long>(s) * dim, q);
@@ -340,7 +307,7 @@ void InternalCoordinates::toCartesian(int batch, const double* internal, double*
                                       const RigidMotion* motions) const {
     checkBatch(batch, internal, "internal", getNumInternal(), cartesian, "cartesian", getNumCartesian(), "toCartesian");
     int m = getNumInternal(), dim = getNumCartesian(), n = getNumAtoms();
-    parallelFor(batch, numThreads, [&](int begin, int end) {
+    util::parallelFor(batch, numThreads, [&](int begin, int end) {
         std::vector<double> q(m);
         for (int s = begin; s < end; s++) {
             denormalize(1, internal + static_cast<long long>(s) * m, q.data());
@@ -360,7 +327,7 @@ void InternalCoordinates::toCartesianBackward(int batch, const double* internal,
                                               const RigidMotion* motions) const {
     checkBatch(batch, internal, "internal", getNumInternal(), dLdInternal, "dLdInternal", getNumInternal(), "toCartesianBackward");
     int m = getNumInternal(), dim = getNumCartesian(), n = getNumAtoms();
-    parallelFor(batch, numThreads, [&](int begin, int end) {
+    util::parallelFor(batch, numThreads, [&](int begin, int end) {
         std::vector<double> q(m), x(dim), g(dim);
         for (int s = begin; s < end; s++) {
             const double* z = internal + static_cast<long long>(s) * m;
@@ -428,7 +395,7 @@ void InternalCoordinates::toInternalBackward(int batch, const double* cartesian,
                                              const double* dLdLogDetJ, double* dLdCartesian) const {
     checkBatch(batch, cartesian, "cartesian", getNumCartesian(), dLdCartesian, "dLdCartesian", getNumCartesian(), "toInternalBackward");
     int m = getNumInternal(), dim = getNumCartesian(), n = getNumAtoms();
-    parallelFor(batch, numThreads, [&](int begin, int end) {
+    util::parallelFor(batch, numThreads, [&](int begin, int end) {
         std::vector<double> q(m), gq(m);
         for (int s = begin; s < end; s++) {
             const double* x = cartesian + static_cast<long long>(s) * dim;
@@ -481,7 +448,7 @@ void InternalCoordinates::toCanonicalFrame(int batch, const double* cartesian, d
     int dim = getNumCartesian(), n = getNumAtoms();
     if (n == 0)
         return;
-    parallelFor(batch, numThreads, [&](int begin, int end) {
+    util::parallelFor(batch, numThreads, [&](int begin, int end) {
         for (int s = begin; s < end; s++) {
             const double* x = cartesian + static_cast<long long>(s) * dim;
             double* out = canonical + static_cast<long long>(s) * dim;

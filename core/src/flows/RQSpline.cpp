@@ -120,16 +120,35 @@ void RQSpline::forEachScalar(int n, const double* raw, F&& f) const {
     const int K = numBins, P = getNumParameters(), numDeriv = getNumRawDerivatives();
     const int firstKnot = type == RQSplineType::Monotonic ? 1 : 0;
     const int chunk = std::min(n, 64);
-    std::vector<double> expSoftmax(static_cast<size_t>(chunk) * 2 * K);
-    std::vector<double> rawDeriv(static_cast<size_t>(chunk) * numDeriv), expDeriv(rawDeriv.size()),
-        logDeriv(rawDeriv.size()), slopeDeriv(rawDeriv.size());
-    RQSplineKnots knots;
+    // Per-thread buffers: coupling layers call this once per sample, so allocating here would cost
+    // more than the arithmetic. They are Eigen arrays because Eigen's allocator aligns them to the
+    // packet size: over a merely 16-byte-aligned std::vector, Eigen peels a scalar prologue whose
+    // length depends on the heap address, and the same input would give results differing in the
+    // last bit from one call to the next.
+    struct Buffers {
+        Eigen::ArrayXd expSoftmax, rawDeriv, expDeriv, logDeriv, slopeDeriv;
+        RQSplineKnots knots;
+    };
+    thread_local Buffers buffers;
+    auto reserve = [](Eigen::ArrayXd& a, Eigen::Index size) {
+        if (a.size() < size)
+            a.resize(size);
+    };
+    reserve(buffers.expSoftmax, static_cast<Eigen::Index>(chunk) * 2 * K);
+    for (Eigen::ArrayXd* a : {&buffers.rawDeriv, &buffers.expDeriv, &buffers.logDeriv, &buffers.slopeDeriv})
+        reserve(*a, static_cast<Eigen::Index>(chunk) * numDeriv);
+    double* expSoftmax = buffers.expSoftmax.data();
+    double* rawDeriv = buffers.rawDeriv.data();
+    double* expDeriv = buffers.expDeriv.data();
+    double* logDeriv = buffers.logDeriv.data();
+    double* slopeDeriv = buffers.slopeDeriv.data();
+    RQSplineKnots& knots = buffers.knots;
     resizeKnots(knots);
     for (int start = 0; start < n; start += chunk) {
         const int m = std::min(chunk, n - start);
         for (int i = 0; i < m; i++) {
             const double* r = raw + static_cast<size_t>(start + i) * P;
-            double* e = expSoftmax.data() + static_cast<size_t>(i) * 2 * K;
+            double* e = expSoftmax + static_cast<size_t>(i) * 2 * K;
             for (int part = 0; part < 2; part++) {
                 const double* rp = r + part * K;
                 double maxValue = rp[0];
@@ -138,27 +157,27 @@ void RQSpline::forEachScalar(int n, const double* raw, F&& f) const {
                 for (int j = 0; j < K; j++)
                     e[part * K + j] = rp[j] - maxValue;
             }
-            std::copy(r + 2 * K, r + P, rawDeriv.begin() + static_cast<size_t>(i) * numDeriv);
+            std::copy(r + 2 * K, r + P, rawDeriv + static_cast<size_t>(i) * numDeriv);
         }
-        Eigen::Map<Eigen::ArrayXd> softmaxArg(expSoftmax.data(), static_cast<Eigen::Index>(m) * 2 * K);
+        Eigen::Map<Eigen::ArrayXd, Eigen::AlignedMax> softmaxArg(expSoftmax, static_cast<Eigen::Index>(m) * 2 * K);
         softmaxArg = softmaxArg.exp();
         if (numDeriv > 0) {
             // The same formulas as computeKnots(), over the whole chunk.
             const Eigen::Index size = static_cast<Eigen::Index>(m) * numDeriv;
-            Eigen::Map<const Eigen::ArrayXd> r(rawDeriv.data(), size);
-            Eigen::Map<Eigen::ArrayXd> e(expDeriv.data(), size), slope(slopeDeriv.data(), size);
+            Eigen::Map<const Eigen::ArrayXd, Eigen::AlignedMax> r(rawDeriv, size);
+            Eigen::Map<Eigen::ArrayXd, Eigen::AlignedMax> e(expDeriv, size), slope(slopeDeriv, size);
             e = (-r.abs()).exp();
-            Eigen::Map<Eigen::ArrayXd>(logDeriv.data(), size) = (1.0 + e).log();
+            Eigen::Map<Eigen::ArrayXd, Eigen::AlignedMax>(logDeriv, size) = (1.0 + e).log();
             slope = 1.0 / (1.0 + e);
             slope = (r >= 0).select(slope, e * slope);
         }
         for (int i = 0; i < m; i++) {
-            const double* e = expSoftmax.data() + static_cast<size_t>(i) * 2 * K;
+            const double* e = expSoftmax + static_cast<size_t>(i) * 2 * K;
             std::copy(e, e + K, knots.widthSoftmax.begin());
             std::copy(e + K, e + 2 * K, knots.heightSoftmax.begin());
             const size_t d = static_cast<size_t>(i) * numDeriv;
-            std::copy(slopeDeriv.begin() + d, slopeDeriv.begin() + d + numDeriv, knots.derivativeSlope.begin());
-            std::copy(logDeriv.begin() + d, logDeriv.begin() + d + numDeriv, knots.derivatives.begin() + firstKnot);
+            std::copy(slopeDeriv + d, slopeDeriv + d + numDeriv, knots.derivativeSlope.begin());
+            std::copy(logDeriv + d, logDeriv + d + numDeriv, knots.derivatives.begin() + firstKnot);
             finishKnots(raw + static_cast<size_t>(start + i) * P, knots);
             f(start + i, knots);
         }

@@ -1,0 +1,135 @@
+#include "cgflow/flows/SplineCoupling.h"
+
+#include "cgflow/Error.h"
+
+#include <cmath>
+
+namespace cgflow::flows {
+
+SplineCoupling::SplineCoupling(std::vector<bool> inputCircular, const CouplingOptions& coupling,
+                               const SplineOptions& spline)
+    : CouplingLayer("SplineCoupling", std::move(inputCircular), coupling,
+                    RQSpline::numParameters(RQSplineType::Monotonic, spline.numBins),
+                    RQSpline::numParameters(RQSplineType::Circular, spline.numBins)),
+      options(spline),
+      monotonic(RQSpline::monotonic(spline.numBins, spline.bound, spline.minBinWidth, spline.minBinHeight,
+                                    spline.minDerivative)),
+      circular(RQSpline::circular(spline.numBins, spline.minBinWidth, spline.minBinHeight, spline.minDerivative)) {}
+
+std::unique_ptr<SplineCoupling> SplineCoupling::elementwise(std::vector<bool> inputCircular, const SplineOptions& spline,
+                                                            int contextFeatureSize, int hiddenSize, int numBlocks,
+                                                            nn::Activation activation) {
+    CouplingOptions coupling;
+    coupling.transformed.assign(inputCircular.size(), true);
+    coupling.contextFeatureSize = contextFeatureSize;
+    coupling.hiddenSize = hiddenSize;
+    coupling.numBlocks = numBlocks;
+    coupling.activation = activation;
+    return std::make_unique<SplineCoupling>(std::move(inputCircular), coupling, spline);
+}
+
+void SplineCoupling::identityRawParameters(double* raw) const {
+    // Equal bins map every knot to itself; derivatives of exactly 1 at every knot then make each
+    // bin's rational-quadratic segment the identity. minDerivative + softplus(r) = 1 needs
+    // r = log(exp(1 - minDerivative) - 1).
+    const double derivativeRaw = std::log(std::expm1(1.0 - options.minDerivative));
+    const int K = options.numBins;
+    double* r = raw;
+    for (const RQSpline* spline : {&monotonic, &circular}) {
+        const int count = spline == &monotonic ? numRealTransformed() : numCircularTransformed();
+        const int P = spline->getNumParameters();
+        for (int i = 0; i < count; i++, r += P) {
+            std::fill(r, r + 2 * K, 0.0);
+            std::fill(r + 2 * K, r + P, derivativeRaw);
+        }
+    }
+}
+
+void SplineCoupling::transform(Direction direction, CouplingWorkspace& ws, double* logDet) const {
+    const Eigen::Index n = ws.in.cols();
+    const int numT = static_cast<int>(ws.in.rows());
+    const int nReal = numRealTransformed(), nCirc = numCircularTransformed();
+    const int circularOffset = nReal * monotonic.getNumParameters();
+    ws.scratch.resize(numT);
+    double* ld = ws.scratch.data();
+    for (Eigen::Index j = 0; j < n; j++) {
+        const double* raw = ws.raw.col(j).data();
+        const double* in = ws.in.col(j).data();
+        double* out = ws.out.col(j).data();
+        if (direction == Direction::Forward) {
+            monotonic.forwardBatch(nReal, raw, in, out, ld);
+            circular.forwardBatch(nCirc, raw + circularOffset, in + nReal, out + nReal, ld + nReal);
+        } else {
+            monotonic.inverseBatch(nReal, raw, in, out, ld);
+            circular.inverseBatch(nCirc, raw + circularOffset, in + nReal, out + nReal, ld + nReal);
+        }
+        double sum = 0;
+        for (int t = 0; t < numT; t++)
+            sum += ld[t];
+        logDet[j] += sum;
+    }
+}
+
+void SplineCoupling::transformBackward(CouplingWorkspace& ws, const double* gradLogDet) const {
+    const Eigen::Index n = ws.in.cols();
+    const int numT = static_cast<int>(ws.in.rows());
+    const int nReal = numRealTransformed(), nCirc = numCircularTransformed();
+    const int circularOffset = nReal * monotonic.getNumParameters();
+    ws.gradIn.resize(numT, n);
+    ws.gradRaw.setZero(getRawSize(), n);
+    ws.scratch.resize(numT);
+    double* gl = ws.scratch.data();
+    for (Eigen::Index j = 0; j < n; j++) {
+        std::fill(gl, gl + numT, gradLogDet[j]);
+        const double* raw = ws.raw.col(j).data();
+        const double* in = ws.in.col(j).data();
+        const double* gOut = ws.gradOut.col(j).data();
+        double* gIn = ws.gradIn.col(j).data();
+        double* gRaw = ws.gradRaw.col(j).data();
+        if (ws.direction == Direction::Forward) {
+            monotonic.forwardGradientBatch(nReal, raw, in, gOut, gl, gIn, gRaw);
+            circular.forwardGradientBatch(nCirc, raw + circularOffset, in + nReal, gOut + nReal, gl + nReal,
+                                          gIn + nReal, gRaw + circularOffset);
+        } else {
+            monotonic.inverseGradientBatch(nReal, raw, in, gOut, gl, gIn, gRaw);
+            circular.inverseGradientBatch(nCirc, raw + circularOffset, in + nReal, gOut + nReal, gl + nReal,
+                                          gIn + nReal, gRaw + circularOffset);
+        }
+    }
+}
+
+nlohmann::json SplineCoupling::getConfig() const {
+    nlohmann::json config = couplingConfig();
+    config["num_bins"] = options.numBins;
+    config["bound"] = options.bound;
+    config["min_bin_width"] = options.minBinWidth;
+    config["min_bin_height"] = options.minBinHeight;
+    config["min_derivative"] = options.minDerivative;
+    return config;
+}
+
+std::unique_ptr<SplineCoupling> SplineCoupling::fromConfig(const nlohmann::json& config,
+                                                           std::vector<bool> inputCircular) {
+    const int dimension = static_cast<int>(inputCircular.size());
+    CouplingOptions coupling = parseCouplingOptions(config, dimension, "spline_coupling");
+    SplineOptions spline;
+    auto number = [&](const char* key, double& value) {
+        if (!config.contains(key))
+            return;
+        if (!config[key].is_number())
+            throw Error(std::string("spline_coupling config: \"") + key + "\" must be a number");
+        value = config[key].get<double>();
+    };
+    if (config.contains("num_bins")) {
+        if (!config["num_bins"].is_number_integer())
+            throw Error("spline_coupling config: \"num_bins\" must be an integer");
+        spline.numBins = config["num_bins"].get<int>();
+    }
+    number("bound", spline.bound);
+    number("min_bin_width", spline.minBinWidth);
+    number("min_bin_height", spline.minBinHeight);
+    number("min_derivative", spline.minDerivative);
+    return std::make_unique<SplineCoupling>(std::move(inputCircular), coupling, spline);
+}
+
+} // namespace cgflow::flows
