@@ -1,9 +1,12 @@
+#include "CoreTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/nn/Activation.h"
+#include "cgflow/nn/Precision.h"
 #include "cgflow/nn/ResidualMLP.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -11,6 +14,7 @@
 
 using cgflow::Error;
 using cgflow::nn::Activation;
+using cgflow::nn::Precision;
 using cgflow::nn::ResidualMLP;
 
 namespace {
@@ -242,4 +246,280 @@ TEST(ResidualMLP, RejectsBadShapesAndArguments) {
     Eigen::MatrixXd expected =
         (affine.weight(1) * ((affine.weight(0) * X).colwise() + affine.bias(0))).colwise() + affine.bias(1);
     EXPECT_LT((Y - expected).cwiseAbs().maxCoeff(), 1e-14);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixed precision: float32 GEMMs and activations behind the double interface.
+
+namespace {
+
+// Float32 has a unit roundoff of 6e-8; through a few layers of width <= 64 the errors stay near
+// 1e-6 of the magnitude of the quantity, so 1e-5 relative to its largest entry is the tolerance
+// used below (Float64 agrees to ~1e-15 on the same comparisons).
+const double mixedTolerance = 1e-5;
+
+double maxAbs(const Eigen::MatrixXd& m) {
+    return m.cwiseAbs().maxCoeff();
+}
+
+/** A network as used in practice: Glorot weights, plus small nonzero biases and output layer. */
+ResidualMLP realisticNetwork(int in, int hidden, int out, int blocks, Activation activation, uint64_t seed) {
+    ResidualMLP net(in, hidden, out, blocks, activation);
+    net.initializeParameters(seed);
+    std::vector<double> params = net.getParameters();
+    std::mt19937_64 rng(seed + 1);
+    std::normal_distribution<double> normal(0.0, 0.05);
+    for (double& p : params)
+        p += normal(rng);
+    net.setParameters(params);
+    return net;
+}
+
+struct Pass {
+    Eigen::MatrixXd Y, dX;
+    std::vector<double> grad;
+};
+
+Pass runPass(const ResidualMLP& net, const Eigen::MatrixXd& X, const Eigen::MatrixXd& dY, ResidualMLP::Workspace& ws) {
+    Pass pass;
+    net.forward(X, pass.Y, ws);
+    pass.grad.assign(net.getNumParameters(), 0.0);
+    net.backward(dY, ws, &pass.dX, pass.grad.data());
+    return pass;
+}
+
+} // namespace
+
+TEST(ResidualMLPMixed, DefaultIsFloat64AndPrecisionRoundTrips) {
+    ResidualMLP net(3, 4, 2, 1);
+    EXPECT_EQ(net.getPrecision(), Precision::Float64);
+    net.setPrecision(Precision::Mixed);
+    EXPECT_EQ(net.getPrecision(), Precision::Mixed);
+    ResidualMLP copy = net;
+    EXPECT_EQ(copy.getPrecision(), Precision::Mixed);
+    net.setPrecision(Precision::Float64);
+    EXPECT_EQ(net.getPrecision(), Precision::Float64);
+    EXPECT_THROW(net.setPrecision(static_cast<Precision>(7)), Error);
+    ResidualMLP empty;
+    empty.setPrecision(Precision::Mixed);
+    Eigen::MatrixXd Y;
+    ResidualMLP::Workspace ws;
+    EXPECT_THROW(empty.forward(Eigen::MatrixXd::Ones(3, 4), Y, ws), Error);
+}
+
+TEST(ResidualMLPMixed, FloatActivationsMatchDoubleAndStayFinite) {
+    Eigen::ArrayXXd x(7, 30);
+    for (Eigen::Index i = 0; i < x.size(); i++)
+        x(i) = -120.0 + 240.0 * static_cast<double>(i) / static_cast<double>(x.size() - 1); // includes saturation
+    x(0) = 0.0;
+    const Eigen::ArrayXXf xf = x.cast<float>();
+    for (Activation activation : allActivations) {
+        SCOPED_TRACE(cgflow::nn::activationName(activation));
+        Eigen::ArrayXXd y(x.rows(), x.cols()), d(x.rows(), x.cols());
+        Eigen::ArrayXXf yf(x.rows(), x.cols()), df(x.rows(), x.cols());
+        cgflow::nn::activationValue(activation, xf.cast<double>(), y);
+        cgflow::nn::activationDerivative(activation, xf.cast<double>(), d);
+        cgflow::nn::activationValue(activation, xf, yf);
+        cgflow::nn::activationDerivative(activation, xf, df);
+        ASSERT_TRUE(yf.allFinite());
+        ASSERT_TRUE(df.allFinite());
+        // Relative to the value itself where it is not tiny (a few float ulps), absolutely near 0.
+        for (Eigen::Index i = 0; i < x.size(); i++) {
+            EXPECT_NEAR(yf(i), y(i), 1e-6 * std::max(1.0, std::abs(y(i)))) << "f(" << xf(i) << ")";
+            EXPECT_NEAR(df(i), d(i), 1e-6 * std::max(1e-3, std::abs(d(i)))) << "f'(" << xf(i) << ")";
+        }
+        // In place, as for the double version.
+        Eigen::ArrayXXf inPlace = xf;
+        cgflow::nn::activationValue(activation, inPlace, inPlace);
+        EXPECT_TRUE((inPlace == yf).all());
+        Eigen::ArrayXXf wrong(2, 2);
+        EXPECT_THROW(cgflow::nn::activationValue(activation, xf, wrong), Error);
+    }
+}
+
+TEST(ResidualMLPMixed, ForwardAndBackwardMatchFloat64ForEveryActivation) {
+    const int in = 12, hidden = 64, out = 40, batch = 33;
+    for (Activation activation : allActivations)
+        for (int blocks : {0, 1, 2}) {
+            SCOPED_TRACE(cgflow::nn::activationName(activation) + ", blocks " + std::to_string(blocks));
+            ResidualMLP net = realisticNetwork(in, hidden, out, blocks, activation, 100 + blocks);
+            Eigen::MatrixXd X = 2.0 * randomMatrix(in, batch, 21);
+            Eigen::MatrixXd dY = randomMatrix(out, batch, 22);
+            ResidualMLP::Workspace ws;
+            Pass exact = runPass(net, X, dY, ws);
+            net.setPrecision(Precision::Mixed);
+            Pass mixed = runPass(net, X, dY, ws); // the same workspace, now used in Mixed
+
+            EXPECT_LE(maxAbs(mixed.Y - exact.Y), mixedTolerance * maxAbs(exact.Y));
+            EXPECT_GT(maxAbs(mixed.Y - exact.Y), 0.0); // it really ran in float
+            EXPECT_LE(maxAbs(mixed.dX - exact.dX), mixedTolerance * maxAbs(exact.dX));
+            // Each layer's weight and bias gradient against its own scale.
+            size_t offset = 0;
+            for (int l = 0; l < net.getNumLayers(); l++)
+                for (Eigen::Index size : {net.weight(l).size(), net.bias(l).size()}) {
+                    double scale = 0.0, error = 0.0;
+                    for (Eigen::Index i = 0; i < size; i++) {
+                        scale = std::max(scale, std::abs(exact.grad[offset + i]));
+                        error = std::max(error, std::abs(mixed.grad[offset + i] - exact.grad[offset + i]));
+                    }
+                    EXPECT_LE(error, mixedTolerance * scale) << "layer " << l << ", " << size << " parameters";
+                    offset += static_cast<size_t>(size);
+                }
+            ASSERT_EQ(offset, net.getNumParameters());
+        }
+}
+
+TEST(ResidualMLPMixed, ParameterGradientIsAccumulated) {
+    ResidualMLP net = realisticNetwork(5, 16, 7, 1, Activation::SiLU, 3);
+    net.setPrecision(Precision::Mixed);
+    Eigen::MatrixXd X = randomMatrix(5, 9, 1), dY = randomMatrix(7, 9, 2);
+    ResidualMLP::Workspace ws;
+    Pass fresh = runPass(net, X, dY, ws);
+    // One buffer throughout, so that alignment-dependent summation order cannot enter (see below).
+    std::vector<double> accumulated = fresh.grad;
+    std::fill(accumulated.begin(), accumulated.end(), 0.0);
+    net.backward(dY, ws, nullptr, accumulated.data());
+    const std::vector<double> once = accumulated;
+    std::fill(accumulated.begin(), accumulated.end(), 1.0);
+    net.backward(dY, ws, nullptr, accumulated.data());
+    net.backward(dY, ws, nullptr, accumulated.data()); // twice, after one forward
+    for (size_t i = 0; i < accumulated.size(); i++) {
+        EXPECT_NEAR(accumulated[i], 1.0 + 2.0 * once[i], 1e-12 * (1.0 + std::abs(once[i]))) << i;
+        EXPECT_NEAR(once[i], fresh.grad[i], 1e-6 * (1.0 + std::abs(once[i]))) << i;
+    }
+    // dX alone needs no parameter buffer, and is the same as with one.
+    Eigen::MatrixXd dXOnly;
+    net.backward(dY, ws, &dXOnly, nullptr);
+    EXPECT_EQ(dXOnly, fresh.dX);
+}
+
+TEST(ResidualMLPMixed, WeightsChangedThroughAccessorsAreNeverSilentlyStale) {
+    ResidualMLP net = realisticNetwork(4, 8, 3, 1, Activation::Tanh, 5);
+    net.setPrecision(Precision::Mixed);
+    Eigen::MatrixXd X = randomMatrix(4, 6, 1), Y, dX;
+    ResidualMLP::Workspace ws;
+    net.forward(X, Y, ws);
+
+    net.weight(0)(0, 0) += 0.5;
+    net.bias(2)(1) -= 0.25;
+    const std::string message = cgflowtest::errorMessage([&] { net.forward(X, Y, ws); });
+    EXPECT_NE(message.find("syncPrecisionCopies()"), std::string::npos) << message;
+    EXPECT_NE(message.find("weight()/bias()"), std::string::npos) << message;
+    EXPECT_THROW(net.backward(Eigen::MatrixXd::Ones(3, 6), ws, &dX, nullptr), Error);
+
+    net.syncPrecisionCopies();
+    net.forward(X, Y, ws);
+    ResidualMLP reference = net; // the changed weights, evaluated in double
+    reference.setPrecision(Precision::Float64);
+    Eigen::MatrixXd expected;
+    ResidualMLP::Workspace referenceWs;
+    reference.forward(X, expected, referenceWs);
+    EXPECT_LE(maxAbs(Y - expected), mixedTolerance * maxAbs(expected));
+
+    // setParameters and initializeParameters rebuild the copies too; Float64 never needs a sync.
+    net.bias(0)(0) = 3.0;
+    net.setParameters(net.getParameters());
+    EXPECT_NO_THROW(net.forward(X, Y, ws));
+    net.weight(1)(0, 0) = 1.0;
+    net.initializeParameters(9);
+    EXPECT_NO_THROW(net.forward(X, Y, ws));
+    net.setPrecision(Precision::Float64);
+    net.weight(0)(0, 0) = 2.0;
+    EXPECT_NO_THROW(net.forward(X, Y, ws));
+    net.setPrecision(Precision::Mixed); // rebuilds from the current weights
+    EXPECT_NO_THROW(net.forward(X, Y, ws));
+    // Reading through a const reference does not count as a change.
+    const ResidualMLP& constNet = net;
+    EXPECT_EQ(constNet.weight(0)(0, 0), 2.0);
+    EXPECT_NO_THROW(net.forward(X, Y, ws));
+}
+
+TEST(ResidualMLPMixed, SwitchingBackToFloat64IsBitIdenticalToNeverMixed) {
+    for (int blocks : {0, 2}) {
+        ResidualMLP never = realisticNetwork(6, 20, 11, blocks, Activation::Softplus, 8);
+        ResidualMLP switched = never;
+        Eigen::MatrixXd X = randomMatrix(6, 10, 3), dY = randomMatrix(11, 10, 4);
+        ResidualMLP::Workspace neverWs, switchedWs;
+        switched.setPrecision(Precision::Mixed);
+        runPass(switched, X, dY, switchedWs);
+        switched.setParameters(switched.getParameters()); // a parameter update while mixed
+        runPass(switched, X, dY, switchedWs);
+        switched.setPrecision(Precision::Float64);
+        Pass a = runPass(never, X, dY, neverWs);
+        // The same gradient buffer for both: Eigen's vectorized bias sums (rowwise().sum()) can
+        // differ in the last bit with the alignment of the destination, in either precision.
+        std::vector<double> grad(never.getNumParameters(), 0.0);
+        never.backward(dY, neverWs, nullptr, grad.data());
+        const std::vector<double> neverGrad = grad;
+        Eigen::MatrixXd Y, dX;
+        switched.forward(X, Y, switchedWs); // the workspace that held Mixed passes
+        std::fill(grad.begin(), grad.end(), 0.0);
+        switched.backward(dY, switchedWs, &dX, grad.data());
+        EXPECT_EQ(a.Y, Y);
+        EXPECT_EQ(a.dX, dX);
+        EXPECT_EQ(neverGrad, grad);
+    }
+}
+
+TEST(ResidualMLPMixed, BackwardRejectsAForwardPassOfTheOtherPrecision) {
+    ResidualMLP net = realisticNetwork(3, 5, 2, 1, Activation::ReLU, 1);
+    Eigen::MatrixXd X = randomMatrix(3, 4, 1), Y, dX;
+    ResidualMLP::Workspace ws;
+    net.setPrecision(Precision::Mixed);
+    net.forward(X, Y, ws);
+    net.setPrecision(Precision::Float64);
+    const std::string message =
+        cgflowtest::errorMessage([&] { net.backward(Eigen::MatrixXd::Ones(2, 4), ws, &dX, nullptr); });
+    EXPECT_NE(message.find("mixed"), std::string::npos) << message;
+    EXPECT_NE(message.find("forward() again"), std::string::npos) << message;
+    net.forward(X, Y, ws);
+    net.setPrecision(Precision::Mixed);
+    EXPECT_THROW(net.backward(Eigen::MatrixXd::Ones(2, 4), ws, &dX, nullptr), Error);
+    net.forward(X, Y, ws);
+    EXPECT_NO_THROW(net.backward(Eigen::MatrixXd::Ones(2, 4), ws, &dX, nullptr));
+}
+
+TEST(ResidualMLPMixed, WorkspaceIsReusedWithoutReallocation) {
+    for (Activation activation : {Activation::ReLU, Activation::SiLU}) { // f' from outputs / in a buffer
+        ResidualMLP net(5, 8, 3, 2, activation);
+        net.initializeParameters(7);
+        net.setPrecision(Precision::Mixed);
+        Eigen::MatrixXd X = randomMatrix(5, 6, 4), dY = randomMatrix(3, 6, 5);
+        ResidualMLP::Workspace ws;
+        Eigen::MatrixXd Y, dX;
+        std::vector<double> grad(net.getNumParameters(), 0.0);
+        auto pointers = [&] {
+            const ResidualMLP::Workspace::Single& s = ws.single;
+            std::vector<const void*> p = {s.input.data(),  s.streamGrad.data(), s.innerGrad.data(),
+                                          s.scratch.data(), s.output.data(),     s.outputGrad.data(),
+                                          s.inputGrad.data(), s.weightGrad.data(), Y.data(), dX.data()};
+            for (int k = 0; k < 2; k++)
+                for (const void* q : {static_cast<const void*>(s.outer[k].data()), static_cast<const void*>(s.inner[k].data()),
+                                      static_cast<const void*>(s.innerActivated[k].data())})
+                    p.push_back(q);
+            for (const Eigen::MatrixXf& h : s.stream)
+                p.push_back(h.data());
+            return p;
+        };
+        net.forward(X, Y, ws);
+        net.backward(dY, ws, &dX, grad.data());
+        const std::vector<const void*> first = pointers();
+        const Eigen::MatrixXd Y1 = Y, dX1 = dX;
+        net.forward(X, Y, ws);
+        net.backward(dY, ws, &dX, grad.data());
+        EXPECT_EQ(pointers(), first);
+        EXPECT_EQ(Y, Y1);
+        EXPECT_EQ(dX, dX1);
+        EXPECT_EQ(ws.input.size(), 0); // the double buffers are not touched in Mixed
+
+        // Columns stay independent, and forwardInto writes into a block of a larger buffer.
+        Eigen::MatrixXd Ysub;
+        net.forward(X.middleCols(2, 3), Ysub, ws);
+        EXPECT_LE(maxAbs(Ysub - Y1.middleCols(2, 3)), mixedTolerance * maxAbs(Y1));
+        Eigen::MatrixXd big = Eigen::MatrixXd::Constant(7, 6, -5.0);
+        net.forwardInto(X, big.middleRows(2, 3), ws);
+        EXPECT_EQ(Eigen::MatrixXd(big.middleRows(2, 3)), Y1);
+        EXPECT_EQ(big(0, 0), -5.0);
+        EXPECT_EQ(big(6, 5), -5.0);
+    }
 }

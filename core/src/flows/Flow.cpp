@@ -244,12 +244,12 @@ void Flow::logProb(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eig
         work.resize(0, 0);
 }
 
-void Flow::reduceGradients(double* paramGrad, std::vector<std::vector<double>>& chunkGrads, int numChunks) const {
+void Flow::reduceGradients(double* paramGrad, const std::vector<Eigen::VectorXd>& chunkGrads, int numChunks) const {
     if (paramGrad == nullptr)
         return;
-    for (int c = 1; c < numChunks; c++)
-        Eigen::Map<Eigen::VectorXd>(paramGrad, numParameters) +=
-            Eigen::Map<const Eigen::VectorXd>(chunkGrads[c - 1].data(), numParameters);
+    Eigen::Map<Eigen::VectorXd> total(paramGrad, static_cast<Eigen::Index>(numParameters));
+    for (int c = 0; c < numChunks; c++)
+        total += chunkGrads[c];
 }
 
 void Flow::contextGradient(const std::vector<Eigen::MatrixXd>& chunkFeatureGrads, Eigen::MatrixXd* gradContext) const {
@@ -289,15 +289,15 @@ void Flow::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& g
                     std::to_string(n) + ", got " + shapeString(gradX.rows(), gradX.cols()) + " and " +
                     std::to_string(gradLogQ.size()));
     const int numChunks = pass.numChunks;
-    chunkParamGrads.resize(std::max(0, numChunks - 1));
+    chunkParamGrads.resize(numChunks);
     std::vector<Eigen::MatrixXd> featureGrads(numChunks);
     if (gradBase != nullptr)
         gradBase->resize(getDimension(), n);
     util::parallelChunks(n, numChunks, [&](int c, int begin, int end) {
-        double* grads = paramGrad;
-        if (paramGrad != nullptr && c > 0) {
-            chunkParamGrads[c - 1].assign(numParameters, 0.0);
-            grads = chunkParamGrads[c - 1].data();
+        double* grads = nullptr;
+        if (paramGrad != nullptr) {
+            chunkParamGrads[c].setZero(static_cast<Eigen::Index>(numParameters));
+            grads = chunkParamGrads[c].data();
         }
         Eigen::MatrixXd g = gradX.middleCols(begin, end - begin);
         // log q = log p(z) - sum of forward log-dets, and z does not depend on the parameters.
@@ -328,15 +328,15 @@ void Flow::backwardLogProb(const Eigen::VectorXd& gradLogQ, double* paramGrad, E
         throw Error("Flow::backwardLogProb: gradLogQ has size " + std::to_string(gradLogQ.size()) + ", expected " +
                     std::to_string(n));
     const int numChunks = pass.numChunks;
-    chunkParamGrads.resize(std::max(0, numChunks - 1));
+    chunkParamGrads.resize(numChunks);
     std::vector<Eigen::MatrixXd> featureGrads(numChunks);
     if (gradX != nullptr)
         gradX->resize(getDimension(), n);
     util::parallelChunks(n, numChunks, [&](int c, int begin, int end) {
-        double* grads = paramGrad;
-        if (paramGrad != nullptr && c > 0) {
-            chunkParamGrads[c - 1].assign(numParameters, 0.0);
-            grads = chunkParamGrads[c - 1].data();
+        double* grads = nullptr;
+        if (paramGrad != nullptr) {
+            chunkParamGrads[c].setZero(static_cast<Eigen::Index>(numParameters));
+            grads = chunkParamGrads[c].data();
         }
         const int m = end - begin;
         // log q = log p(z) + sum of inverse log-dets.

@@ -49,8 +49,8 @@ inline double siluDerivative(double x) {
     return s.positive * (1.0 + x * s.negative);
 }
 
-void checkSameShape(const Eigen::Ref<const Eigen::ArrayXXd>& x, const Eigen::Ref<Eigen::ArrayXXd>& y,
-                    const char* what) {
+template <class Array>
+void checkSameShape(const Eigen::Ref<const Array>& x, const Eigen::Ref<Array>& y, const char* what) {
     if (x.rows() != y.rows() || x.cols() != y.cols())
         throw Error(std::string(what) + ": output array is " + std::to_string(y.rows()) + "x" +
                     std::to_string(y.cols()) + ", expected the input's shape " + std::to_string(x.rows()) + "x" +
@@ -61,13 +61,14 @@ void checkSameShape(const Eigen::Ref<const Eigen::ArrayXXd>& x, const Eigen::Ref
 // stack buffer for exp(-|x|): no heap allocation, exp evaluated once per element, and x may
 // alias y because each chunk reads x before writing y.
 constexpr Eigen::Index chunkSize = 64;
-using Chunk = Eigen::Array<double, Eigen::Dynamic, 1, 0, chunkSize, 1>;
+template <class Scalar>
+using Chunk = Eigen::Array<Scalar, Eigen::Dynamic, 1, 0, chunkSize, 1>;
 
-template <class Kernel>
-void applyChunked(const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::ArrayXXd> y, Kernel kernel,
-                  const char* what) {
-    checkSameShape(x, y, what);
-    Chunk e;
+template <class Scalar, class Kernel>
+void applyChunked(const Eigen::Ref<const Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& x,
+                  Eigen::Ref<Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>> y, Kernel kernel, const char* what) {
+    checkSameShape<Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>>(x, y, what);
+    Chunk<Scalar> e;
     for (Eigen::Index j = 0; j < x.cols(); j++)
         for (Eigen::Index start = 0; start < x.rows(); start += chunkSize) {
             const Eigen::Index n = std::min(chunkSize, x.rows() - start);
@@ -76,6 +77,87 @@ void applyChunked(const Eigen::Ref<const Eigen::ArrayXXd>& x, Eigen::Ref<Eigen::
             e = (-xs.abs()).exp();
             kernel(xs, ys, e);
         }
+}
+
+// One implementation for double and float (the float one serves mixed-precision networks), with
+// the same formulas as the scalar versions, written on e = exp(-|x|) <= 1 so nothing overflows.
+template <class Scalar>
+void activationValueArray(Activation activation,
+                          const Eigen::Ref<const Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& x,
+                          Eigen::Ref<Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>> y) {
+    using Array = Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+    using E = Chunk<Scalar>;
+    const Scalar zero(0), one(1);
+    const char* what = "activationValue";
+    switch (activation) {
+    case Activation::Identity:
+        checkSameShape<Array>(x, y, what);
+        y = x;
+        return;
+    case Activation::Tanh:
+        checkSameShape<Array>(x, y, what);
+        y = x.tanh();
+        return;
+    case Activation::ReLU:
+        checkSameShape<Array>(x, y, what);
+        y = x.max(zero);
+        return;
+    case Activation::Sigmoid:
+        applyChunked<Scalar>(x, y, [&](const auto& xs, auto& ys, const E& e) {
+            ys = (xs >= zero).select((one + e).inverse(), e / (one + e));
+        }, what);
+        return;
+    case Activation::Softplus:
+        applyChunked<Scalar>(x, y, [&](const auto& xs, auto& ys, const E& e) { ys = xs.max(zero) + e.log1p(); }, what);
+        return;
+    case Activation::SiLU:
+        applyChunked<Scalar>(x, y, [&](const auto& xs, auto& ys, const E& e) {
+            ys = xs * (xs >= zero).select((one + e).inverse(), e / (one + e));
+        }, what);
+        return;
+    }
+    throw Error("activationValue: invalid Activation value " + std::to_string(static_cast<int>(activation)));
+}
+
+template <class Scalar>
+void activationDerivativeArray(Activation activation,
+                               const Eigen::Ref<const Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& x,
+                               Eigen::Ref<Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>> dydx) {
+    using Array = Eigen::Array<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+    using E = Chunk<Scalar>;
+    const Scalar zero(0), one(1), four(4);
+    const char* what = "activationDerivative";
+    switch (activation) {
+    case Activation::Identity:
+        checkSameShape<Array>(x, dydx, what);
+        dydx.setOnes();
+        return;
+    case Activation::ReLU:
+        checkSameShape<Array>(x, dydx, what);
+        dydx = (x > zero).template cast<Scalar>();
+        return;
+    case Activation::Tanh:
+        applyChunked<Scalar>(x, dydx, [&](const auto&, auto& ds, const E& e) {
+            // e^2 = exp(-2|x|)
+            ds = four * e.square() / (one + e.square()).square();
+        }, what);
+        return;
+    case Activation::Sigmoid:
+        applyChunked<Scalar>(x, dydx, [&](const auto&, auto& ds, const E& e) { ds = e / (one + e).square(); }, what);
+        return;
+    case Activation::Softplus:
+        applyChunked<Scalar>(x, dydx, [&](const auto& xs, auto& ds, const E& e) {
+            ds = (xs >= zero).select((one + e).inverse(), e / (one + e));
+        }, what);
+        return;
+    case Activation::SiLU:
+        applyChunked<Scalar>(x, dydx, [&](const auto& xs, auto& ds, const E& e) {
+            // s(x) (1 + x s(-x)), with s(x) and s(-x) each taken from the side that does not cancel.
+            ds = (xs >= zero).select((one + xs * e / (one + e)) / (one + e), e * (one + xs / (one + e)) / (one + e));
+        }, what);
+        return;
+    }
+    throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
 
 } // namespace
@@ -137,74 +219,24 @@ double activationDerivative(Activation activation, double x) {
     throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
 
-// Same formulas as the scalar versions, written on e = exp(-|x|) <= 1 so nothing overflows.
 void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                      Eigen::Ref<Eigen::ArrayXXd> y) {
-    const char* what = "activationValue";
-    switch (activation) {
-    case Activation::Identity:
-        checkSameShape(x, y, what);
-        y = x;
-        return;
-    case Activation::Tanh:
-        checkSameShape(x, y, what);
-        y = x.tanh();
-        return;
-    case Activation::ReLU:
-        checkSameShape(x, y, what);
-        y = x.max(0.0);
-        return;
-    case Activation::Sigmoid:
-        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) {
-            ys = (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
-        }, what);
-        return;
-    case Activation::Softplus:
-        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) { ys = xs.max(0.0) + e.log1p(); }, what);
-        return;
-    case Activation::SiLU:
-        applyChunked(x, y, [](const auto& xs, auto& ys, const Chunk& e) {
-            ys = xs * (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
-        }, what);
-        return;
-    }
-    throw Error("activationValue: invalid Activation value " + std::to_string(static_cast<int>(activation)));
+    activationValueArray<double>(activation, x, y);
+}
+
+void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x,
+                     Eigen::Ref<Eigen::ArrayXXf> y) {
+    activationValueArray<float>(activation, x, y);
 }
 
 void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                           Eigen::Ref<Eigen::ArrayXXd> dydx) {
-    const char* what = "activationDerivative";
-    switch (activation) {
-    case Activation::Identity:
-        checkSameShape(x, dydx, what);
-        dydx.setOnes();
-        return;
-    case Activation::ReLU:
-        checkSameShape(x, dydx, what);
-        dydx = (x > 0).cast<double>();
-        return;
-    case Activation::Tanh:
-        applyChunked(x, dydx, [](const auto&, auto& ds, const Chunk& e) {
-            // e^2 = exp(-2|x|)
-            ds = 4.0 * e.square() / (1.0 + e.square()).square();
-        }, what);
-        return;
-    case Activation::Sigmoid:
-        applyChunked(x, dydx, [](const auto&, auto& ds, const Chunk& e) { ds = e / (1.0 + e).square(); }, what);
-        return;
-    case Activation::Softplus:
-        applyChunked(x, dydx, [](const auto& xs, auto& ds, const Chunk& e) {
-            ds = (xs >= 0).select((1.0 + e).inverse(), e / (1.0 + e));
-        }, what);
-        return;
-    case Activation::SiLU:
-        applyChunked(x, dydx, [](const auto& xs, auto& ds, const Chunk& e) {
-            // s(x) (1 + x s(-x)), with s(x) and s(-x) each taken from the side that does not cancel.
-            ds = (xs >= 0).select((1.0 + xs * e / (1.0 + e)) / (1.0 + e), e * (1.0 + xs / (1.0 + e)) / (1.0 + e));
-        }, what);
-        return;
-    }
-    throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
+    activationDerivativeArray<double>(activation, x, dydx);
+}
+
+void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x,
+                          Eigen::Ref<Eigen::ArrayXXf> dydx) {
+    activationDerivativeArray<float>(activation, x, dydx);
 }
 
 } // namespace cgflow::nn

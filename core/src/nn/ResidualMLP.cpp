@@ -3,9 +3,11 @@
 
 #include "cgflow/Error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <type_traits>
 
 namespace cgflow::nn {
 
@@ -17,22 +19,26 @@ std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
 
 // The elementwise passes between GEMMs are memory-bound, so each helper below touches its operands
 // once. Tanh, sigmoid and ReLU derivatives come from the stored outputs without another exp; the
-// ~1e-16 absolute error of 1 - tanh^2 only matters for saturated units, which contribute nothing.
+// ~1e-16 absolute error (~1e-7 in float) of 1 - tanh^2 only matters for saturated units, which
+// contribute nothing. Matrix is Eigen::MatrixXd (Float64) or Eigen::MatrixXf (Mixed).
 
 /** delta *= f'(pre), where post = f(pre); buffer is scratch space for f' where it is needed. */
-void multiplyByDerivative(Activation activation, const Eigen::MatrixXd& pre, const Eigen::MatrixXd& post,
-                          Eigen::MatrixXd& delta, Eigen::MatrixXd& buffer) {
+template <class Matrix>
+void multiplyByDerivative(Activation activation, const Matrix& pre, const Matrix& post, Matrix& delta,
+                          Matrix& buffer) {
+    using Scalar = typename Matrix::Scalar;
+    const Scalar zero(0), one(1);
     switch (activation) {
     case Activation::Identity:
         return;
     case Activation::Tanh:
-        delta.array() *= 1.0 - post.array().square();
+        delta.array() *= one - post.array().square();
         return;
     case Activation::Sigmoid:
-        delta.array() *= post.array() * (1.0 - post.array());
+        delta.array() *= post.array() * (one - post.array());
         return;
     case Activation::ReLU:
-        delta.array() = (pre.array() > 0.0).select(delta.array(), 0.0);
+        delta.array() = (pre.array() > zero).select(delta.array(), zero);
         return;
     default:
         buffer.resize(pre.rows(), pre.cols());
@@ -42,20 +48,23 @@ void multiplyByDerivative(Activation activation, const Eigen::MatrixXd& pre, con
 }
 
 /** target += delta * f'(pre), where post = f(pre); buffer as above. */
-void accumulateTimesDerivative(Activation activation, const Eigen::MatrixXd& pre, const Eigen::MatrixXd& post,
-                               const Eigen::MatrixXd& delta, Eigen::MatrixXd& target, Eigen::MatrixXd& buffer) {
+template <class Matrix>
+void accumulateTimesDerivative(Activation activation, const Matrix& pre, const Matrix& post, const Matrix& delta,
+                               Matrix& target, Matrix& buffer) {
+    using Scalar = typename Matrix::Scalar;
+    const Scalar zero(0), one(1);
     switch (activation) {
     case Activation::Identity:
         target += delta;
         return;
     case Activation::Tanh:
-        target.array() += delta.array() * (1.0 - post.array().square());
+        target.array() += delta.array() * (one - post.array().square());
         return;
     case Activation::Sigmoid:
-        target.array() += delta.array() * post.array() * (1.0 - post.array());
+        target.array() += delta.array() * post.array() * (one - post.array());
         return;
     case Activation::ReLU:
-        target.array() += (pre.array() > 0.0).select(delta.array(), 0.0);
+        target.array() += (pre.array() > zero).select(delta.array(), zero);
         return;
     default:
         buffer.resize(pre.rows(), pre.cols());
@@ -63,6 +72,37 @@ void accumulateTimesDerivative(Activation activation, const Eigen::MatrixXd& pre
         target.array() += delta.array() * buffer.array();
     }
 }
+
+template <class Scalar>
+constexpr bool isDouble = std::is_same_v<Scalar, double>;
+
+/** The buffer set of ws that the given precision uses. */
+template <class Scalar>
+ResidualMLPBuffers<Scalar>& buffersOf(ResidualMLP::Workspace& ws) {
+    if constexpr (isDouble<Scalar>)
+        return ws;
+    else
+        return ws.single;
+}
+
+/** Of a double and a float version of something, the one for Scalar. */
+template <class Scalar, class Double, class Single>
+const auto& pickForScalar(const Double& forDouble, const Single& forSingle) {
+    if constexpr (isDouble<Scalar>)
+        return forDouble;
+    else
+        return forSingle;
+}
+
+/** Whether b holds a complete forward pass of a network of these sizes at this batch size. */
+template <class Scalar>
+bool holdsForwardPass(const ResidualMLPBuffers<Scalar>& b, int numBlocks, int inputSize, int hiddenSize,
+                      Eigen::Index batch) {
+    return static_cast<int>(b.stream.size()) == numBlocks + 1 && b.input.rows() == inputSize &&
+           b.input.cols() == batch && b.stream[numBlocks].rows() == hiddenSize && b.stream[numBlocks].cols() == batch;
+}
+
+using RowMajorMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 } // namespace
 
@@ -99,6 +139,7 @@ void ResidualMLP::checkBuilt(const char* what) const {
 
 Eigen::MatrixXd& ResidualMLP::weight(int layer) {
     checkLayer(layer);
+    precisionCopiesStale = true; // the caller may write through the reference
     return weights[layer];
 }
 
@@ -109,6 +150,7 @@ const Eigen::MatrixXd& ResidualMLP::weight(int layer) const {
 
 Eigen::VectorXd& ResidualMLP::bias(int layer) {
     checkLayer(layer);
+    precisionCopiesStale = true; // the caller may write through the reference
     return biases[layer];
 }
 
@@ -127,6 +169,8 @@ void ResidualMLP::getParameters(double* out) const {
 
 void ResidualMLP::setParameters(const double* in) {
     unpackDenseParameters(in, weights, biases);
+    if (precision == Precision::Mixed)
+        buildPrecisionCopies();
 }
 
 std::vector<double> ResidualMLP::getParameters() const {
@@ -160,6 +204,43 @@ void ResidualMLP::initializeParameters(uint64_t seed) {
                 w(r, c) = limit * (2.0 * u - 1.0);
             }
     }
+    if (precision == Precision::Mixed)
+        buildPrecisionCopies();
+}
+
+void ResidualMLP::setPrecision(Precision precisionIn) {
+    precisionName(precisionIn); // throws for a value outside the enum
+    precision = precisionIn;
+    if (precision == Precision::Mixed) {
+        buildPrecisionCopies();
+    } else {
+        weightsSingle = {};
+        biasesSingle = {};
+    }
+}
+
+void ResidualMLP::syncPrecisionCopies() {
+    if (precision == Precision::Mixed)
+        buildPrecisionCopies();
+    precisionCopiesStale = false;
+}
+
+void ResidualMLP::buildPrecisionCopies() {
+    weightsSingle.resize(weights.size());
+    biasesSingle.resize(biases.size());
+    for (size_t l = 0; l < weights.size(); l++) {
+        weightsSingle[l] = weights[l].cast<float>();
+        biasesSingle[l] = biases[l].cast<float>();
+    }
+    precisionCopiesStale = false;
+}
+
+void ResidualMLP::checkPrecisionCopies(const char* what) const {
+    if (precisionCopiesStale)
+        throw Error(std::string("ResidualMLP::") + what +
+                    " in mixed precision: the non-const weight()/bias() accessors were used since the float32 "
+                    "weight copies were built, so they may be out of date; call syncPrecisionCopies() (or "
+                    "setParameters()) after changing weights that way");
 }
 
 void ResidualMLP::forward(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::MatrixXd& Y, Workspace& ws) const {
@@ -177,53 +258,97 @@ void ResidualMLP::forwardInto(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen:
     if (Y.rows() != outputSize || Y.cols() != batch)
         throw Error("ResidualMLP output Y is " + shapeString(Y.rows(), Y.cols()) + ", expected " +
                     shapeString(outputSize, batch) + " (outputSize x batch)");
+    if (precision == Precision::Mixed)
+        checkPrecisionCopies("forward");
     ws.batch = -1; // until this pass has completed, the workspace holds no usable forward pass
-    ws.stream.resize(numBlocks + 1);
-    ws.outer.resize(numBlocks);
-    ws.inner.resize(numBlocks);
-    ws.innerActivated.resize(numBlocks);
-    // Assignment and noalias products reuse the existing storage when the shape is unchanged.
-    ws.input = X;
+    if (precision == Precision::Mixed)
+        forwardImpl<float>(X, Y, ws);
+    else
+        forwardImpl<double>(X, Y, ws);
+    ws.precision = precision;
+    ws.batch = batch;
+}
 
-    Eigen::MatrixXd& h0 = ws.stream[0];
-    h0.noalias() = weights[0] * ws.input;
-    h0.colwise() += biases[0];
+template <class Scalar>
+void ResidualMLP::forwardImpl(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::Ref<Eigen::MatrixXd> Y,
+                              Workspace& ws) const {
+    using Matrix = typename ResidualMLPBuffers<Scalar>::Matrix;
+    ResidualMLPBuffers<Scalar>& b = buffersOf<Scalar>(ws);
+    const auto& W = pickForScalar<Scalar>(weights, weightsSingle);
+    const auto& B = pickForScalar<Scalar>(biases, biasesSingle);
+    const Eigen::Index batch = X.cols();
+    b.stream.resize(numBlocks + 1);
+    b.outer.resize(numBlocks);
+    b.inner.resize(numBlocks);
+    b.innerActivated.resize(numBlocks);
+    // Assignment and noalias products reuse the existing storage when the shape is unchanged. In
+    // Mixed this is the one conversion of the input to float (for double, cast<double> is X itself).
+    b.input = X.template cast<Scalar>();
+
+    Matrix& h0 = b.stream[0];
+    h0.noalias() = W[0] * b.input;
+    h0.colwise() += B[0];
     for (int k = 0; k < numBlocks; k++) {
-        const Eigen::MatrixXd& h = ws.stream[k];
-        Eigen::MatrixXd& outer = ws.outer[k];
-        Eigen::MatrixXd& inner = ws.inner[k];
-        Eigen::MatrixXd& innerActivated = ws.innerActivated[k];
+        const Matrix& h = b.stream[k];
+        Matrix& outer = b.outer[k];
+        Matrix& inner = b.inner[k];
+        Matrix& innerActivated = b.innerActivated[k];
         outer.resize(hiddenSize, batch);
         activationValue(activation, h.array(), outer.array());
-        inner.noalias() = weights[1 + 2 * k] * outer;
-        inner.colwise() += biases[1 + 2 * k];
+        inner.noalias() = W[1 + 2 * k] * outer;
+        inner.colwise() += B[1 + 2 * k];
         innerActivated.resize(hiddenSize, batch);
         activationValue(activation, inner.array(), innerActivated.array());
         // The skip connection and bias are written first so that the GEMM accumulates onto them
         // (beta = 1) instead of needing a separate addition pass.
-        Eigen::MatrixXd& next = ws.stream[k + 1];
+        Matrix& next = b.stream[k + 1];
         next.resize(hiddenSize, batch);
-        next = h.colwise() + biases[2 + 2 * k];
-        next.noalias() += weights[2 + 2 * k] * innerActivated;
+        next = h.colwise() + B[2 + 2 * k];
+        next.noalias() += W[2 + 2 * k] * innerActivated;
     }
     const int last = getNumLayers() - 1;
-    Y.noalias() = weights[last] * ws.stream[numBlocks];
-    Y.colwise() += biases[last];
-    ws.batch = batch;
+    if constexpr (isDouble<Scalar>) {
+        Y.noalias() = W[last] * b.stream[numBlocks];
+        Y.colwise() += B[last];
+    } else {
+        // The bias is added in the same pass that converts the output to double.
+        ws.single.output.noalias() = W[last] * b.stream[numBlocks];
+        Y = (ws.single.output.colwise() + B[last]).template cast<double>();
+    }
 }
 
 void ResidualMLP::backward(const Eigen::Ref<const Eigen::MatrixXd>& dY, Workspace& ws, Eigen::MatrixXd* dX,
                            double* paramGrad) const {
     checkBuilt("backward");
     const Eigen::Index batch = ws.batch;
-    if (batch < 0 || static_cast<int>(ws.stream.size()) != numBlocks + 1 || ws.input.rows() != inputSize ||
-        ws.stream[numBlocks].rows() != hiddenSize || ws.stream[numBlocks].cols() != batch)
+    const bool mixed = precision == Precision::Mixed;
+    if (batch >= 0 && ws.precision != precision)
+        throw Error("ResidualMLP::backward: the workspace holds a forward pass in " + precisionName(ws.precision) +
+                    " precision but the network is now in " + precisionName(precision) +
+                    " precision; run forward() again");
+    if (batch < 0 || !(mixed ? holdsForwardPass(ws.single, numBlocks, inputSize, hiddenSize, batch)
+                             : holdsForwardPass<double>(ws, numBlocks, inputSize, hiddenSize, batch)))
         throw Error("ResidualMLP::backward: the workspace does not hold a forward pass of this network");
     if (dY.rows() != outputSize || dY.cols() != batch)
         throw Error("ResidualMLP::backward: dY is " + shapeString(dY.rows(), dY.cols()) + ", expected " +
                     shapeString(outputSize, batch) + " (outputSize x batch of the last forward)");
     if (dX == nullptr && paramGrad == nullptr)
         return;
+    if (mixed) {
+        checkPrecisionCopies("backward");
+        ws.single.outputGrad = dY.cast<float>();
+        backwardImpl<float>(ws.single.outputGrad, ws, dX, paramGrad);
+    } else {
+        backwardImpl<double>(dY, ws, dX, paramGrad);
+    }
+}
+
+template <class Scalar>
+void ResidualMLP::backwardImpl(const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& dY,
+                               Workspace& ws, Eigen::MatrixXd* dX, double* paramGrad) const {
+    using Matrix = typename ResidualMLPBuffers<Scalar>::Matrix;
+    ResidualMLPBuffers<Scalar>& b = buffersOf<Scalar>(ws);
+    const auto& W = pickForScalar<Scalar>(weights, weightsSingle);
 
     // Flat offsets of each layer's weight (its bias follows it).
     const int numLayers = getNumLayers();
@@ -233,48 +358,64 @@ void ResidualMLP::backward(const Eigen::Ref<const Eigen::MatrixXd>& dY, Workspac
             offset += static_cast<size_t>(weights[l].size() + biases[l].size());
         return offset;
     };
-    auto accumulateLayerGradient = [&](int layer, const Eigen::MatrixXd& delta, const Eigen::MatrixXd& layerInput) {
-        const Eigen::MatrixXd& w = weights[layer];
+    if constexpr (!isDouble<Scalar>) {
+        Eigen::Index largest = 0;
+        for (const Eigen::MatrixXd& w : weights)
+            largest = std::max(largest, w.size());
+        ws.single.weightGrad.resize(largest); // allocates only the first time
+    }
+    // delta is dY (a Ref, possibly strided; the GEMM takes it as is) or a Matrix.
+    auto accumulateLayerGradient = [&](int layer, const auto& delta, const Matrix& layerInput) {
+        const Eigen::Index rows = weights[layer].rows(), cols = weights[layer].cols();
         double* g = paramGrad + layerOffset(layer);
-        RowMajorMap(g, w.rows(), w.cols()).noalias() += delta * layerInput.transpose();
-        Eigen::Map<Eigen::VectorXd>(g + w.size(), biases[layer].size()) += delta.rowwise().sum();
+        Eigen::Map<Eigen::VectorXd> biasGrad(g + rows * cols, rows);
+        if constexpr (isDouble<Scalar>) {
+            RowMajorMap(g, rows, cols).noalias() += delta * layerInput.transpose();
+            biasGrad += delta.rowwise().sum();
+        } else {
+            // The float GEMM writes in the flat (row-major) order, so the addition is one contiguous pass.
+            Eigen::Map<RowMajorMatrixXf> single(ws.single.weightGrad.data(), rows, cols);
+            single.noalias() = delta * layerInput.transpose();
+            RowMajorMap(g, rows, cols) += single.template cast<double>();
+            biasGrad += delta.rowwise().sum().template cast<double>();
+        }
     };
 
-    Eigen::MatrixXd& streamGrad = ws.streamGrad;
-    Eigen::MatrixXd& innerGrad = ws.innerGrad;
-    Eigen::MatrixXd& scratch = ws.scratch;
+    Matrix& streamGrad = b.streamGrad;
+    Matrix& innerGrad = b.innerGrad;
+    Matrix& scratch = b.scratch;
     const int last = numLayers - 1;
-    if (paramGrad != nullptr) {
-        // dY is a Ref (possibly strided); the GEMM takes it as is.
-        const Eigen::MatrixXd& hLast = ws.stream[numBlocks];
-        const Eigen::MatrixXd& w = weights[last];
-        double* g = paramGrad + layerOffset(last);
-        RowMajorMap(g, w.rows(), w.cols()).noalias() += dY * hLast.transpose();
-        Eigen::Map<Eigen::VectorXd>(g + w.size(), biases[last].size()) += dY.rowwise().sum();
-    }
-    streamGrad.noalias() = weights[last].transpose() * dY;
+    if (paramGrad != nullptr)
+        accumulateLayerGradient(last, dY, b.stream[numBlocks]);
+    streamGrad.noalias() = W[last].transpose() * dY;
     for (int k = numBlocks - 1; k >= 0; k--) {
         const int first = 1 + 2 * k, second = 2 + 2 * k;
         if (paramGrad != nullptr)
-            accumulateLayerGradient(second, streamGrad, ws.innerActivated[k]);
-        innerGrad.noalias() = weights[second].transpose() * streamGrad;
-        multiplyByDerivative(activation, ws.inner[k], ws.innerActivated[k], innerGrad, scratch);
+            accumulateLayerGradient(second, streamGrad, b.innerActivated[k]);
+        innerGrad.noalias() = W[second].transpose() * streamGrad;
+        multiplyByDerivative(activation, b.inner[k], b.innerActivated[k], innerGrad, scratch);
         if (paramGrad != nullptr)
-            accumulateLayerGradient(first, innerGrad, ws.outer[k]);
+            accumulateLayerGradient(first, innerGrad, b.outer[k]);
         // dL/dh_k = dL/dh_{k+1} (skip) + f'(h_k) * W1^T dL/d(inner). For the identity the GEMM
         // accumulates straight into the stream gradient.
         if (activation == Activation::Identity) {
-            streamGrad.noalias() += weights[first].transpose() * innerGrad;
+            streamGrad.noalias() += W[first].transpose() * innerGrad;
         } else {
-            scratch.noalias() = weights[first].transpose() * innerGrad;
+            scratch.noalias() = W[first].transpose() * innerGrad;
             // innerGrad is no longer needed and serves as the f' buffer where one is needed.
-            accumulateTimesDerivative(activation, ws.stream[k], ws.outer[k], scratch, streamGrad, innerGrad);
+            accumulateTimesDerivative(activation, b.stream[k], b.outer[k], scratch, streamGrad, innerGrad);
         }
     }
     if (paramGrad != nullptr)
-        accumulateLayerGradient(0, streamGrad, ws.input);
-    if (dX != nullptr)
-        dX->noalias() = weights[0].transpose() * streamGrad;
+        accumulateLayerGradient(0, streamGrad, b.input);
+    if (dX != nullptr) {
+        if constexpr (isDouble<Scalar>) {
+            dX->noalias() = W[0].transpose() * streamGrad;
+        } else {
+            ws.single.inputGrad.noalias() = W[0].transpose() * streamGrad;
+            *dX = ws.single.inputGrad.template cast<double>();
+        }
+    }
 }
 
 } // namespace cgflow::nn

@@ -3,6 +3,7 @@
 #include "cgflow/Error.h"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -15,7 +16,17 @@ double globalGradientNorm(const double* grads, size_t n) {
     if (grads == nullptr)
         throw Error("globalGradientNorm: grads must not be null");
     Eigen::Map<const Eigen::VectorXd> g(grads, static_cast<Eigen::Index>(n));
-    const double sumSquares = g.squaredNorm();
+    // Summed chunk by chunk from a packet-aligned copy: over unaligned memory Eigen's reduction
+    // order depends on the address, and the norm must not change when a resumed run's gradient
+    // vector happens to sit elsewhere.
+    constexpr Eigen::Index chunkSize = 1024;
+    Eigen::Matrix<double, chunkSize, 1> buffer;
+    double sumSquares = 0;
+    for (Eigen::Index start = 0; start < g.size(); start += chunkSize) {
+        const Eigen::Index len = std::min(chunkSize, g.size() - start);
+        buffer.head(len) = g.segment(start, len);
+        sumSquares += buffer.head(len).squaredNorm();
+    }
     if (std::isnan(sumSquares))
         return sumSquares;
     // The plain sum of squares overflows for entries above ~1e154 and loses everything below

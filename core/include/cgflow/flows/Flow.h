@@ -117,7 +117,7 @@ private:
     void ensureWorkspaces(int numChunks);
     void runForward(Eigen::MatrixXd& x, Eigen::VectorXd& logQ, bool drawBase, uint64_t seed, uint64_t firstIndex,
                     bool save);
-    void reduceGradients(double* paramGrad, std::vector<std::vector<double>>& chunkGrads, int numChunks) const;
+    void reduceGradients(double* paramGrad, const std::vector<Eigen::VectorXd>& chunkGrads, int numChunks) const;
     void contextGradient(const std::vector<Eigen::MatrixXd>& chunkFeatureGrads, Eigen::MatrixXd* gradContext) const;
 
     BaseDensity base;
@@ -130,7 +130,11 @@ private:
     nn::Precision precision = nn::Precision::Float64;
 
     std::vector<std::vector<std::unique_ptr<BijectionWorkspace>>> workspaces; // [chunk][layer]
-    std::vector<std::vector<double>> chunkParamGrads;                        // chunks 1.. of a backward pass
+    // Every chunk accumulates its parameter gradient in a buffer of its own, allocated by Eigen (so
+    // packet-aligned) and only then added to the caller's: Eigen's vectorized reductions peel a
+    // scalar prologue that depends on the destination's address, so accumulating straight into
+    // arbitrary caller memory would make the last bits depend on where that memory happens to be.
+    std::vector<Eigen::VectorXd> chunkParamGrads;
     Pass pass;
 };
 

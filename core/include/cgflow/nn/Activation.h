@@ -34,6 +34,14 @@ void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayX
 void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                           Eigen::Ref<Eigen::ArrayXXd> dydx);
 
+/**
+ * The same two in float32 (used by mixed-precision networks): the same numerically stable forms,
+ * evaluated in float with Eigen's vectorized float exp, log1p and tanh.
+ */
+void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x, Eigen::Ref<Eigen::ArrayXXf> y);
+void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x,
+                          Eigen::Ref<Eigen::ArrayXXf> dydx);
+
 } // namespace cgflow::nn
 
 #endif

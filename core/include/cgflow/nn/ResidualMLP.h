@@ -2,6 +2,7 @@
 #define CGFLOW_NN_RESIDUALMLP_H_
 
 #include "cgflow/nn/Activation.h"
+#include "cgflow/nn/Precision.h"
 
 #include <Eigen/Core>
 #include <cstddef>
@@ -30,7 +31,27 @@ namespace cgflow::nn {
  * numBlocks = 0 is allowed and gives the affine map W_out (W_in x + b_in) + b_out.
  * forward() and backward() are const and keep all per-call state in the Workspace, so one network
  * can serve several threads at once, each with its own Workspace (e.g. a batch split in chunks).
+ *
+ * Precision (setPrecision): Float64 (the default) computes everything in double. Mixed keeps the
+ * double interface (X, Y, dY, dX and paramGrad stay double, and the double weights remain the
+ * master copy that setParameters/optimizers update) but runs every dense layer's GEMM, bias add and
+ * activation, forward and backward, in float32 on float copies of the weights: the input is
+ * converted once, the output and the parameter gradients once back (paramGrad still ACCUMULATES).
+ * Outputs then agree with Float64 to about 1e-6 relative to their scale, at roughly half the GEMM time.
  */
+template <class Scalar>
+struct ResidualMLPBuffers {
+    using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+    Matrix input;                        // x, kept for the input layer's weight gradient
+    std::vector<Matrix> stream;          // h_0 .. h_B, the residual stream (B + 1 entries)
+    std::vector<Matrix> outer;           // f(h_k), input of block k's first layer
+    std::vector<Matrix> inner;           // W_{k,1} f(h_k) + b_{k,1}
+    std::vector<Matrix> innerActivated;  // f(inner), input of block k's second layer
+    Matrix streamGrad;                   // dL/dh_k, swept backwards
+    Matrix innerGrad;                    // dL/d(inner)
+    Matrix scratch;                      // dL/d f(h_k), and f' where it needs its own buffer
+};
+
 class ResidualMLP {
 public:
     ResidualMLP() = default;
@@ -56,11 +77,31 @@ public:
      * default-constructed network.
      */
     int getNumLayers() const { return static_cast<int>(weights.size()); }
-    /** Out-of-range layer -> Error. Do not resize. */
+    /**
+     * Out-of-range layer -> Error. Do not resize. The non-const versions cannot see what the caller
+     * writes, so every call of them (even one that only reads: read through a const reference)
+     * marks the float copies used by Mixed precision as out of date; a Mixed forward() or backward()
+     * then throws Error until syncPrecisionCopies() (or setParameters / initializeParameters) is
+     * called. Float64 is not affected.
+     */
     Eigen::MatrixXd& weight(int layer);
     const Eigen::MatrixXd& weight(int layer) const;
     Eigen::VectorXd& bias(int layer);
     const Eigen::VectorXd& bias(int layer) const;
+
+    /**
+     * Float64 (default) or Mixed, see the class comment. Switching to Mixed builds the float copies
+     * of the weights, switching back to Float64 frees them (results are then bit-identical to a
+     * network that never ran Mixed). Not thread-safe against concurrent forward()/backward(); a
+     * Workspace filled by forward() in one precision cannot be used by backward() in the other.
+     */
+    void setPrecision(Precision precision);
+    Precision getPrecision() const { return precision; }
+    /**
+     * Rebuilds the float copies from the double weights after they were changed through the
+     * non-const weight()/bias(); a no-op in Float64. Not thread-safe against concurrent forward().
+     */
+    void syncPrecisionCopies();
 
     size_t getNumParameters() const;
     /**
@@ -73,6 +114,7 @@ public:
     std::vector<double> getParameters() const;
     void setParameters(const std::vector<double>& in);
     /**
+     * In Mixed precision setParameters and initializeParameters also rebuild the float copies.
      * Glorot/Xavier-uniform weights U(-sqrt(6/(in+out)), +sqrt(6/(in+out))) from the raw output of
      * std::mt19937_64 (identical with every standard library), zero biases, and a zero output layer
      * when getZeroInitialOutput().
@@ -81,18 +123,18 @@ public:
 
     /**
      * Buffers reused between calls: once a batch size has been seen, forward() and backward()
-     * allocate nothing. forward() leaves in it what backward() needs.
+     * allocate nothing (in either precision). forward() leaves in it what backward() needs. The
+     * inherited double buffers serve Float64, the float set `single` serves Mixed.
      */
-    struct Workspace {
-        Eigen::MatrixXd input;                // x, kept for the input layer's weight gradient
-        std::vector<Eigen::MatrixXd> stream;  // h_0 .. h_B, the residual stream (B + 1 entries)
-        std::vector<Eigen::MatrixXd> outer;   // f(h_k), input of block k's first layer
-        std::vector<Eigen::MatrixXd> inner;   // W_{k,1} f(h_k) + b_{k,1}
-        std::vector<Eigen::MatrixXd> innerActivated; // f(inner), input of block k's second layer
-        Eigen::MatrixXd streamGrad;           // dL/dh_k, swept backwards
-        Eigen::MatrixXd innerGrad;            // dL/d(inner)
-        Eigen::MatrixXd scratch;              // dL/d f(h_k), and f' where it needs its own buffer
-        Eigen::Index batch = -1;              // batch size of the forward pass held, -1 if none
+    struct Workspace : ResidualMLPBuffers<double> {
+        struct Single : ResidualMLPBuffers<float> {
+            Eigen::MatrixXf output;      // W_out h_B before the bias is added and it is converted to double
+            Eigen::MatrixXf outputGrad;  // dY converted to float
+            Eigen::MatrixXf inputGrad;   // dL/dX before it is converted to double
+            Eigen::VectorXf weightGrad;  // one layer's weight gradient (row-major), before it is added to paramGrad
+        } single;
+        Eigen::Index batch = -1;         // batch size of the forward pass held, -1 if none
+        Precision precision = Precision::Float64; // precision of the forward pass held
     };
 
     /** X: (inputSize x batch), one sample per column. Y is resized to (outputSize x batch). */
@@ -115,6 +157,14 @@ public:
 private:
     void checkLayer(int layer) const;
     void checkBuilt(const char* what) const;
+    void checkPrecisionCopies(const char* what) const;
+    void buildPrecisionCopies();
+    // The forward and backward math, once for both precisions (Scalar = double or float).
+    template <class Scalar>
+    void forwardImpl(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::Ref<Eigen::MatrixXd> Y, Workspace& ws) const;
+    template <class Scalar>
+    void backwardImpl(const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& dY,
+                      Workspace& ws, Eigen::MatrixXd* dX, double* paramGrad) const;
 
     int inputSize = 0;
     int hiddenSize = 0;
@@ -124,6 +174,11 @@ private:
     bool zeroInitialOutput = false;
     std::vector<Eigen::MatrixXd> weights;
     std::vector<Eigen::VectorXd> biases;
+    Precision precision = Precision::Float64;
+    // Float copies of weights/biases, built only in Mixed precision.
+    std::vector<Eigen::MatrixXf> weightsSingle;
+    std::vector<Eigen::VectorXf> biasesSingle;
+    bool precisionCopiesStale = false; // set by the non-const weight()/bias()
 };
 
 } // namespace cgflow::nn

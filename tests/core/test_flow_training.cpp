@@ -1,0 +1,202 @@
+// Flow training (reverse and forward KL, conditional flows) against exact answers, and flow model files.
+#include "CoreTestUtils.h"
+#include "FlowTestUtils.h"
+
+#include "cgflow/flows/FlowConfig.h"
+#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/io/FlowFile.h"
+
+#include <gtest/gtest.h>
+
+using namespace cgflow::flows;
+using cgflowtest::errorMessage;
+using nlohmann::json;
+
+namespace {
+
+constexpr double Pi = 3.14159265358979323846;
+
+// Three well-separated modes with unequal weights; samples by construction.
+struct Mixture {
+    std::vector<double> weights = {0.5, 0.3, 0.2};
+    std::vector<Eigen::Vector2d> means = {{-2.5, -1.0}, {2.5, -1.0}, {0.0, 2.5}};
+    double sigma = 0.5;
+
+    Eigen::MatrixXd sample(int n, std::mt19937_64& engine) const {
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        std::normal_distribution<double> normal(0.0, sigma);
+        Eigen::MatrixXd x(2, n);
+        for (int i = 0; i < n; i++) {
+            const double u = uniform(engine);
+            const int k = u < weights[0] ? 0 : u < weights[0] + weights[1] ? 1 : 2;
+            x.col(i) = means[k] + Eigen::Vector2d(normal(engine), normal(engine));
+        }
+        return x;
+    }
+
+    int nearest(const Eigen::Vector2d& p) const {
+        int best = 0;
+        for (int k = 1; k < 3; k++)
+            if ((p - means[k]).squaredNorm() < (p - means[best]).squaredNorm())
+                best = k;
+        return best;
+    }
+};
+
+} // namespace
+
+TEST(FlowTraining, ForwardKLReproducesMixtureModeWeights) {
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 8}, {"hidden", 32}, {"bound", 6.0},
+                                  {"masks", {{true, false}, {false, true}, {true, false}, {false, true}}},
+                                  {"seed", 1}, {"num_threads", 2}});
+    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1500},
+                                                              {"warmup_steps", 50}, {"final_learning_rate", 1e-4}}));
+    Mixture mixture;
+    std::mt19937_64 engine(5);
+    for (int step = 0; step < 1500; step++)
+        trainer.forwardKLStep(mixture.sample(256, engine));
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    const int n = 20000;
+    flow->sample(n, 99, nullptr, x, logQ);
+    std::vector<double> counts(3, 0.0);
+    for (int i = 0; i < n; i++)
+        counts[mixture.nearest(x.col(i))] += 1.0 / n;
+    for (int k = 0; k < 3; k++)
+        EXPECT_NEAR(counts[k], mixture.weights[k], 0.03) << "mode " << k;
+    std::cout << "mode weights " << counts[0] << " " << counts[1] << " " << counts[2] << std::endl;
+}
+
+TEST(FlowTraining, ReverseKLFitsAGaussianTarget) {
+    // p(x) ~ exp(-U), U = (x - mu)^T P (x - mu) / 2 with a correlated precision P.
+    const Eigen::Vector2d mu(1.0, -0.5);
+    Eigen::Matrix2d cov;
+    cov << 1.0, 0.6, 0.6, 0.8;
+    const Eigen::Matrix2d precision = cov.inverse();
+    const double logZ = std::log(2 * Pi) + 0.5 * std::log(cov.determinant());
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 4}, {"hidden", 32}, {"bound", 6.0},
+                                  {"masks", {{true, false}, {false, true}}}, {"seed", 2}});
+    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 800},
+                                                              {"final_learning_rate", 1e-4}}));
+    auto evaluate = [&](const Eigen::MatrixXd& x, Eigen::VectorXd& energies, Eigen::MatrixXd& forces) {
+        const Eigen::MatrixXd d = x.colwise() - mu;
+        forces = -precision * d;
+        energies = 0.5 * (d.array() * (precision * d).array()).colwise().sum().transpose();
+    };
+    Eigen::MatrixXd x, forces;
+    Eigen::VectorXd logQ, energies;
+    for (int step = 0; step < 800; step++) {
+        trainer.sample(256, 1000 + step, nullptr, x, logQ);
+        evaluate(x, energies, forces);
+        trainer.reverseKLStep(energies, forces, 1.0);
+    }
+    flow->sample(20000, 7, nullptr, x, logQ);
+    evaluate(x, energies, forces);
+    const double kl = (logQ + energies).mean() + logZ;
+    EXPECT_LT(kl, 0.01);
+    EXPECT_GT(kl, -0.005); // a KL estimate this far below 0 would mean a wrong log q
+    std::cout << "reverse KL " << kl << std::endl;
+}
+
+TEST(FlowTraining, ConditionalFlowFollowsTheContext) {
+    // x | c ~ N((2c, -c), 0.3^2 I) for a context c uniform on [-1, 1].
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 4}, {"hidden", 32}, {"context_dimension", 1},
+                                  {"masks", {{true, false}, {false, true}}}, {"seed", 3}});
+    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1000}}));
+    std::mt19937_64 engine(8);
+    std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+    std::normal_distribution<double> normal(0.0, 0.3);
+    for (int step = 0; step < 1000; step++) {
+        Eigen::MatrixXd c(1, 256), x(2, 256);
+        for (int i = 0; i < 256; i++) {
+            c(0, i) = uniform(engine);
+            x(0, i) = 2 * c(0, i) + normal(engine);
+            x(1, i) = -c(0, i) + normal(engine);
+        }
+        trainer.forwardKLStep(x, &c);
+    }
+    for (double c : {-0.8, 0.0, 0.7}) {
+        Eigen::MatrixXd context = Eigen::MatrixXd::Constant(1, 1, c), x;
+        Eigen::VectorXd logQ;
+        flow->sample(10000, 11, &context, x, logQ);
+        const Eigen::Vector2d mean = x.rowwise().mean();
+        EXPECT_NEAR(mean[0], 2 * c, 0.06) << "context " << c;
+        EXPECT_NEAR(mean[1], -c, 0.06) << "context " << c;
+        const double sd = std::sqrt((x.row(0).array() - mean[0]).square().mean());
+        EXPECT_NEAR(sd, 0.3, 0.05) << "context " << c;
+    }
+}
+
+TEST(FlowTraining, NonFiniteEnergiesAreDroppedAndCounted) {
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 8}});
+    FlowTrainer trainer(*flow);
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    trainer.sample(10, 1, nullptr, x, logQ);
+    Eigen::VectorXd energies = Eigen::VectorXd::Ones(10);
+    energies[3] = std::numeric_limits<double>::infinity();
+    Eigen::MatrixXd forces = -x;
+    forces(0, 5) = std::nan("");
+    TrainStepReport report = trainer.reverseKLStep(energies, forces, 1.0);
+    EXPECT_EQ(report.numSamples, 8);
+    EXPECT_EQ(report.numDropped, 2);
+    EXPECT_EQ(report.step, 1);
+    EXPECT_NE(errorMessage([&] { trainer.reverseKLStep(energies, forces, 1.0); }).find("call sample() first"),
+              std::string::npos);
+    trainer.sample(10, 2, nullptr, x, logQ);
+    EXPECT_NE(errorMessage([&] { trainer.reverseKLStep(energies.head(9), forces, 1.0); }).find("one per sample"),
+              std::string::npos);
+}
+
+TEST(FlowFile, RoundTripIsBitIdenticalAndResumesTraining) {
+    json config = {{"dimension", 3}, {"circular", {1}}, {"num_layers", 2}, {"hidden", 8}, {"seed", 4}};
+    auto flow = Flow::fromConfig(config);
+    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}, {"guard", true}}));
+    auto step = [](FlowTrainer& t, int i) {
+        Eigen::MatrixXd x, forces;
+        Eigen::VectorXd logQ;
+        t.sample(64, 100 + i, nullptr, x, logQ);
+        forces = -x;
+        forces.row(1).setZero();
+        Eigen::VectorXd energies = 0.5 * x.colwise().squaredNorm().transpose();
+        t.reverseKLStep(energies, forces, 1.0);
+    };
+    for (int i = 0; i < 7; i++)
+        step(trainer, i);
+    const std::string bytes = cgflow::io::encodeFlow(*flow, &trainer, {{"note", "test"}});
+    for (int i = 7; i < 12; i++)
+        step(trainer, i);
+
+    cgflow::io::DecodedFlow decoded = cgflow::io::decodeFlow(bytes, "flow.safetensors");
+    EXPECT_EQ(cgflow::io::encodeFlow(*decoded.flow, cgflow::io::restoreTrainer(decoded).get(), decoded.info), bytes);
+    auto resumed = cgflow::io::restoreTrainer(decoded);
+    for (int i = 7; i < 12; i++)
+        step(*resumed, i);
+    EXPECT_EQ(decoded.flow->getParameters(), flow->getParameters()); // bit for bit
+    EXPECT_EQ(resumed->getOptimizer().getStepCount(), 12);
+
+    // Without a trainer: parameters only, and restoreTrainer explains why it cannot.
+    const std::string plain = cgflow::io::encodeFlow(*flow);
+    cgflow::io::DecodedFlow plainDecoded = cgflow::io::decodeFlow(plain, "plain");
+    EXPECT_EQ(cgflow::io::encodeFlow(*plainDecoded.flow), plain);
+    EXPECT_NE(errorMessage([&] { cgflow::io::restoreTrainer(plainDecoded); }).find("no training state"),
+              std::string::npos);
+}
+
+TEST(FlowFile, CorruptTruncatedAndNewerFilesGiveClearErrors) {
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 4}});
+    const std::string bytes = cgflow::io::encodeFlow(*flow);
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow(bytes.substr(0, bytes.size() - 9), "f"); }).find("truncated"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow("garbage", "f"); }).find("f"), std::string::npos);
+    std::string newer = bytes;
+    const size_t at = newer.find("\\\"format_version\\\":1");
+    ASSERT_NE(at, std::string::npos);
+    newer[at + std::string("\\\"format_version\\\":").size()] = '7';
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow(newer, "f"); }).find("newer version"), std::string::npos);
+    std::string wrongKind = bytes;
+    const size_t kindAt = wrongKind.find("\\\"kind\\\":\\\"flow\\\"");
+    ASSERT_NE(kindAt, std::string::npos);
+    wrongKind.replace(kindAt + std::string("\\\"kind\\\":\\\"").size(), 4, "flaw");
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow(wrongKind, "f"); }).find("expected 'flow'"), std::string::npos);
+}
