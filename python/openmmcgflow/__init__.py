@@ -12,7 +12,7 @@ Models travel between the two as model-file bytes.
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
 from . import _core
-from ._core import CGFlowError, MLPEnsemble, load_safetensors, save_safetensors
+from ._core import CGFlowError, Flow, FlowTrainer, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import PMFForce
 from .pmf import set_ensemble_parameters
@@ -23,5 +23,6 @@ __version__ = "0.1.0"
 # Python convenience on the SWIG class: parameters from numpy without writing a file.
 PMFForce.setEnsembleParameters = set_ensemble_parameters
 
-__all__ = ["PMFForce", "EnergyTarget", "MLPEnsemble", "CGFlowError", "load_safetensors", "save_safetensors",
+__all__ = ["PMFForce", "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "load_flow_trainer",
+           "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]

@@ -18,20 +18,6 @@ namespace {
 
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-py::bytes toBytes(const std::string& s) {
-    return py::bytes(s.data(), s.size());
-}
-
-nlohmann::json pyToJson(const py::handle& obj) {
-    py::module_ json = py::module_::import("json");
-    return nlohmann::json::parse(py::str(json.attr("dumps")(obj)).cast<std::string>());
-}
-
-py::object jsonToPy(const nlohmann::json& j) {
-    py::module_ json = py::module_::import("json");
-    return json.attr("loads")(j.dump());
-}
-
 /** weights[m][l] has shape (out, in); biases[m][l] shape (out,). */
 nn::MLPEnsemble ensembleFromArrays(const std::vector<std::vector<RowMatrix>>& weights,
                                    const std::vector<std::vector<Eigen::VectorXd>>& biases,

@@ -6,9 +6,10 @@
 namespace py = pybind11;
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "OpenMM-CGFlow numerical core: MLP ensembles, model files, safetensors, energy targets (numpy in and out).";
+    m.doc() = "OpenMM-CGFlow numerical core: MLP ensembles, normalizing flows, model files, safetensors, energy targets (numpy in and out).";
     py::register_exception<cgflow::Error>(m, "CGFlowError", PyExc_ValueError);
     bindModels(m);
     bindEnergyTarget(m);
     bindCoordinates(m);
+    bindFlows(m);
 }

@@ -103,6 +103,11 @@ void CouplingLayer::initializeParameters(uint64_t seed) {
     }
 }
 
+void CouplingLayer::setPrecision(nn::Precision precision) {
+    if (hasConditioner())
+        conditioner.setPrecision(precision);
+}
+
 std::unique_ptr<BijectionWorkspace> CouplingLayer::createWorkspace() const {
     return std::make_unique<CouplingWorkspace>();
 }

@@ -64,6 +64,8 @@ public:
      * identityRawParameters(): the layer starts as the identity map whatever its input.
      */
     void initializeParameters(uint64_t seed) override;
+    /** The conditioner's precision (free raw parameters have no matrix products). */
+    void setPrecision(nn::Precision precision) override;
 
     std::unique_ptr<BijectionWorkspace> createWorkspace() const override;
     void apply(Direction direction, Eigen::Ref<Eigen::MatrixXd> data, const Eigen::MatrixXd* context, double* logDet,

@@ -1,0 +1,331 @@
+// _core bindings for normalizing flows: Flow (sample / log_prob / gradients / files) and FlowTrainer.
+// Batches cross as numpy arrays of shape (n, dimension), whose C-order memory is exactly the
+// engine's (dimension x n) column-per-sample layout.
+#include "Bindings.h"
+
+#include "cgflow/Error.h"
+#include "cgflow/flows/FlowConfig.h"
+#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/io/FileUtils.h"
+#include "cgflow/io/FlowFile.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+namespace py = pybind11;
+using namespace cgflow;
+using flows::Flow;
+using flows::FlowTrainer;
+
+namespace {
+
+using InputArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+/** (n, dim) -> (dim x n); a 1-D array is accepted for dim = 1 (n samples) . */
+Eigen::MatrixXd batchFromNumpy(const InputArray& a, int dim, const char* name) {
+    if (a.ndim() == 1 && dim == 1)
+        return Eigen::Map<const Eigen::MatrixXd>(a.data(), 1, a.shape(0));
+    if (a.ndim() != 2 || a.shape(1) != dim)
+        throw Error(std::string(name) + " must have shape (n, " + std::to_string(dim) + "), one sample per row");
+    return Eigen::Map<const Eigen::MatrixXd>(a.data(), dim, a.shape(0));
+}
+
+/** A context argument: None, shape (contextDimension,) for one context shared by all, or (n, contextDimension). */
+std::optional<Eigen::MatrixXd> contextFromPython(const py::object& context, int contextDimension) {
+    if (context.is_none())
+        return std::nullopt;
+    if (contextDimension == 0)
+        throw Error("this flow is not conditional (context_dimension 0), but a context was given");
+    InputArray a = context.cast<InputArray>();
+    if (a.ndim() == 1) {
+        if (a.shape(0) != contextDimension)
+            throw Error("context must have shape (" + std::to_string(contextDimension) + ",) or (n, " +
+                        std::to_string(contextDimension) + ")");
+        return Eigen::Map<const Eigen::MatrixXd>(a.data(), contextDimension, 1);
+    }
+    return batchFromNumpy(a, contextDimension, "context");
+}
+
+py::array_t<double> batchToNumpy(const Eigen::MatrixXd& m) {
+    py::array_t<double> out({static_cast<py::ssize_t>(m.cols()), static_cast<py::ssize_t>(m.rows())});
+    std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
+    return out;
+}
+
+py::array_t<double> vectorToNumpy(const double* data, size_t n) {
+    py::array_t<double> out(static_cast<py::ssize_t>(n));
+    std::memcpy(out.mutable_data(), data, sizeof(double) * n);
+    return out;
+}
+
+const char* actionName(optim::GradientAction action) {
+    switch (action) {
+    case optim::GradientAction::Accept:
+        return "accept";
+    case optim::GradientAction::Clip:
+        return "clip";
+    default:
+        return "skip";
+    }
+}
+
+py::dict reportToDict(const flows::TrainStepReport& r) {
+    py::dict d;
+    d["loss"] = r.loss;
+    d["gradient_norm"] = r.gradientNorm;
+    d["action"] = actionName(r.action);
+    d["learning_rate"] = r.learningRate;
+    d["num_samples"] = r.numSamples;
+    d["num_dropped"] = r.numDropped;
+    d["step"] = r.step;
+    return d;
+}
+
+const Eigen::MatrixXd* pointer(const std::optional<Eigen::MatrixXd>& m) {
+    return m ? &*m : nullptr;
+}
+
+py::tuple sampleFlow(Flow& flow, int n, uint64_t seed, const py::object& context, uint64_t firstIndex) {
+    auto ctx = contextFromPython(context, flow.getContextDimension());
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    {
+        py::gil_scoped_release release;
+        flow.sample(n, seed, pointer(ctx), x, logQ, false, firstIndex);
+    }
+    return py::make_tuple(batchToNumpy(x), vectorToNumpy(logQ.data(), logQ.size()));
+}
+
+} // namespace
+
+void bindFlows(py::module_& m) {
+    py::class_<Flow>(m, "Flow", R"doc(
+A normalizing flow (base density + bijections, optionally conditional), double precision,
+multi-threaded. Build it from a config dict (see FlowConfig.h / the README): either the builder
+form, e.g. {"dimension": 60, "circular": [...], "num_layers": 12, "num_bins": 8, "bound": 5.0,
+"hidden": 256, "num_blocks": 1}, or the explicit form that `config` returns. Batches are numpy
+arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dimension,) for all.)doc")
+        .def(py::init([](const py::dict& config) { return Flow::fromConfig(pyToJson(config)); }), py::arg("config"))
+        .def_static(
+            "from_bytes",
+            [](const py::bytes& data) { return std::move(io::decodeFlow(std::string(data), "flow bytes").flow); },
+            py::arg("data"), "A flow from model-file bytes (kind \"flow\").")
+        .def_static(
+            "load",
+            [](const std::string& path) { return std::move(io::decodeFlow(io::readFileBytes(path), path).flow); },
+            py::arg("path"), "A flow from a model file (kind \"flow\"); training state in it is ignored.")
+        .def(
+            "to_bytes",
+            [](const Flow& f, const py::object& info) {
+                return toBytes(io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+            },
+            py::arg("info") = py::none())
+        .def(
+            "save",
+            [](const Flow& f, const std::string& path, const py::object& info) {
+                io::writeFileAtomic(path, io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+            },
+            py::arg("path"), py::arg("info") = py::none(), "Write a model file atomically (temp file + rename).")
+        .def_property_readonly("config", [](const Flow& f) { return jsonToPy(f.getConfig()); })
+        .def_property_readonly("dimension", &Flow::getDimension)
+        .def_property_readonly("context_dimension", &Flow::getContextDimension)
+        .def_property_readonly("circular", &Flow::getCircular)
+        .def_property_readonly("num_parameters", &Flow::getNumParameters)
+        .def_property_readonly("num_layers", &Flow::getNumLayers)
+        .def_property("num_threads", &Flow::getNumThreads, &Flow::setNumThreads)
+        .def_property(
+            "precision", [](const Flow& f) { return nn::precisionName(f.getPrecision()); },
+            [](Flow& f, const std::string& p) { f.setPrecision(nn::parsePrecision(p)); },
+            "\"float64\" or \"mixed\" (conditioner matrix products in float32; splines, log-dets and sums in float64).")
+        .def("initialize_parameters", &Flow::initializeParameters, py::arg("seed"))
+        .def("get_parameters",
+             [](const Flow& f) {
+                 std::vector<double> p = f.getParameters();
+                 return vectorToNumpy(p.data(), p.size());
+             })
+        .def(
+            "set_parameters",
+            [](Flow& f, const InputArray& p) {
+                if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != f.getNumParameters())
+                    throw Error("parameters must be a 1-D array of " + std::to_string(f.getNumParameters()) + " values");
+                f.setParameters(p.data());
+            },
+            py::arg("parameters"))
+        .def("sample", &sampleFlow, py::arg("n"), py::arg("seed"), py::arg("context") = py::none(),
+             py::arg("first_index") = 0,
+             "(x, log_q) for n samples; sample i uses base draw first_index + i of the seed's stream.")
+        .def(
+            "sample_from_base",
+            [](Flow& f, const InputArray& z, const py::object& context) {
+                Eigen::MatrixXd base = batchFromNumpy(z, f.getDimension(), "z");
+                auto ctx = contextFromPython(context, f.getContextDimension());
+                Eigen::MatrixXd x;
+                Eigen::VectorXd logQ;
+                {
+                    py::gil_scoped_release release;
+                    f.transformFromBase(base, pointer(ctx), x, logQ);
+                }
+                return py::make_tuple(batchToNumpy(x), vectorToNumpy(logQ.data(), logQ.size()));
+            },
+            py::arg("z"), py::arg("context") = py::none(), "(x, log_q) for given base points z.")
+        .def(
+            "log_prob",
+            [](Flow& f, const InputArray& xs, const py::object& context, bool returnBase) -> py::object {
+                Eigen::MatrixXd x = batchFromNumpy(xs, f.getDimension(), "x");
+                auto ctx = contextFromPython(context, f.getContextDimension());
+                Eigen::VectorXd logQ;
+                Eigen::MatrixXd z;
+                {
+                    py::gil_scoped_release release;
+                    f.logProb(x, pointer(ctx), logQ, false, returnBase ? &z : nullptr);
+                }
+                py::array_t<double> lq = vectorToNumpy(logQ.data(), logQ.size());
+                if (returnBase)
+                    return py::make_tuple(lq, batchToNumpy(z));
+                return std::move(lq);
+            },
+            py::arg("x"), py::arg("context") = py::none(), py::arg("return_base") = false,
+            "log q(x) per sample (and the base points z = f^-1(x) with return_base=True).")
+        .def(
+            "log_prob_gradients",
+            [](Flow& f, const InputArray& xs, const InputArray& gradLogQ, const py::object& context) {
+                Eigen::MatrixXd x = batchFromNumpy(xs, f.getDimension(), "x");
+                auto ctx = contextFromPython(context, f.getContextDimension());
+                if (gradLogQ.ndim() != 1 || gradLogQ.shape(0) != x.cols())
+                    throw Error("grad_log_q must be a 1-D array with one value per sample");
+                Eigen::VectorXd g = Eigen::Map<const Eigen::VectorXd>(gradLogQ.data(), x.cols());
+                Eigen::VectorXd logQ;
+                std::vector<double> params(f.getNumParameters(), 0.0);
+                Eigen::MatrixXd gradX, gradContext;
+                if (ctx)
+                    gradContext = Eigen::MatrixXd::Zero(ctx->rows(), ctx->cols());
+                {
+                    py::gil_scoped_release release;
+                    f.logProb(x, pointer(ctx), logQ, true);
+                    f.backwardLogProb(g, params.data(), &gradX, ctx ? &gradContext : nullptr);
+                }
+                py::dict d;
+                d["log_q"] = vectorToNumpy(logQ.data(), logQ.size());
+                d["parameters"] = vectorToNumpy(params.data(), params.size());
+                d["x"] = batchToNumpy(gradX);
+                if (ctx)
+                    d["context"] = batchToNumpy(gradContext);
+                return d;
+            },
+            py::arg("x"), py::arg("grad_log_q"), py::arg("context") = py::none(),
+            "Gradients of sum(grad_log_q * log q(x)) w.r.t. parameters, x and context (a dict with log_q).")
+        .def(
+            "sample_gradients",
+            [](Flow& f, const InputArray& zs, const InputArray& gradX, const InputArray& gradLogQ,
+               const py::object& context) {
+                Eigen::MatrixXd z = batchFromNumpy(zs, f.getDimension(), "z");
+                Eigen::MatrixXd gx = batchFromNumpy(gradX, f.getDimension(), "grad_x");
+                auto ctx = contextFromPython(context, f.getContextDimension());
+                if (gradLogQ.ndim() != 1 || gradLogQ.shape(0) != z.cols() || gx.cols() != z.cols())
+                    throw Error("grad_x (n, dimension) and grad_log_q (n,) must match z's n samples");
+                Eigen::VectorXd gl = Eigen::Map<const Eigen::VectorXd>(gradLogQ.data(), z.cols());
+                Eigen::MatrixXd x, gradContext, gradZ;
+                Eigen::VectorXd logQ;
+                std::vector<double> params(f.getNumParameters(), 0.0);
+                if (ctx)
+                    gradContext = Eigen::MatrixXd::Zero(ctx->rows(), ctx->cols());
+                {
+                    py::gil_scoped_release release;
+                    f.transformFromBase(z, pointer(ctx), x, logQ, true);
+                    f.backwardSample(gx, gl, params.data(), ctx ? &gradContext : nullptr, &gradZ);
+                }
+                py::dict d;
+                d["x"] = batchToNumpy(x);
+                d["log_q"] = vectorToNumpy(logQ.data(), logQ.size());
+                d["parameters"] = vectorToNumpy(params.data(), params.size());
+                d["z"] = batchToNumpy(gradZ);
+                if (ctx)
+                    d["context"] = batchToNumpy(gradContext);
+                return d;
+            },
+            py::arg("z"), py::arg("grad_x"), py::arg("grad_log_q"), py::arg("context") = py::none(),
+            "Pathwise gradients of sum(grad_x * x) + sum(grad_log_q * log q) for x = f(z), w.r.t. parameters, z "
+            "and context (a dict that also holds x and log_q).");
+
+    py::class_<FlowTrainer>(m, "FlowTrainer", R"doc(
+Trains a Flow by reverse KL (energies and forces from the caller) or forward KL (samples), with
+Adam/AdamW, warm-up/cosine schedules, gradient clipping and the papers' skip/clip guard.
+Options dict: optimizer ("adam"|"adamw"), learning_rate, beta1, beta2, epsilon, weight_decay,
+warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True or a dict).)doc")
+        .def(py::init([](Flow& flow, const py::object& options) {
+                 return std::make_unique<FlowTrainer>(
+                     flow, flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object()
+                                                                                  : pyToJson(options)));
+             }),
+             py::arg("flow"), py::arg("options") = py::none(), py::keep_alive<1, 2>())
+        .def(
+            "sample",
+            [](FlowTrainer& t, int n, uint64_t seed, const py::object& context) {
+                auto ctx = contextFromPython(context, t.getFlow().getContextDimension());
+                Eigen::MatrixXd x;
+                Eigen::VectorXd logQ;
+                {
+                    py::gil_scoped_release release;
+                    t.sample(n, seed, pointer(ctx), x, logQ);
+                }
+                return py::make_tuple(batchToNumpy(x), vectorToNumpy(logQ.data(), logQ.size()));
+            },
+            py::arg("n"), py::arg("seed"), py::arg("context") = py::none(),
+            "(x, log_q) for a reverse-KL step; compute energies and forces at x, then call reverse_kl_step.")
+        .def(
+            "reverse_kl_step",
+            [](FlowTrainer& t, const InputArray& energies, const InputArray& forces, double beta) {
+                const int dim = t.getFlow().getDimension();
+                if (energies.ndim() != 1)
+                    throw Error("energies must be a 1-D array with one energy per sample");
+                Eigen::VectorXd u = Eigen::Map<const Eigen::VectorXd>(energies.data(), energies.shape(0));
+                Eigen::MatrixXd f = batchFromNumpy(forces, dim, "forces");
+                flows::TrainStepReport report;
+                {
+                    py::gil_scoped_release release;
+                    report = t.reverseKLStep(u, f, beta);
+                }
+                return reportToDict(report);
+            },
+            py::arg("energies"), py::arg("forces"), py::arg("beta") = 1.0,
+            "One update of mean(beta U + log q) from the last sample(): forces = -dU/dx, shape (n, dimension).")
+        .def(
+            "forward_kl_step",
+            [](FlowTrainer& t, const InputArray& xs, const py::object& context) {
+                Eigen::MatrixXd x = batchFromNumpy(xs, t.getFlow().getDimension(), "x");
+                auto ctx = contextFromPython(context, t.getFlow().getContextDimension());
+                flows::TrainStepReport report;
+                {
+                    py::gil_scoped_release release;
+                    report = t.forwardKLStep(x, pointer(ctx));
+                }
+                return reportToDict(report);
+            },
+            py::arg("x"), py::arg("context") = py::none(), "One maximum-likelihood update on the rows of x.")
+        .def_property_readonly("step_count", [](FlowTrainer& t) { return t.getOptimizer().getStepCount(); })
+        .def_property_readonly("learning_rate", [](FlowTrainer& t) { return t.getOptimizer().getLearningRate(); })
+        .def_property_readonly("options", [](FlowTrainer& t) { return jsonToPy(t.getOptions().toJson()); })
+        .def(
+            "save",
+            [](FlowTrainer& t, const std::string& path, const py::object& info) {
+                io::writeFileAtomic(path, io::encodeFlow(t.getFlow(), &t,
+                                                         info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+            },
+            py::arg("path"), py::arg("info") = py::none(),
+            "Write the flow with the optimizer state (a resumable checkpoint), atomically.");
+
+    m.def(
+        "load_flow_trainer",
+        [](const std::string& path) {
+            io::DecodedFlow decoded = io::decodeFlow(io::readFileBytes(path), path);
+            std::unique_ptr<FlowTrainer> trainer = io::restoreTrainer(decoded);
+            py::object flow = py::cast(std::move(decoded.flow));
+            py::object t = py::cast(std::move(trainer));
+            // The trainer refers to the flow: keep the flow alive as long as the trainer.
+            py::detail::keep_alive_impl(t, flow);
+            return py::make_tuple(flow, t);
+        },
+        py::arg("path"), "(flow, trainer) from a checkpoint written by FlowTrainer.save, ready to resume.");
+}
