@@ -299,3 +299,20 @@ TEST(Flow, ContextIsRequiredAndChecked) {
     auto plain = randomFlow(smallConfig(), 1);
     EXPECT_NE(errorMessage([&] { plain->sample(3, 1, &one, x, logQ); }).find("not conditional"), std::string::npos);
 }
+
+TEST(FlowConfig, RightStochasticLinearAndAtomPermutationLayers) {
+    // A flow over two 3-D atoms: a coupling pair, then the learnable per-atom linear map.
+    json config = {{"dimension", 6},
+                   {"base", {{"kinds", {"normal", "normal", "normal", "normal", "normal", "normal"}}}},
+                   {"layers",
+                    {{{"type", "spline_coupling"}, {"transformed", {0, 1, 2}}, {"hidden", 8}},
+                     {{"type", "atom_permutation"}, {"num_atoms", 2}, {"permutation", {1, 0}}},
+                     {{"type", "right_stochastic_linear"}, {"num_atoms", 2}}}}};
+    auto flow = randomFlow(config, 3);
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ, again;
+    flow->sample(40, 1, nullptr, x, logQ);
+    flow->logProb(x, nullptr, again);
+    EXPECT_LT((logQ - again).cwiseAbs().maxCoeff(), 1e-10);
+    EXPECT_EQ(Flow::fromConfig(flow->getConfig())->getConfig(), flow->getConfig());
+}

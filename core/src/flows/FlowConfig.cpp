@@ -3,6 +3,7 @@
 #include "cgflow/Error.h"
 #include "cgflow/flows/AffineCoupling.h"
 #include "cgflow/flows/Permutation.h"
+#include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/flows/SplineCoupling.h"
 
 #include <cmath>
@@ -83,8 +84,13 @@ std::unique_ptr<Bijection> makeLayer(const json& layer, const std::vector<bool>&
         return Permutation::fromConfig(layer, circular);
     if (type == "circular_shift")
         return CircularShift::fromConfig(layer, circular);
+    if (type == "right_stochastic_linear")
+        return RightStochasticLinear::fromConfig(layer, circular);
+    if (type == "atom_permutation")
+        return AtomPermutation::fromConfig(layer, circular);
     throw Error("flow config: layer " + std::to_string(index) + " has unknown type \"" + type +
-                "\"; expected spline_coupling, affine_coupling, permutation or circular_shift");
+                "\"; expected spline_coupling, affine_coupling, permutation, circular_shift, "
+                "right_stochastic_linear or atom_permutation");
 }
 
 // The builder form's coupling stack. Masks and shifts are drawn here once and written out, so the

@@ -14,8 +14,10 @@ namespace cgflow::flows {
  *   {"dimension": D, "circular": [indices], "context_dimension": C, "context_circular": [indices],
  *    "base": {"kinds": [per-dimension kind], "truncation_bound": B}, "layers": [{"type": ..., ...}, ...],
  *    "precision": "float64" | "mixed"}
- *   Layer types: "spline_coupling", "affine_coupling", "permutation", "circular_shift", and those
- *   registered by other files (e.g. "right_stochastic_linear", "atom_permutation").
+ *   Layer types: "spline_coupling", "affine_coupling", "permutation", "circular_shift",
+ *   "right_stochastic_linear", "atom_permutation" (each class's fromConfig documents its fields).
+ *   "circular" lists the base side's circular dimensions (the data side's too, unless permutation
+ *   layers reorder them).
  *
  * Builder (no "layers"): the coupling stacks of the papers, expanded into the explicit form:
  *   "coupling": "spline" (default) | "affine" | "elementwise" (spline layers without a split, for D = 1),

@@ -1,0 +1,309 @@
+#include "cgflow/flows/GaussianConditional.h"
+
+#include "cgflow/Error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+
+namespace cgflow::flows {
+
+namespace {
+
+const double halfLogTwoPi = 0.91893853320467274178; // log(2 pi) / 2
+
+std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
+    return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+std::string numberString(double value) {
+    std::ostringstream s;
+    s.precision(17);
+    s << value;
+    return s.str();
+}
+
+const char* configName = "gaussian_conditional";
+
+int readInt(const nlohmann::json& config, const char* key, int fallback, bool required, int minimum) {
+    if (!config.contains(key)) {
+        if (required)
+            throw Error(std::string(configName) + " config: the integer field \"" + key + "\" is required");
+        return fallback;
+    }
+    const nlohmann::json& v = config[key];
+    if (!v.is_number_integer())
+        throw Error(std::string(configName) + " config: \"" + key + "\" must be an integer, got " + v.dump());
+    const bool tooLarge = v.is_number_unsigned()
+                              ? v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())
+                              : v.get<int64_t>() > std::numeric_limits<int>::max();
+    if (tooLarge || (!v.is_number_unsigned() && v.get<int64_t>() < minimum))
+        throw Error(std::string(configName) + " config: \"" + key + "\" must be an integer >= " +
+                    std::to_string(minimum) + ", got " + v.dump());
+    return v.get<int>();
+}
+
+} // namespace
+
+GaussianConditional::GaussianConditional(const GaussianConditionalOptions& optionsIn) : options(optionsIn) {
+    if (options.conditionSize < 1)
+        throw Error("GaussianConditional: conditionSize (dim z) must be >= 1, got " +
+                    std::to_string(options.conditionSize));
+    if (options.outputSize < 1)
+        throw Error("GaussianConditional: outputSize (dim X) must be >= 1, got " + std::to_string(options.outputSize));
+    if (options.hiddenSize < 1)
+        throw Error("GaussianConditional: hiddenSize must be >= 1, got " + std::to_string(options.hiddenSize));
+    if (options.numBlocks < 0)
+        throw Error("GaussianConditional: numBlocks must be >= 0, got " + std::to_string(options.numBlocks));
+    if (!std::isfinite(options.initialLogStd))
+        throw Error("GaussianConditional: initialLogStd must be finite, got " + numberString(options.initialLogStd));
+    nn::activationName(options.activation); // Error for a value outside the enum
+    const int networkOutput = options.conditionalStd ? 2 * options.outputSize : options.outputSize;
+    network = nn::ResidualMLP(options.conditionSize, options.hiddenSize, networkOutput, options.numBlocks,
+                              options.activation, true);
+    if (!options.conditionalStd)
+        freeLogStd = Eigen::VectorXd::Zero(options.outputSize);
+    initializeParameters(0);
+}
+
+size_t GaussianConditional::getNumParameters() const {
+    return network.getNumParameters() + static_cast<size_t>(freeLogStd.size());
+}
+
+void GaussianConditional::getParameters(double* out) const {
+    network.getParameters(out);
+    if (!options.conditionalStd)
+        Eigen::Map<Eigen::VectorXd>(out + network.getNumParameters(), freeLogStd.size()) = freeLogStd;
+}
+
+void GaussianConditional::setParameters(const double* in) {
+    network.setParameters(in);
+    if (!options.conditionalStd)
+        freeLogStd = Eigen::Map<const Eigen::VectorXd>(in + network.getNumParameters(), freeLogStd.size());
+}
+
+std::vector<double> GaussianConditional::getParameters() const {
+    std::vector<double> out(getNumParameters());
+    getParameters(out.data());
+    return out;
+}
+
+void GaussianConditional::setParameters(const std::vector<double>& in) {
+    if (in.size() != getNumParameters())
+        throw Error("GaussianConditional::setParameters: got " + std::to_string(in.size()) + " values, expected " +
+                    std::to_string(getNumParameters()));
+    setParameters(in.data());
+}
+
+void GaussianConditional::initializeParameters(uint64_t seed) {
+    network.initializeParameters(seed); // zero output layer: mu(z) = 0 and s(z) = its bias
+    if (options.conditionalStd) {
+        // The output bias is the last block of the flat parameters, its log-std half the last d entries
+        // (set through the flat parameters so that Mixed precision's float copies follow).
+        std::vector<double> params = network.getParameters();
+        std::fill(params.end() - options.outputSize, params.end(), options.initialLogStd);
+        network.setParameters(params);
+    } else {
+        freeLogStd.setConstant(options.initialLogStd);
+    }
+}
+
+void GaussianConditional::evaluateNetwork(const Eigen::MatrixXd& z, Workspace& ws) const {
+    if (z.rows() != options.conditionSize)
+        throw Error("GaussianConditional: z is " + shapeString(z.rows(), z.cols()) + ", expected " +
+                    std::to_string(options.conditionSize) + " rows (dim z x n, one sample per column)");
+    ws.pass = Workspace::Pass::None;
+    ws.batch = -1;
+    network.forward(z, ws.out, ws.network);
+}
+
+void GaussianConditional::meanAndLogStd(const Eigen::MatrixXd& z, Eigen::MatrixXd& mu, Eigen::MatrixXd& logStd) const {
+    Workspace ws;
+    evaluateNetwork(z, ws);
+    const int d = options.outputSize;
+    mu = ws.out.topRows(d);
+    if (options.conditionalStd)
+        logStd = ws.out.bottomRows(d);
+    else
+        logStd = freeLogStd.replicate(1, z.cols());
+}
+
+void GaussianConditional::sample(const Eigen::MatrixXd& z, const Eigen::MatrixXd& eps, Eigen::MatrixXd& X,
+                                 Eigen::VectorXd& logq, Workspace& ws, bool save) const {
+    const int d = options.outputSize;
+    if (eps.rows() != d || eps.cols() != z.cols())
+        throw Error("GaussianConditional::sample: eps is " + shapeString(eps.rows(), eps.cols()) + ", expected " +
+                    shapeString(d, z.cols()) + " (dim X x the batch of z)");
+    evaluateNetwork(z, ws);
+    const Eigen::Index n = z.cols();
+    if (options.conditionalStd)
+        ws.scale = ws.out.bottomRows(d).array().exp().matrix();
+    else
+        ws.scale = freeLogStd.array().exp().matrix().replicate(1, n);
+    X = ws.out.topRows(d) + (ws.scale.array() * eps.array()).matrix();
+    // With eps fixed: log N(mu + sigma eps; mu, sigma^2) = -sum(s) - sum(eps^2)/2 - d log(2 pi)/2.
+    logq.resize(n);
+    for (Eigen::Index j = 0; j < n; j++) {
+        const double sumLogStd = options.conditionalStd ? ws.out.col(j).tail(d).sum() : freeLogStd.sum();
+        logq[j] = -sumLogStd - 0.5 * eps.col(j).squaredNorm() - d * halfLogTwoPi;
+    }
+    if (save) {
+        ws.noise = eps;
+        ws.pass = Workspace::Pass::Sample;
+        ws.batch = n;
+        ws.owner = this;
+    }
+}
+
+void GaussianConditional::logProb(const Eigen::MatrixXd& z, const Eigen::MatrixXd& X, Eigen::VectorXd& logq,
+                                  Workspace& ws, bool save) const {
+    const int d = options.outputSize;
+    if (X.rows() != d || X.cols() != z.cols())
+        throw Error("GaussianConditional::logProb: X is " + shapeString(X.rows(), X.cols()) + ", expected " +
+                    shapeString(d, z.cols()) + " (dim X x the batch of z)");
+    evaluateNetwork(z, ws);
+    const Eigen::Index n = z.cols();
+    if (options.conditionalStd)
+        ws.scale = (-ws.out.bottomRows(d).array()).exp().matrix();
+    else
+        ws.scale = (-freeLogStd.array()).exp().matrix().replicate(1, n);
+    ws.noise = ((X - ws.out.topRows(d)).array() * ws.scale.array()).matrix(); // r = (X - mu) / sigma
+    logq.resize(n);
+    for (Eigen::Index j = 0; j < n; j++) {
+        const double sumLogStd = options.conditionalStd ? ws.out.col(j).tail(d).sum() : freeLogStd.sum();
+        logq[j] = -sumLogStd - 0.5 * ws.noise.col(j).squaredNorm() - d * halfLogTwoPi;
+    }
+    if (save) {
+        ws.pass = Workspace::Pass::LogProb;
+        ws.batch = n;
+        ws.owner = this;
+    }
+}
+
+void GaussianConditional::checkSaved(const Workspace& ws, Workspace::Pass pass, const char* what) const {
+    const char* needed = pass == Workspace::Pass::Sample ? "sample" : "logProb";
+    if (ws.batch < 0 || ws.owner != this || ws.pass != pass)
+        throw Error(std::string("GaussianConditional::") + what + ": needs a preceding " + needed +
+                    "(..., save = true) of this GaussianConditional with this workspace" +
+                    (ws.batch >= 0 && ws.owner == this
+                         ? std::string(" (the workspace holds a ") +
+                               (ws.pass == Workspace::Pass::Sample ? "sample" : "logProb") + " pass)"
+                         : std::string()));
+}
+
+void GaussianConditional::backpropagate(Workspace& ws, Eigen::MatrixXd* gradZ, double* paramGrad) const {
+    // ws.gradOut holds dL/dmu (and dL/ds when conditional, written there); ws.gradLogStd holds dL/ds.
+    if (paramGrad != nullptr && !options.conditionalStd) {
+        Eigen::Map<Eigen::VectorXd> logStdGrad(paramGrad + network.getNumParameters(), options.outputSize);
+        logStdGrad += ws.gradLogStd.rowwise().sum();
+    }
+    if (gradZ == nullptr && paramGrad == nullptr)
+        return;
+    network.backward(ws.gradOut, ws.network, gradZ, paramGrad);
+}
+
+void GaussianConditional::backwardSample(const Eigen::MatrixXd* gradX, const Eigen::VectorXd* gradLogq,
+                                         Eigen::MatrixXd* gradZ, double* paramGrad, Workspace& ws) const {
+    checkSaved(ws, Workspace::Pass::Sample, "backwardSample");
+    const int d = options.outputSize;
+    const Eigen::Index n = ws.batch;
+    if (gradX != nullptr && (gradX->rows() != d || gradX->cols() != n))
+        throw Error("GaussianConditional::backwardSample: gradX is " + shapeString(gradX->rows(), gradX->cols()) +
+                    ", expected " + shapeString(d, n) + " (dim X x the batch of the saved sample)");
+    if (gradLogq != nullptr && gradLogq->size() != n)
+        throw Error("GaussianConditional::backwardSample: gradLogq has " + std::to_string(gradLogq->size()) +
+                    " entries, expected the batch " + std::to_string(n) + " of the saved sample");
+    ws.gradOut.resize(network.getOutputSize(), n);
+    // X = mu + exp(s) eps: dX/dmu = 1, dX/ds = exp(s) eps. logq = -sum(s) + const: dlogq/ds = -1.
+    if (gradX != nullptr) {
+        ws.gradOut.topRows(d) = *gradX;
+        ws.gradLogStd = (gradX->array() * ws.scale.array() * ws.noise.array()).matrix();
+    } else {
+        ws.gradOut.topRows(d).setZero();
+        ws.gradLogStd.setZero(d, n);
+    }
+    if (gradLogq != nullptr)
+        ws.gradLogStd.rowwise() -= gradLogq->transpose();
+    if (options.conditionalStd)
+        ws.gradOut.bottomRows(d) = ws.gradLogStd;
+    backpropagate(ws, gradZ, paramGrad);
+}
+
+void GaussianConditional::backwardLogProb(const Eigen::VectorXd& gradLogq, Eigen::MatrixXd* gradZ,
+                                          Eigen::MatrixXd* gradX, double* paramGrad, Workspace& ws) const {
+    checkSaved(ws, Workspace::Pass::LogProb, "backwardLogProb");
+    const int d = options.outputSize;
+    const Eigen::Index n = ws.batch;
+    if (gradLogq.size() != n)
+        throw Error("GaussianConditional::backwardLogProb: gradLogq has " + std::to_string(gradLogq.size()) +
+                    " entries, expected the batch " + std::to_string(n) + " of the saved logProb");
+    // logq = -sum(s) - sum(r^2)/2 + const with r = (X - mu) exp(-s):
+    // dlogq/dmu = r exp(-s), dlogq/dX = -r exp(-s), dlogq/ds = r^2 - 1.
+    ws.gradOut.resize(network.getOutputSize(), n);
+    const Eigen::ArrayXXd weighted = (ws.noise.array() * ws.scale.array()).rowwise() * gradLogq.transpose().array();
+    ws.gradOut.topRows(d) = weighted.matrix();
+    if (gradX != nullptr)
+        *gradX = -weighted.matrix();
+    ws.gradLogStd = ((ws.noise.array().square() - 1.0).rowwise() * gradLogq.transpose().array()).matrix();
+    if (options.conditionalStd)
+        ws.gradOut.bottomRows(d) = ws.gradLogStd;
+    backpropagate(ws, gradZ, paramGrad);
+}
+
+nlohmann::json GaussianConditional::getConfig() const {
+    return {{"type", getTypeName()},
+            {"condition_dimension", options.conditionSize},
+            {"output_dimension", options.outputSize},
+            {"hidden", options.hiddenSize},
+            {"num_blocks", options.numBlocks},
+            {"activation", nn::activationName(options.activation)},
+            {"std", options.conditionalStd ? "conditional" : "constant"},
+            {"initial_log_std", options.initialLogStd}};
+}
+
+std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohmann::json& config) {
+    const std::string prefix = std::string(configName) + " config: ";
+    if (!config.is_object())
+        throw Error(prefix + "must be a JSON object");
+    static const char* const allowed[] = {"type",       "condition_dimension", "output_dimension", "hidden",
+                                          "num_blocks", "activation",          "std",              "initial_log_std"};
+    for (auto it = config.begin(); it != config.end(); ++it) {
+        bool known = false;
+        for (const char* key : allowed)
+            known = known || it.key() == key;
+        if (!known)
+            throw Error(prefix + "unknown key \"" + it.key() +
+                        "\" (expected \"condition_dimension\", \"output_dimension\", \"hidden\", \"num_blocks\", "
+                        "\"activation\", \"std\", \"initial_log_std\")");
+    }
+    if (config.contains("type") && (!config["type"].is_string() || config["type"].get<std::string>() != configName))
+        throw Error(prefix + "\"type\" must be \"" + configName + "\", got " + config["type"].dump());
+    GaussianConditionalOptions options;
+    options.conditionSize = readInt(config, "condition_dimension", 0, true, 1);
+    options.outputSize = readInt(config, "output_dimension", 0, true, 1);
+    options.hiddenSize = readInt(config, "hidden", options.hiddenSize, false, 1);
+    options.numBlocks = readInt(config, "num_blocks", options.numBlocks, false, 0);
+    if (config.contains("activation")) {
+        if (!config["activation"].is_string())
+            throw Error(prefix + "\"activation\" must be a string, got " + config["activation"].dump());
+        options.activation = nn::parseActivation(config["activation"].get<std::string>());
+    }
+    if (config.contains("std")) {
+        const nlohmann::json& v = config["std"];
+        if (!v.is_string() || (v.get<std::string>() != "conditional" && v.get<std::string>() != "constant"))
+            throw Error(prefix + "\"std\" must be \"conditional\" (log-std from the network) or \"constant\" "
+                                 "(a learnable z-independent log-std), got " + v.dump());
+        options.conditionalStd = v.get<std::string>() == "conditional";
+    }
+    if (config.contains("initial_log_std")) {
+        const nlohmann::json& v = config["initial_log_std"];
+        if (!v.is_number() || !std::isfinite(v.get<double>()))
+            throw Error(prefix + "\"initial_log_std\" must be a finite number, got " + v.dump());
+        options.initialLogStd = v.get<double>();
+    }
+    return std::make_unique<GaussianConditional>(options);
+}
+
+} // namespace cgflow::flows
