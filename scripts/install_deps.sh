@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "[install] creating .venv"
   "$PY" -m venv .venv
 fi
-STAMP=.venv/.cgflow-deps-v1
+STAMP=.venv/.cgflow-deps-v2
 if [ ! -f "$STAMP" ] || [ requirements.txt -nt "$STAMP" ]; then
   echo "[install] pip packages from requirements.txt"
   .venv/bin/python -m pip install -q --upgrade pip

@@ -13,7 +13,7 @@ namespace {
 
 // Below this many samples per chunk, thread start-up and the smaller GEMMs cost more than the
 // parallelism gains (the small-batch, integrator regime runs on the calling thread).
-constexpr int MinSamplesPerChunk = 32;
+constexpr int MinSamplesPerChunk = 8;
 
 std::string layerName(int index, const Bijection& layer) {
     return "layer " + std::to_string(index) + " (" + layer.getTypeName() + ")";
