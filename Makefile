@@ -41,6 +41,8 @@ demo: install
 bench: install
 	@$(PYTHON) benchmarks/pmf_force.py
 	@$(PYTHON) benchmarks/energy_target.py
+	@bash benchmarks/peers/install_torch.sh
+	@$(PYTHON) benchmarks/flow_throughput.py
 
 clean:
 	rm -rf $(BUILD_DIR)
