@@ -167,6 +167,10 @@ private:
     // parameterization into gradRaw (accumulated); *gradXi receives its derivative w.r.t. xi.
     void accumulateBinGradient(const RQSplineKnots& knots, int k, double xi, double gradYLocal,
                                double gradLogDetLocal, double* gradRaw, double* gradXi) const;
+    // forward() and inverse() with the derivative f'(x) itself instead of its log (1 outside the
+    // spline's domain), so that the batched functions can take all the logs in one vectorized pass.
+    double forwardWithDerivative(const RQSplineKnots& knots, double x, double& derivative) const;
+    double inverseWithDerivative(const RQSplineKnots& knots, double y, double& forwardDerivative) const;
     void softmaxBackward(const double* softmax, int bin, double gradLeft, double gradRight, double scale,
                          double* gradRaw) const;
 
@@ -227,10 +231,11 @@ inline double rqSolve(double eta, double h, double s, double d0, double d1) {
     return std::min(std::max(xi, 0.0), 1.0); // rounding only; NaN passes through
 }
 
-// One log instead of three: the product cannot overflow for derivatives the parameterization
-// can realistically produce, and its log is as accurate as the sum of logs.
-inline double rqLogDerivative(double s, const RQSegment& seg) {
-    return std::log(s * s * seg.slopeFactor / (seg.denominator * seg.denominator));
+// dy/dx = s^2 M / D^2, taken as one product: its log is then one log instead of three, as
+// accurate as the sum of logs, and the product cannot overflow for derivatives the
+// parameterization can realistically produce.
+inline double rqDerivative(double s, const RQSegment& seg) {
+    return s * s * seg.slopeFactor / (seg.denominator * seg.denominator);
 }
 
 } // namespace detail
@@ -326,9 +331,9 @@ inline int RQSpline::findBin(const double* knots, double v) const {
     return k;
 }
 
-inline double RQSpline::forward(const RQSplineKnots& knots, double x, double& logDet) const {
+inline double RQSpline::forwardWithDerivative(const RQSplineKnots& knots, double x, double& derivative) const {
     if (!toDomain(x)) {
-        logDet = 0;
+        derivative = 1;
         return x;
     }
     const int k = findBin(knots.x.data(), x);
@@ -337,16 +342,16 @@ inline double RQSpline::forward(const RQSplineKnots& knots, double x, double& lo
     const double s = h / w;
     const double xi = (x - xk) / w;
     const detail::RQSegment seg = detail::rqSegment(xi, h, s, knots.derivatives[k], knots.derivatives[k + 1]);
-    logDet = detail::rqLogDerivative(s, seg);
+    derivative = detail::rqDerivative(s, seg);
     // Rounding can put the result an ulp past the bin's end; keeping it inside preserves the
     // ordering across bins and keeps circular outputs in [-pi, pi], so that f(pi) is not read
     // back as -pi by the inverse. (NaN passes through min/max unchanged.)
     return std::min(std::max(yk + seg.numerator / seg.denominator, yk), knots.y[k + 1]);
 }
 
-inline double RQSpline::inverse(const RQSplineKnots& knots, double y, double& logDet) const {
+inline double RQSpline::inverseWithDerivative(const RQSplineKnots& knots, double y, double& forwardDerivative) const {
     if (!toDomain(y)) {
-        logDet = 0;
+        forwardDerivative = 1;
         return y;
     }
     const int k = findBin(knots.y.data(), y);
@@ -360,12 +365,26 @@ inline double RQSpline::inverse(const RQSplineKnots& knots, double y, double& lo
     const double eta = y - yk;
     if (eta <= 0.5 * h) {
         const double xi = detail::rqSolve(eta, h, s, d0, d1);
-        logDet = -detail::rqLogDerivative(s, detail::rqSegment(xi, h, s, d0, d1));
+        forwardDerivative = detail::rqDerivative(s, detail::rqSegment(xi, h, s, d0, d1));
         return xk + xi * w;
     }
     const double xiMirror = detail::rqSolve(knots.y[k + 1] - y, h, s, d1, d0);
-    logDet = -detail::rqLogDerivative(s, detail::rqSegment(xiMirror, h, s, d1, d0));
+    forwardDerivative = detail::rqDerivative(s, detail::rqSegment(xiMirror, h, s, d1, d0));
     return std::max(knots.x[k + 1] - xiMirror * w, xk);
+}
+
+inline double RQSpline::forward(const RQSplineKnots& knots, double x, double& logDet) const {
+    double derivative;
+    const double y = forwardWithDerivative(knots, x, derivative);
+    logDet = std::log(derivative);
+    return y;
+}
+
+inline double RQSpline::inverse(const RQSplineKnots& knots, double y, double& logDet) const {
+    double forwardDerivative;
+    const double x = inverseWithDerivative(knots, y, forwardDerivative);
+    logDet = -std::log(forwardDerivative);
+    return x;
 }
 
 inline void RQSpline::softmaxBackward(const double* softmax, int bin, double gradLeft, double gradRight,
