@@ -38,17 +38,13 @@ void checkPointer(const void* p, const char* name) {
         throw Error(std::string("RQSpline: ") + name + " must not be null");
 }
 
-// values[i] <- sign * log(values[i]) for i < n, vectorized: the scalar log was a fifth of a
-// spline evaluation. Through a packet-aligned per-thread buffer so that the result does not
-// depend on where the caller's array sits (Eigen peels unaligned heads with the scalar log).
-void logInPlace(int n, double* values, double sign) {
-    thread_local Eigen::ArrayXd buffer;
-    if (buffer.size() < n)
-        buffer.resize(n);
-    auto head = buffer.head(n);
-    head = Eigen::Map<const Eigen::ArrayXd>(values, n);
-    head = sign * head.log();
-    Eigen::Map<Eigen::ArrayXd>(values, n) = head;
+void checkStrided(int groups, int groupSize, int rawStride, int ioStride) {
+    if (groups < 0 || groupSize < 0)
+        throw Error("RQSpline: groups and groupSize must be >= 0, got " + std::to_string(groups) + " and " +
+                    std::to_string(groupSize));
+    if (groups > 1 && (rawStride < 0 || ioStride < groupSize))
+        throw Error("RQSpline: strides must leave room for a group: rawStride >= 0 and ioStride >= groupSize, got " +
+                    std::to_string(rawStride) + " and " + std::to_string(ioStride));
 }
 
 void checkCount(int n) {
@@ -205,8 +201,7 @@ void RQSpline::forwardBatch(int n, const double* raw, const double* x, double* y
     checkPointer(x, "x");
     checkPointer(y, "y");
     checkPointer(logDet, "logDet");
-    forEachScalar(n, raw, [&](int i, const RQSplineKnots& knots) { y[i] = forwardWithDerivative(knots, x[i], logDet[i]); });
-    logInPlace(n, logDet, 1.0);
+    transformBatch(false, 1, n, raw, 0, x, 0, y, logDet);
 }
 
 void RQSpline::inverseBatch(int n, const double* raw, const double* y, double* x, double* logDet) const {
@@ -217,8 +212,7 @@ void RQSpline::inverseBatch(int n, const double* raw, const double* y, double* x
     checkPointer(y, "y");
     checkPointer(x, "x");
     checkPointer(logDet, "logDet");
-    forEachScalar(n, raw, [&](int i, const RQSplineKnots& knots) { x[i] = inverseWithDerivative(knots, y[i], logDet[i]); });
-    logInPlace(n, logDet, -1.0);
+    transformBatch(true, 1, n, raw, 0, y, 0, x, logDet);
 }
 
 void RQSpline::forwardGradientBatch(int n, const double* raw, const double* x, const double* gradY,
@@ -251,6 +245,190 @@ void RQSpline::inverseGradientBatch(int n, const double* raw, const double* y, c
         gradY[i] = inverseGradient(knots, y[i], gradX ? gradX[i] : 0.0, gradLogDet ? gradLogDet[i] : 0.0,
                                    gradRaw + i * P);
     });
+}
+
+
+void RQSpline::transformBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
+                              const double* in, int ioStride, double* out, double* logDet) const {
+    using Column = Eigen::Array<double, Eigen::Dynamic, 1>;
+    using Table = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic>; // (scalars x knots), one knot per column
+    constexpr int Chunk = 64;
+    const int K = numBins, P = getNumParameters(), numDeriv = getNumRawDerivatives();
+    const int firstKnot = type == RQSplineType::Monotonic ? 1 : 0;
+    const bool circular = type == RQSplineType::Circular;
+    // Per-thread buffers sized once for a full chunk (Eigen-allocated, so packet-aligned); every
+    // step below works on their first m rows and allocates nothing.
+    struct Buffers {
+        Table widths, heights, rawDeriv, x, y, d;
+        Column v, inside, xk, x1, yk, y1, d0, d1, w, h, s, xi, t, u, den, mm, result, slope, tmp, cum, xiRight,
+            slopeRight, fromRight;
+        int numBins = -1;
+    };
+    thread_local Buffers b;
+    if (b.numBins != K) {
+        for (Table* t : {&b.widths, &b.heights, &b.rawDeriv})
+            t->resize(Chunk, K);
+        for (Table* t : {&b.x, &b.y, &b.d})
+            t->resize(Chunk, K + 1);
+        for (Column* c : {&b.v, &b.inside, &b.xk, &b.x1, &b.yk, &b.y1, &b.d0, &b.d1, &b.w, &b.h, &b.s, &b.xi,
+                          &b.t, &b.u, &b.den, &b.mm, &b.result, &b.slope, &b.tmp, &b.cum, &b.xiRight, &b.slopeRight,
+                          &b.fromRight})
+            c->resize(Chunk);
+        b.numBins = K;
+    }
+    const long total = static_cast<long>(groups) * groupSize;
+    auto rawOf = [&](long i) { return raw + (i / groupSize) * static_cast<long>(rawStride) + (i % groupSize) * P; };
+    auto ioIndex = [&](long i) { return (i / groupSize) * static_cast<long>(ioStride) + i % groupSize; };
+    for (long start = 0; start < total; start += Chunk) {
+        const int m = static_cast<int>(std::min<long>(Chunk, total - start));
+        // Structure of arrays: column j holds parameter j of every scalar of the chunk.
+        for (int i = 0; i < m; i++) {
+            const double* r = rawOf(start + i);
+            for (int j = 0; j < K; j++) {
+                b.widths(i, j) = r[j];
+                b.heights(i, j) = r[K + j];
+            }
+            for (int j = 0; j < numDeriv; j++)
+                b.rawDeriv(i, j) = r[2 * K + j];
+            double v = in[ioIndex(start + i)];
+            // Monotonic inputs outside [-B, B] pass through (NaN counts as inside, so it reaches
+            // both outputs); circular inputs are wrapped.
+            b.inside[i] = toDomain(v) ? 1.0 : 0.0;
+            b.v[i] = v;
+        }
+        auto col = [m](Table& t, int j) { return t.col(j).head(m); };
+        auto head = [m](auto& c) { return c.head(m); };
+        // Softmax shifted by each scalar's maximum, then cumulative knots with exact ends (as
+        // computeKnots()).
+        auto knotsFrom = [&](Table& e, double minSize, Table& knots) {
+            head(b.tmp) = col(e, 0);
+            for (int j = 1; j < K; j++)
+                head(b.tmp) = head(b.tmp).max(col(e, j));
+            head(b.cum).setZero();
+            for (int j = 0; j < K; j++) {
+                col(e, j) = (col(e, j) - head(b.tmp)).exp();
+                head(b.cum) += col(e, j);
+            }
+            head(b.tmp) = head(b.cum).inverse();
+            const double scale = 1.0 - K * minSize;
+            head(b.cum).setZero();
+            col(knots, 0).setConstant(-bound);
+            for (int j = 1; j < K; j++) {
+                head(b.cum) += minSize + scale * (col(e, j - 1) * head(b.tmp));
+                col(knots, j) = -bound + 2 * bound * head(b.cum);
+            }
+            col(knots, K).setConstant(bound);
+        };
+        knotsFrom(b.widths, minBinWidth, b.x);
+        knotsFrom(b.heights, minBinHeight, b.y);
+        // Derivatives: minDerivative + softplus(raw), softplus(r) = max(r, 0) + log(1 + exp(-|r|)).
+        for (int j = 0; j < numDeriv; j++) {
+            head(b.tmp) = (-col(b.rawDeriv, j).abs()).exp();
+            col(b.d, firstKnot + j) = minDerivative + col(b.rawDeriv, j).max(0.0) + (1.0 + head(b.tmp)).log();
+        }
+        if (circular) {
+            col(b.d, K) = col(b.d, 0);
+        } else {
+            col(b.d, 0).setConstant(1.0);
+            col(b.d, K).setConstant(1.0);
+        }
+        // Bin k with knots[k] <= v < knots[k+1] (counting, as findBin()) and each scalar's bin
+        // quantities. A scalar loop: Eigen 3.4 has no packet path for comparisons and select(),
+        // and six gathers per scalar are cheaper than selecting over every bin.
+        const Table& search = inverseDirection ? b.y : b.x;
+        for (int i = 0; i < m; i++) {
+            const double v = b.v[i];
+            int k = 0;
+            for (int j = 1; j < K; j++)
+                k += v >= search(i, j);
+            b.xk[i] = b.x(i, k);
+            b.x1[i] = b.x(i, k + 1);
+            b.yk[i] = b.y(i, k);
+            b.y1[i] = b.y(i, k + 1);
+            b.d0[i] = b.d(i, k);
+            b.d1[i] = b.d(i, k + 1);
+        }
+        head(b.w) = head(b.x1) - head(b.xk);
+        head(b.h) = head(b.y1) - head(b.yk);
+        head(b.s) = head(b.h) / head(b.w);
+        // dy/dx = s^2 M / D^2 at local coordinate xi with knot derivatives (d0, d1) (rqSegment()).
+        auto slopeAt = [&](Column& xi, Column& d0, Column& d1, Column& slope) {
+            head(b.t) = head(xi) * (1 - head(xi));
+            head(b.u) = 1 - head(xi);
+            head(b.den) = head(b.s) + (head(d0) + head(d1) - 2 * head(b.s)) * head(b.t);
+            head(b.mm) = head(d1) * head(xi).square() + 2 * head(b.s) * head(b.t) + head(d0) * head(b.u).square();
+            head(slope) = head(b.s).square() * head(b.mm) / head(b.den).square();
+        };
+        if (!inverseDirection) {
+            head(b.xi) = (head(b.v) - head(b.xk)) / head(b.w);
+            slopeAt(b.xi, b.d0, b.d1, b.slope);
+            // y = y_k + N / D.
+            head(b.result) = head(b.yk) + head(b.h) * (head(b.s) * head(b.xi).square() + head(b.d0) * head(b.t)) /
+                                              head(b.den);
+            // Kept inside the bin against rounding (NaN kept), as forward().
+            for (int i = 0; i < m; i++)
+                b.result[i] = std::min(std::max(b.result[i], b.yk[i]), b.y1[i]);
+        } else {
+            // N - eta D = 0 solved in closed form from the nearer end of the bin (as inverse()
+            // and rqSolve()); both ends are computed and the nearer one selected.
+            auto solve = [&](Column& eta, Column& d0, Column& d1, Column& xi) {
+                head(b.t) = head(d0) + head(d1) - 2 * head(b.s);                      // q
+                head(b.u) = head(b.h) * (head(b.s) - head(d0)) + head(eta) * head(b.t); // a
+                head(b.den) = head(b.h) * head(d0) - head(eta) * head(b.t);             // b
+                head(b.mm) = -head(b.s) * head(eta);                                    // c
+                head(b.cum) = (head(b.den).square() - 4 * head(b.u) * head(b.mm)).max(0.0).sqrt();
+                head(xi) = (head(b.den) >= 0)
+                               .select(2 * head(b.mm) / (-head(b.den) - head(b.cum)),
+                                       (-head(b.den) + head(b.cum)) / (2 * head(b.u)));
+                for (int i = 0; i < m; i++) // rounding only; NaN passes through, as rqSolve()
+                    xi[i] = std::min(std::max(xi[i], 0.0), 1.0);
+            };
+            head(b.tmp) = head(b.v) - head(b.yk); // eta from the left end
+            solve(b.tmp, b.d0, b.d1, b.xi);
+            head(b.tmp) = head(b.y1) - head(b.v); // eta from the right end
+            solve(b.tmp, b.d1, b.d0, b.xiRight);
+            slopeAt(b.xiRight, b.d1, b.d0, b.slopeRight);
+            slopeAt(b.xi, b.d0, b.d1, b.slope);
+            head(b.fromRight) = head(b.x1) - head(b.xiRight) * head(b.w);
+            for (int i = 0; i < m; i++)
+                b.fromRight[i] = std::max(b.fromRight[i], b.xk[i]);
+            const auto nearLeft = (head(b.v) - head(b.yk)) <= 0.5 * head(b.h);
+            head(b.result) = nearLeft.select(head(b.xk) + head(b.xi) * head(b.w), head(b.fromRight));
+            head(b.slope) = nearLeft.select(head(b.slope), head(b.slopeRight));
+        }
+        head(b.slope) = head(b.slope).log();
+        const double sign = inverseDirection ? -1.0 : 1.0;
+        for (int i = 0; i < m; i++) {
+            const long index = ioIndex(start + i);
+            const bool transformed = b.inside[i] != 0.0;
+            out[index] = transformed ? b.result[i] : b.v[i];
+            logDet[index] = transformed ? sign * b.slope[i] : 0.0;
+        }
+    }
+}
+
+void RQSpline::forwardBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* x,
+                                   int ioStride, double* y, double* logDet) const {
+    checkStrided(groups, groupSize, rawStride, ioStride);
+    if (groups == 0 || groupSize == 0)
+        return;
+    checkPointer(raw, "raw");
+    checkPointer(x, "x");
+    checkPointer(y, "y");
+    checkPointer(logDet, "logDet");
+    transformBatch(false, groups, groupSize, raw, rawStride, x, ioStride, y, logDet);
+}
+
+void RQSpline::inverseBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* y,
+                                   int ioStride, double* x, double* logDet) const {
+    checkStrided(groups, groupSize, rawStride, ioStride);
+    if (groups == 0 || groupSize == 0)
+        return;
+    checkPointer(raw, "raw");
+    checkPointer(y, "y");
+    checkPointer(x, "x");
+    checkPointer(logDet, "logDet");
+    transformBatch(true, groups, groupSize, raw, rawStride, y, ioStride, x, logDet);
 }
 
 } // namespace cgflow::flows

@@ -49,25 +49,26 @@ void SplineCoupling::transform(Direction direction, CouplingWorkspace& ws, doubl
     const Eigen::Index n = ws.in.cols();
     const int numT = static_cast<int>(ws.in.rows());
     const int nReal = numRealTransformed(), nCirc = numCircularTransformed();
+    const int rawSize = getRawSize();
     const int circularOffset = nReal * monotonic.getNumParameters();
-    ws.scratch.resize(numT);
-    double* ld = ws.scratch.data();
-    for (Eigen::Index j = 0; j < n; j++) {
-        const double* raw = ws.raw.col(j).data();
-        const double* in = ws.in.col(j).data();
-        double* out = ws.out.col(j).data();
-        if (direction == Direction::Forward) {
-            monotonic.forwardBatch(nReal, raw, in, out, ld);
-            circular.forwardBatch(nCirc, raw + circularOffset, in + nReal, out + nReal, ld + nReal);
-        } else {
-            monotonic.inverseBatch(nReal, raw, in, out, ld);
-            circular.inverseBatch(nCirc, raw + circularOffset, in + nReal, out + nReal, ld + nReal);
-        }
-        double sum = 0;
-        for (int t = 0; t < numT; t++)
-            sum += ld[t];
-        logDet[j] += sum;
+    // One strided call per spline kind over the whole batch: the spline engine vectorizes across
+    // scalars, so it wants as many of them per call as possible. Per-scalar log-dets land in
+    // gradIn (free until the backward pass), laid out like ws.in.
+    ws.gradIn.resize(numT, n);
+    const int groups = static_cast<int>(n);
+    if (direction == Direction::Forward) {
+        monotonic.forwardBatchStrided(groups, nReal, ws.raw.data(), rawSize, ws.in.data(), numT, ws.out.data(),
+                                      ws.gradIn.data());
+        circular.forwardBatchStrided(groups, nCirc, ws.raw.data() + circularOffset, rawSize, ws.in.data() + nReal,
+                                     numT, ws.out.data() + nReal, ws.gradIn.data() + nReal);
+    } else {
+        monotonic.inverseBatchStrided(groups, nReal, ws.raw.data(), rawSize, ws.in.data(), numT, ws.out.data(),
+                                      ws.gradIn.data());
+        circular.inverseBatchStrided(groups, nCirc, ws.raw.data() + circularOffset, rawSize, ws.in.data() + nReal,
+                                     numT, ws.out.data() + nReal, ws.gradIn.data() + nReal);
     }
+    for (Eigen::Index j = 0; j < n; j++)
+        logDet[j] += ws.gradIn.col(j).sum();
 }
 
 void SplineCoupling::transformBackward(CouplingWorkspace& ws, const double* gradLogDet) const {

@@ -138,6 +138,17 @@ public:
      */
     void forwardBatch(int n, const double* raw, const double* x, double* y, double* logDet) const;
     void inverseBatch(int n, const double* raw, const double* y, double* x, double* logDet) const;
+    /**
+     * forwardBatch()/inverseBatch() over `groups` groups of `groupSize` consecutive scalars that sit
+     * at strides in larger arrays, e.g. the transformed values of every sample of a coupling layer
+     * in one call: scalar t of group g has raw parameters at raw + g * rawStride + t * P and its
+     * input, output and log-det at index g * ioStride + t. Negative sizes or overlapping strides
+     * -> Error.
+     */
+    void forwardBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* x,
+                             int ioStride, double* y, double* logDet) const;
+    void inverseBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* y,
+                             int ioStride, double* x, double* logDet) const;
     void forwardGradientBatch(int n, const double* raw, const double* x, const double* gradY,
                               const double* gradLogDet, double* gradX, double* gradRaw) const;
     void inverseGradientBatch(int n, const double* raw, const double* y, const double* gradX,
@@ -153,9 +164,15 @@ private:
     // exp(raw - max) (unnormalized), derivativeSlope[i] holds sigmoid(raw derivative i) and the
     // derivative of that raw value's knot holds log(1 + exp(-|raw derivative i|)).
     void finishKnots(const double* raw, RQSplineKnots& knots) const;
-    // Runs f(i, knots) for i = 0..n-1 with the knots of scalar i (the batched functions' engine).
+    // Runs f(i, knots) for i = 0..n-1 with the knots of scalar i (the engine of the batched
+    // gradient functions).
     template <class F>
     void forEachScalar(int n, const double* raw, F&& f) const;
+    // The engine of forwardBatch()/inverseBatch(): the same formulas evaluated across up to 64
+    // scalars at a time in structure-of-arrays form, so that every step (softmax, cumulative
+    // knots, bin search, the rational-quadratic segment and its inverse) is one SIMD pass.
+    void transformBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
+                        const double* in, int ioStride, double* out, double* logDet) const;
 
     // Where an input of the spline's own domain goes: false for monotonic tails (identity), and
     // for circular inputs it wraps in place.
