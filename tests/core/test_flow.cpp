@@ -316,3 +316,17 @@ TEST(FlowConfig, RightStochasticLinearAndAtomPermutationLayers) {
     EXPECT_LT((logQ - again).cwiseAbs().maxCoeff(), 1e-10);
     EXPECT_EQ(Flow::fromConfig(flow->getConfig())->getConfig(), flow->getConfig());
 }
+
+TEST(Flow, ASamplesValuesDoNotDependOnTheBatchItIsDrawnIn) {
+    // Bitwise: the vectorized spline must not treat a scalar differently by its position in the
+    // batch (Eigen's scalar tail loops round differently from its packets).
+    auto flow = randomFlow(smallConfig(), 4);
+    Eigen::MatrixXd all, part;
+    Eigen::VectorXd qAll, qPart;
+    flow->sample(203, 6, nullptr, all, qAll);
+    for (int first : {1, 37, 150}) {
+        flow->sample(203 - first, 6, nullptr, part, qPart, false, first);
+        EXPECT_EQ(part, all.rightCols(203 - first)) << "first index " << first;
+        EXPECT_EQ(qPart, qAll.tail(203 - first)) << "first index " << first;
+    }
+}

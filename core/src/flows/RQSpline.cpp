@@ -267,13 +267,13 @@ void RQSpline::transformBatch(bool inverseDirection, int groups, int groupSize, 
     thread_local Buffers b;
     if (b.numBins != K) {
         for (Table* t : {&b.widths, &b.heights, &b.rawDeriv})
-            t->resize(Chunk, K);
+            t->setZero(Chunk, K);
         for (Table* t : {&b.x, &b.y, &b.d})
-            t->resize(Chunk, K + 1);
+            t->setZero(Chunk, K + 1);
         for (Column* c : {&b.v, &b.inside, &b.xk, &b.x1, &b.yk, &b.y1, &b.d0, &b.d1, &b.w, &b.h, &b.s, &b.xi,
                           &b.t, &b.u, &b.den, &b.mm, &b.result, &b.slope, &b.tmp, &b.cum, &b.xiRight, &b.slopeRight,
                           &b.fromRight})
-            c->resize(Chunk);
+            c->setZero(Chunk);
         b.numBins = K;
     }
     const long total = static_cast<long>(groups) * groupSize;
@@ -296,8 +296,13 @@ void RQSpline::transformBatch(bool inverseDirection, int groups, int groupSize, 
             b.inside[i] = toDomain(v) ? 1.0 : 0.0;
             b.v[i] = v;
         }
-        auto col = [m](Table& t, int j) { return t.col(j).head(m); };
-        auto head = [m](auto& c) { return c.head(m); };
+        // Vector steps run over a whole number of packets (mp rows): Eigen evaluates a tail
+        // that does not fill a packet with the scalar exp/log, whose last bits differ from the
+        // packet versions, and a sample's result would then depend on where it falls in the
+        // batch (so on the batch size). Rows m .. mp-1 hold stale values and are never read back.
+        const int mp = (m + 7) & ~7;
+        auto col = [mp](Table& t, int j) { return t.col(j).head(mp); };
+        auto head = [mp](auto& c) { return c.head(mp); };
         // Softmax shifted by each scalar's maximum, then cumulative knots with exact ends (as
         // computeKnots()).
         auto knotsFrom = [&](Table& e, double minSize, Table& knots) {
