@@ -23,9 +23,10 @@ def test_sample_and_log_prob_agree():
     assert x.shape == (500, 4) and log_q.shape == (500,)
     assert np.all(np.abs(x[:, 1]) <= np.pi)
     np.testing.assert_allclose(flow.log_prob(x), log_q, atol=1e-10)
-    # Counter-based draws: samples 100.. equal a call starting at index 100.
+    # Counter-based draws: samples 100.. equal a call starting at index 100 (up to the GEMM
+    # backend's rounding, which may depend on a column's position in the batch).
     tail, _ = flow.sample(50, seed=1, first_index=100)
-    np.testing.assert_array_equal(tail, x[100:150])
+    np.testing.assert_allclose(tail, x[100:150], rtol=0, atol=1e-12)
     # The base points round-trip.
     _, z = flow.log_prob(x[:5], return_base=True)
     x_again, log_q_again = flow.sample_from_base(z)

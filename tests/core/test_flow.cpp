@@ -318,15 +318,17 @@ TEST(FlowConfig, RightStochasticLinearAndAtomPermutationLayers) {
 }
 
 TEST(Flow, ASamplesValuesDoNotDependOnTheBatchItIsDrawnIn) {
-    // Bitwise: the vectorized spline must not treat a scalar differently by its position in the
-    // batch (Eigen's scalar tail loops round differently from its packets).
+    // The base draws are exactly the same (tested bitwise above) and the spline treats every
+    // position alike; what remains is the GEMM backend, whose kernels may round a column
+    // differently by its position in the batch (Eigen's do in the last bit; OpenBLAS's here
+    // do not). Any real batching error is O(1).
     auto flow = randomFlow(smallConfig(), 4);
     Eigen::MatrixXd all, part;
     Eigen::VectorXd qAll, qPart;
     flow->sample(203, 6, nullptr, all, qAll);
     for (int first : {1, 37, 150}) {
         flow->sample(203 - first, 6, nullptr, part, qPart, false, first);
-        EXPECT_EQ(part, all.rightCols(203 - first)) << "first index " << first;
-        EXPECT_EQ(qPart, qAll.tail(203 - first)) << "first index " << first;
+        EXPECT_LT((part - all.rightCols(203 - first)).cwiseAbs().maxCoeff(), 1e-12) << "first index " << first;
+        EXPECT_LT((qPart - qAll.tail(203 - first)).cwiseAbs().maxCoeff(), 1e-11) << "first index " << first;
     }
 }
