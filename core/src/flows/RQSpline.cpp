@@ -120,8 +120,8 @@ void RQSpline::backwardKnots(const RQSplineKnots& knots, const double* gradKnotX
     }
 }
 
-template <class F>
-void RQSpline::forEachScalar(int n, const double* raw, F&& f) const {
+template <class RawOf, class F>
+void RQSpline::forEachScalar(int n, const RawOf& rawOf, F&& f) const {
     // Chunks of scalars: the exps and logs of the parameterization are most of the cost of a
     // spline evaluation, and over a whole chunk Eigen evaluates them with SIMD packet math
     // (within ~1.5 ulp of libm; so results can differ from the scalar computeKnots() in the
@@ -156,7 +156,7 @@ void RQSpline::forEachScalar(int n, const double* raw, F&& f) const {
     for (int start = 0; start < n; start += chunk) {
         const int m = std::min(chunk, n - start);
         for (int i = 0; i < m; i++) {
-            const double* r = raw + static_cast<size_t>(start + i) * P;
+            const double* r = rawOf(start + i);
             double* e = expSoftmax + static_cast<size_t>(i) * 2 * K;
             for (int part = 0; part < 2; part++) {
                 const double* rp = r + part * K;
@@ -187,7 +187,7 @@ void RQSpline::forEachScalar(int n, const double* raw, F&& f) const {
             const size_t d = static_cast<size_t>(i) * numDeriv;
             std::copy(slopeDeriv + d, slopeDeriv + d + numDeriv, knots.derivativeSlope.begin());
             std::copy(logDeriv + d, logDeriv + d + numDeriv, knots.derivatives.begin() + firstKnot);
-            finishKnots(raw + static_cast<size_t>(start + i) * P, knots);
+            finishKnots(rawOf(start + i), knots);
             f(start + i, knots);
         }
     }
@@ -218,35 +218,56 @@ void RQSpline::inverseBatch(int n, const double* raw, const double* y, double* x
 void RQSpline::forwardGradientBatch(int n, const double* raw, const double* x, const double* gradY,
                                     const double* gradLogDet, double* gradX, double* gradRaw) const {
     checkCount(n);
-    if (n == 0)
-        return;
-    checkPointer(raw, "raw");
-    checkPointer(x, "x");
-    checkPointer(gradX, "gradX");
-    checkPointer(gradRaw, "gradRaw");
-    const size_t P = getNumParameters();
-    forEachScalar(n, raw, [&](int i, const RQSplineKnots& knots) {
-        gradX[i] = forwardGradient(knots, x[i], gradY ? gradY[i] : 0.0, gradLogDet ? gradLogDet[i] : 0.0,
-                                   gradRaw + i * P);
-    });
+    forwardGradientBatchStrided(1, n, raw, 0, x, 0, gradY, gradLogDet, gradX, gradRaw);
 }
 
 void RQSpline::inverseGradientBatch(int n, const double* raw, const double* y, const double* gradX,
                                     const double* gradLogDet, double* gradY, double* gradRaw) const {
     checkCount(n);
-    if (n == 0)
+    inverseGradientBatchStrided(1, n, raw, 0, y, 0, gradX, gradLogDet, gradY, gradRaw);
+}
+
+void RQSpline::forwardGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride,
+                                           const double* x, int ioStride, const double* gradY,
+                                           const double* gradLogDet, double* gradX, double* gradRaw) const {
+    checkStrided(groups, groupSize, rawStride, ioStride);
+    if (groups == 0 || groupSize == 0)
+        return;
+    checkPointer(raw, "raw");
+    checkPointer(x, "x");
+    checkPointer(gradX, "gradX");
+    checkPointer(gradRaw, "gradRaw");
+    const long P = getNumParameters();
+    auto rawOffset = [&](long i) { return (i / groupSize) * static_cast<long>(rawStride) + (i % groupSize) * P; };
+    auto io = [&](long i) { return (i / groupSize) * static_cast<long>(ioStride) + i % groupSize; };
+    forEachScalar(groups * groupSize, [&](long i) { return raw + rawOffset(i); },
+                  [&](long i, const RQSplineKnots& knots) {
+                      const long k = io(i);
+                      gradX[k] = forwardGradient(knots, x[k], gradY ? gradY[k] : 0.0,
+                                                 gradLogDet ? gradLogDet[k] : 0.0, gradRaw + rawOffset(i));
+                  });
+}
+
+void RQSpline::inverseGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride,
+                                           const double* y, int ioStride, const double* gradX,
+                                           const double* gradLogDet, double* gradY, double* gradRaw) const {
+    checkStrided(groups, groupSize, rawStride, ioStride);
+    if (groups == 0 || groupSize == 0)
         return;
     checkPointer(raw, "raw");
     checkPointer(y, "y");
     checkPointer(gradY, "gradY");
     checkPointer(gradRaw, "gradRaw");
-    const size_t P = getNumParameters();
-    forEachScalar(n, raw, [&](int i, const RQSplineKnots& knots) {
-        gradY[i] = inverseGradient(knots, y[i], gradX ? gradX[i] : 0.0, gradLogDet ? gradLogDet[i] : 0.0,
-                                   gradRaw + i * P);
-    });
+    const long P = getNumParameters();
+    auto rawOffset = [&](long i) { return (i / groupSize) * static_cast<long>(rawStride) + (i % groupSize) * P; };
+    auto io = [&](long i) { return (i / groupSize) * static_cast<long>(ioStride) + i % groupSize; };
+    forEachScalar(groups * groupSize, [&](long i) { return raw + rawOffset(i); },
+                  [&](long i, const RQSplineKnots& knots) {
+                      const long k = io(i);
+                      gradY[k] = inverseGradient(knots, y[k], gradX ? gradX[k] : 0.0,
+                                                 gradLogDet ? gradLogDet[k] : 0.0, gradRaw + rawOffset(i));
+                  });
 }
-
 
 void RQSpline::transformBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
                               const double* in, int ioStride, double* out, double* logDet) const {

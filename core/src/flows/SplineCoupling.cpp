@@ -75,27 +75,28 @@ void SplineCoupling::transformBackward(CouplingWorkspace& ws, const double* grad
     const Eigen::Index n = ws.in.cols();
     const int numT = static_cast<int>(ws.in.rows());
     const int nReal = numRealTransformed(), nCirc = numCircularTransformed();
+    const int rawSize = getRawSize();
     const int circularOffset = nReal * monotonic.getNumParameters();
     ws.gradIn.resize(numT, n);
-    ws.gradRaw.setZero(getRawSize(), n);
-    ws.scratch.resize(numT);
-    double* gl = ws.scratch.data();
-    for (Eigen::Index j = 0; j < n; j++) {
-        std::fill(gl, gl + numT, gradLogDet[j]);
-        const double* raw = ws.raw.col(j).data();
-        const double* in = ws.in.col(j).data();
-        const double* gOut = ws.gradOut.col(j).data();
-        double* gIn = ws.gradIn.col(j).data();
-        double* gRaw = ws.gradRaw.col(j).data();
-        if (ws.direction == Direction::Forward) {
-            monotonic.forwardGradientBatch(nReal, raw, in, gOut, gl, gIn, gRaw);
-            circular.forwardGradientBatch(nCirc, raw + circularOffset, in + nReal, gOut + nReal, gl + nReal,
-                                          gIn + nReal, gRaw + circularOffset);
-        } else {
-            monotonic.inverseGradientBatch(nReal, raw, in, gOut, gl, gIn, gRaw);
-            circular.inverseGradientBatch(nCirc, raw + circularOffset, in + nReal, gOut + nReal, gl + nReal,
-                                          gIn + nReal, gRaw + circularOffset);
-        }
+    ws.gradRaw.setZero(rawSize, n);
+    // Every scalar of sample j receives the sample's log-det gradient; laid out like ws.in so
+    // that one strided call per spline kind covers the batch.
+    ws.scratch.resize(numT * n);
+    Eigen::Map<Eigen::MatrixXd> gl(ws.scratch.data(), numT, n);
+    gl = Eigen::Map<const Eigen::RowVectorXd>(gradLogDet, n).replicate(numT, 1);
+    const int groups = static_cast<int>(n);
+    if (ws.direction == Direction::Forward) {
+        monotonic.forwardGradientBatchStrided(groups, nReal, ws.raw.data(), rawSize, ws.in.data(), numT,
+                                              ws.gradOut.data(), gl.data(), ws.gradIn.data(), ws.gradRaw.data());
+        circular.forwardGradientBatchStrided(groups, nCirc, ws.raw.data() + circularOffset, rawSize,
+                                             ws.in.data() + nReal, numT, ws.gradOut.data() + nReal, gl.data() + nReal,
+                                             ws.gradIn.data() + nReal, ws.gradRaw.data() + circularOffset);
+    } else {
+        monotonic.inverseGradientBatchStrided(groups, nReal, ws.raw.data(), rawSize, ws.in.data(), numT,
+                                              ws.gradOut.data(), gl.data(), ws.gradIn.data(), ws.gradRaw.data());
+        circular.inverseGradientBatchStrided(groups, nCirc, ws.raw.data() + circularOffset, rawSize,
+                                             ws.in.data() + nReal, numT, ws.gradOut.data() + nReal, gl.data() + nReal,
+                                             ws.gradIn.data() + nReal, ws.gradRaw.data() + circularOffset);
     }
 }
 

@@ -149,6 +149,17 @@ public:
                              int ioStride, double* y, double* logDet) const;
     void inverseBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* y,
                              int ioStride, double* x, double* logDet) const;
+    /**
+     * The gradient functions in the strided layout of forwardBatchStrided(): x/y, the upstream
+     * gradients and the input gradient at g * ioStride + t, the raw gradient (ACCUMULATED) at
+     * gradRaw + g * rawStride + t * P.
+     */
+    void forwardGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* x,
+                                     int ioStride, const double* gradY, const double* gradLogDet, double* gradX,
+                                     double* gradRaw) const;
+    void inverseGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride, const double* y,
+                                     int ioStride, const double* gradX, const double* gradLogDet, double* gradY,
+                                     double* gradRaw) const;
     void forwardGradientBatch(int n, const double* raw, const double* x, const double* gradY,
                               const double* gradLogDet, double* gradX, double* gradRaw) const;
     void inverseGradientBatch(int n, const double* raw, const double* y, const double* gradX,
@@ -164,10 +175,10 @@ private:
     // exp(raw - max) (unnormalized), derivativeSlope[i] holds sigmoid(raw derivative i) and the
     // derivative of that raw value's knot holds log(1 + exp(-|raw derivative i|)).
     void finishKnots(const double* raw, RQSplineKnots& knots) const;
-    // Runs f(i, knots) for i = 0..n-1 with the knots of scalar i (the engine of the batched
-    // gradient functions).
-    template <class F>
-    void forEachScalar(int n, const double* raw, F&& f) const;
+    // Runs f(i, knots) for i = 0..n-1 with the knots of scalar i, whose raw parameters are at
+    // rawOf(i) (the engine of the batched gradient functions).
+    template <class RawOf, class F>
+    void forEachScalar(int n, const RawOf& rawOf, F&& f) const;
     // The engine of forwardBatch()/inverseBatch(): the same formulas evaluated across up to 64
     // scalars at a time in structure-of-arrays form, so that every step (softmax, cumulative
     // knots, bin search, the rational-quadratic segment and its inverse) is one SIMD pass.
