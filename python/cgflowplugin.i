@@ -7,6 +7,7 @@
 %include <std_string.i>
 
 %{
+#include "BoltzmannGeneratorIntegrator.h"
 #include "PMFForce.h"
 #include "OpenMM.h"
 #include "OpenMMAmoeba.h"
@@ -58,6 +59,26 @@
     for (size_t i = 0; i < $1.size(); i++)
         PyList_SET_ITEM($result, i, PyFloat_FromDouble($1[i]));
 }
+%typemap(in) const std::vector<double>& values (std::vector<double> temp) {
+    PyObject* seq = PySequence_Fast($input, "values must be a sequence of numbers");
+    if (seq == NULL)
+        SWIG_fail;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double value = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (value == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            SWIG_exception_fail(SWIG_TypeError, "values must be a sequence of numbers");
+        }
+        temp.push_back(value);
+    }
+    Py_DECREF(seq);
+    $1 = &temp;
+}
+%typemap(typecheck, precedence=SWIG_TYPECHECK_POINTER) const std::vector<double>& values {
+    $1 = PySequence_Check($input) ? 1 : 0;
+}
+
 %typemap(in) const std::vector<int>& particles (std::vector<int> temp) {
     PyObject* seq = PySequence_Fast($input, "particles must be a sequence of particle indices");
     if (seq == NULL)
@@ -111,6 +132,61 @@ public:
         }
         static bool isinstance(OpenMM::Force& force) {
             return dynamic_cast<CGFlow::PMFForce*>(&force) != NULL;
+        }
+    }
+};
+
+
+class BoltzmannGeneratorIntegrator : public OpenMM::Integrator {
+public:
+    enum Mode { Importance = 0, Metropolis = 1 };
+    BoltzmannGeneratorIntegrator(double temperature, Mode mode = Metropolis);
+    BoltzmannGeneratorIntegrator(const std::string& modelFile, double temperature, Mode mode = Metropolis);
+    void setModelFile(const std::string& path);
+    void setModelBytes(const std::string& modelBytes);
+    const std::string& getModelBytes() const;
+    bool hasModel() const;
+    int getModelNumParticles() const;
+    int getModelDimension() const;
+    int getConditionDimension() const;
+    double getTemperature() const;
+    void setTemperature(double temperature);
+    Mode getMode() const;
+    void setMode(Mode mode);
+    int getBlockSize() const;
+    void setBlockSize(int size);
+    int getRandomNumberSeed() const;
+    void setRandomNumberSeed(int seed);
+    std::vector<double> getConditionVector() const;
+    void setConditionVector(const std::vector<double>& values);
+    bool getRedrawVelocities() const;
+    void setRedrawVelocities(bool redraw);
+    void step(int steps);
+    double getLastLogQ() const;
+    double getLastEnergy() const;
+    double getLastLogWeight() const;
+    bool getLastAccepted() const;
+    long long getNumProposals() const;
+    long long getNumAccepted() const;
+    double getAcceptanceRate() const;
+    long long getNumNonFinite() const;
+    double getEffectiveSampleSize() const;
+    double getEffectiveSampleFraction() const;
+    double getLogZ() const;
+    double getLogZError() const;
+    void resetStatistics();
+    void evaluateProposals(int n);
+    std::vector<double> getBatchPositions() const;
+    std::vector<double> getBatchLogQ() const;
+    std::vector<double> getBatchEnergies() const;
+    std::vector<double> getBatchLogWeights() const;
+
+    %extend {
+        static CGFlow::BoltzmannGeneratorIntegrator& cast(OpenMM::Integrator& integrator) {
+            return dynamic_cast<CGFlow::BoltzmannGeneratorIntegrator&>(integrator);
+        }
+        static bool isinstance(OpenMM::Integrator& integrator) {
+            return dynamic_cast<CGFlow::BoltzmannGeneratorIntegrator*>(&integrator) != NULL;
         }
     }
 };

@@ -14,8 +14,10 @@ import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, ou
 from . import _core
 from ._core import CGFlowError, Flow, FlowTrainer, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
-from .plugin import PMFForce
+from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import set_ensemble_parameters
+from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
+from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
 from . import coordinates, systems  # noqa: E402  (submodules: cg.coordinates, cg.systems)
 
 __version__ = "0.1.0"
@@ -23,6 +25,8 @@ __version__ = "0.1.0"
 # Python convenience on the SWIG class: parameters from numpy without writing a file.
 PMFForce.setEnsembleParameters = set_ensemble_parameters
 
-__all__ = ["PMFForce", "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "load_flow_trainer",
+__all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "PositionMap", "encode_boltzmann_generator",
+           "decode_boltzmann_generator", "BoltzmannGeneratorReporter", "evaluate_proposals", "write_proposals",
+           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "load_flow_trainer",
            "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]

@@ -134,6 +134,8 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
         .def_property_readonly("circular", &Flow::getCircular)
         .def_property_readonly("num_parameters", &Flow::getNumParameters)
         .def_property_readonly("num_layers", &Flow::getNumLayers)
+        .def("parameter_offset", &Flow::getParameterOffset, py::arg("layer"),
+             "Offset of layer `layer`'s parameters in the flat vector (layers in order, each in its own layout).")
         .def_property("num_threads", &Flow::getNumThreads, &Flow::setNumThreads)
         .def_property(
             "precision", [](const Flow& f) { return nn::precisionName(f.getPrecision()); },

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     bindEnergyTarget(m);
     bindCoordinates(m);
     bindFlows(m);
+    bindBoltzmannGenerator(m);
 }

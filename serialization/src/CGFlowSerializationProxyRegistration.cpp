@@ -1,3 +1,5 @@
+#include "BoltzmannGeneratorIntegrator.h"
+#include "BoltzmannGeneratorIntegratorProxy.h"
 #include "PMFForce.h"
 #include "PMFForceProxy.h"
 #include "openmm/serialization/SerializationProxy.h"
@@ -6,4 +8,6 @@
 // and from Python (the SWIG module links this library) alike.
 extern "C" __attribute__((constructor)) void registerCGFlowSerializationProxies() {
     OpenMM::SerializationProxy::registerProxy(typeid(CGFlow::PMFForce), new CGFlow::PMFForceProxy());
+    OpenMM::SerializationProxy::registerProxy(typeid(CGFlow::BoltzmannGeneratorIntegrator),
+                                              new CGFlow::BoltzmannGeneratorIntegratorProxy());
 }

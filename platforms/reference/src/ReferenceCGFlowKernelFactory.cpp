@@ -1,3 +1,4 @@
+#include "ReferenceBoltzmannGeneratorKernels.h"
 #include "ReferenceCGFlowKernels.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
@@ -14,6 +15,8 @@ public:
     KernelImpl* createKernelImpl(std::string name, const Platform& platform, ContextImpl&) const override {
         if (name == CalcPMFForceKernel::Name())
             return new ReferenceCalcPMFForceKernel(name, platform);
+        if (name == IntegrateBoltzmannGeneratorStepKernel::Name())
+            return new ReferenceIntegrateBoltzmannGeneratorStepKernel(name, platform);
         throw OpenMMException("ReferenceCGFlowKernelFactory: no kernel named " + name);
     }
 };
@@ -33,6 +36,7 @@ static void registerReferenceFactories() {
         if (dynamic_cast<ReferencePlatform*>(&platform) != nullptr) {
             ReferenceCGFlowKernelFactory* factory = new ReferenceCGFlowKernelFactory();
             platform.registerKernelFactory(CalcPMFForceKernel::Name(), factory);
+            platform.registerKernelFactory(IntegrateBoltzmannGeneratorStepKernel::Name(), factory);
         }
     }
 }

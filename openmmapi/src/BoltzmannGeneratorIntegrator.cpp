@@ -1,0 +1,394 @@
+#include "BoltzmannGeneratorIntegrator.h"
+#include "CGFlowKernels.h"
+#include "cgflow/Error.h"
+#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/FileUtils.h"
+#include "cgflow/util/Random.h"
+#include "openmm/Context.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+#include <Eigen/Core>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+using namespace CGFlow;
+using namespace OpenMM;
+
+namespace {
+
+constexpr double BoltzmannKJ = 0.00831446261815324; // kJ/mol/K
+constexpr double NegativeInfinity = -std::numeric_limits<double>::infinity();
+// Philox counter words that keep the integrator's draws apart from the flow's base draws of the same seed.
+constexpr uint32_t acceptanceStream = 0x41434350; // "ACCP"
+constexpr uint32_t velocityStream = 0x56454C4F;   // "VELO"
+
+double logAddExp(double a, double b) {
+    if (a == NegativeInfinity)
+        return b;
+    if (b == NegativeInfinity)
+        return a;
+    const double high = std::max(a, b);
+    return high + std::log1p(std::exp(-std::fabs(a - b)));
+}
+
+std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> decodeModel(const std::string& bytes,
+                                                                        const std::string& source,
+                                                                        const std::string& argument) {
+    try {
+        return std::make_shared<const cgflow::io::DecodedBoltzmannGenerator>(
+            cgflow::io::decodeBoltzmannGenerator(bytes, source));
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException("BoltzmannGeneratorIntegrator: " + argument + ": " + e.what());
+    }
+}
+
+} // namespace
+
+BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(double temperature, Mode mode) : temperature(1), mode(Metropolis) {
+    setTemperature(temperature);
+    setMode(mode);
+    setStepSize(0);
+    resetStatistics();
+}
+
+BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(const std::string& modelFile, double temperature, Mode mode)
+    : BoltzmannGeneratorIntegrator(temperature, mode) {
+    setModelFile(modelFile);
+}
+
+BoltzmannGeneratorIntegrator::~BoltzmannGeneratorIntegrator() = default;
+
+void BoltzmannGeneratorIntegrator::setModelFile(const std::string& path) {
+    std::string bytes;
+    try {
+        bytes = cgflow::io::readFileBytes(path);
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(std::string("BoltzmannGeneratorIntegrator: modelFile: ") + e.what());
+    }
+    model = decodeModel(bytes, path, "modelFile");
+    modelBytes = std::move(bytes);
+}
+
+void BoltzmannGeneratorIntegrator::setModelBytes(const std::string& bytes) {
+    model = decodeModel(bytes, "model bytes", "modelBytes");
+    modelBytes = bytes;
+}
+
+const std::string& BoltzmannGeneratorIntegrator::getModelBytes() const {
+    return modelBytes;
+}
+
+bool BoltzmannGeneratorIntegrator::hasModel() const {
+    return model != nullptr;
+}
+
+int BoltzmannGeneratorIntegrator::getModelNumParticles() const {
+    return model ? model->positions->getNumParticles() : 0;
+}
+
+int BoltzmannGeneratorIntegrator::getModelDimension() const {
+    return model ? model->flow->getDimension() : 0;
+}
+
+int BoltzmannGeneratorIntegrator::getConditionDimension() const {
+    return model ? model->flow->getContextDimension() : 0;
+}
+
+const cgflow::io::DecodedBoltzmannGenerator& BoltzmannGeneratorIntegrator::getModel() const {
+    if (!model)
+        throw OpenMMException("BoltzmannGeneratorIntegrator: no model (call setModelFile() or setModelBytes())");
+    return *model;
+}
+
+void BoltzmannGeneratorIntegrator::setTemperature(double kelvin) {
+    if (!(kelvin > 0) || !std::isfinite(kelvin))
+        throw OpenMMException("BoltzmannGeneratorIntegrator: temperature must be a finite number > 0 (kelvin), got " +
+                              std::to_string(kelvin));
+    temperature = kelvin;
+    currentKnown = false; // the current state's log w depends on beta
+}
+
+void BoltzmannGeneratorIntegrator::setMode(Mode newMode) {
+    if (newMode != Importance && newMode != Metropolis)
+        throw OpenMMException("BoltzmannGeneratorIntegrator: mode must be Importance (0) or Metropolis (1), got " +
+                              std::to_string(static_cast<int>(newMode)));
+    mode = newMode;
+    currentKnown = false;
+}
+
+void BoltzmannGeneratorIntegrator::setBlockSize(int size) {
+    if (size < 1)
+        throw OpenMMException("BoltzmannGeneratorIntegrator: blockSize must be >= 1, got " + std::to_string(size));
+    blockSize = size;
+}
+
+void BoltzmannGeneratorIntegrator::setRandomNumberSeed(int newSeed) {
+    randomNumberSeed = newSeed;
+}
+
+void BoltzmannGeneratorIntegrator::setConditionVector(const std::vector<double>& values) {
+    for (size_t i = 0; i < values.size(); i++)
+        if (!std::isfinite(values[i]))
+            throw OpenMMException("BoltzmannGeneratorIntegrator: condition vector entry " + std::to_string(i) +
+                                  " is not finite");
+    if (model && static_cast<int>(values.size()) != getConditionDimension())
+        throw OpenMMException("BoltzmannGeneratorIntegrator: the condition vector has " + std::to_string(values.size()) +
+                              " values but the model is conditioned on " + std::to_string(getConditionDimension()));
+    condition = values;
+    blockValid = false; // proposals already drawn were conditioned on the old vector
+    currentKnown = false;
+}
+
+double BoltzmannGeneratorIntegrator::beta() const {
+    return 1.0 / (BoltzmannKJ * temperature);
+}
+
+void BoltzmannGeneratorIntegrator::initialize(ContextImpl& contextRef) {
+    if (owner != nullptr && &contextRef.getOwner() != owner)
+        throw OpenMMException("This Integrator is already bound to a context");
+    if (!model)
+        throw OpenMMException("BoltzmannGeneratorIntegrator: no model (call setModelFile() or setModelBytes() before "
+                              "creating the Context)");
+    const System& system = contextRef.getSystem();
+    if (getModelNumParticles() != system.getNumParticles())
+        throw OpenMMException("BoltzmannGeneratorIntegrator: the model's position map covers " +
+                              std::to_string(getModelNumParticles()) + " particles but the System has " +
+                              std::to_string(system.getNumParticles()));
+    if (static_cast<int>(condition.size()) != getConditionDimension())
+        throw OpenMMException("BoltzmannGeneratorIntegrator: the model is conditioned on " +
+                              std::to_string(getConditionDimension()) + " values but the condition vector has " +
+                              std::to_string(condition.size()) + " (setConditionVector())");
+    for (int i = 0; i < system.getNumParticles(); i++)
+        if (system.isVirtualSite(i))
+            throw OpenMMException("BoltzmannGeneratorIntegrator: particle " + std::to_string(i) +
+                                  " is a virtual site; the flow would overwrite its computed position");
+    if (system.getNumConstraints() > 0)
+        throw OpenMMException("BoltzmannGeneratorIntegrator: the System has " +
+                              std::to_string(system.getNumConstraints()) +
+                              " constraints; flow proposals do not satisfy them (remove the constraints, e.g. "
+                              "constraints=None, rigidWater=False)");
+    context = &contextRef;
+    owner = &contextRef.getOwner();
+    kernel = context->getPlatform().createKernel(IntegrateBoltzmannGeneratorStepKernel::Name(), contextRef);
+    kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>().initialize(system, *this);
+    hostFlow = cgflow::io::decodeBoltzmannGenerator(modelBytes, "model bytes").flow;
+    hostFlow->setNumThreads(1);
+    if (randomNumberSeed != 0)
+        seed = static_cast<uint32_t>(randomNumberSeed);
+    else
+        seed = static_cast<unsigned long long>(std::chrono::high_resolution_clock::now().time_since_epoch().count());
+    nextProposalIndex = 0;
+    blockValid = false;
+    currentKnown = false;
+    velocityDraws = 0;
+    resetStatistics();
+}
+
+void BoltzmannGeneratorIntegrator::cleanup() {
+    kernel = Kernel();
+    hostFlow.reset();
+}
+
+std::vector<std::string> BoltzmannGeneratorIntegrator::getKernelNames() {
+    return {IntegrateBoltzmannGeneratorStepKernel::Name()};
+}
+
+double BoltzmannGeneratorIntegrator::computeKineticEnergy() {
+    return kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>().computeKineticEnergy(*context);
+}
+
+void BoltzmannGeneratorIntegrator::checkInitialized(const char* method) const {
+    if (context == nullptr)
+        throw OpenMMException(std::string("BoltzmannGeneratorIntegrator::") + method +
+                              ": this Integrator is not bound to a Context");
+}
+
+double BoltzmannGeneratorIntegrator::loadNextProposal() {
+    auto& k = kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>();
+    if (!blockValid || blockPosition >= static_cast<int>(blockLogQ.size())) {
+        k.generateBlock(*context, blockSize, seed, nextProposalIndex, condition, blockLogQ);
+        nextProposalIndex += blockSize;
+        blockPosition = 0;
+        blockValid = true;
+    }
+    const double logQ = blockLogQ[blockPosition];
+    k.loadProposal(*context, blockPosition);
+    blockPosition++;
+    return logQ;
+}
+
+BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::priceLoaded(double logQ) {
+    Proposal p;
+    p.logQ = logQ;
+    p.energy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
+    p.logWeight = -beta() * p.energy - logQ;
+    // A clash (infinite or NaN energy) or a point outside the flow's support has weight zero.
+    if (!std::isfinite(p.logWeight))
+        p.logWeight = NegativeInfinity;
+    return p;
+}
+
+void BoltzmannGeneratorIntegrator::refreshCurrentState() {
+    std::vector<Vec3> positions;
+    context->getPositions(positions);
+    std::vector<double> flat(3 * positions.size());
+    for (size_t i = 0; i < positions.size(); i++)
+        for (int a = 0; a < 3; a++)
+            flat[3 * i + a] = positions[i][a];
+    if (currentKnown && flat == currentPositions)
+        return;
+    // The state moved since our last step (another integrator, or setPositions): price it again.
+    currentEnergy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
+    const cgflow::coords::PositionMap& map = *model->positions;
+    Eigen::MatrixXd y(map.getDimension(), 1);
+    double logDetJ = 0;
+    map.fromPositions(1, flat.data(), y.data(), &logDetJ);
+    Eigen::VectorXd logQFlow;
+    Eigen::MatrixXd conditionMatrix;
+    const Eigen::MatrixXd* conditionPointer = nullptr;
+    if (!condition.empty()) {
+        conditionMatrix = Eigen::Map<const Eigen::MatrixXd>(condition.data(), condition.size(), 1);
+        conditionPointer = &conditionMatrix;
+    }
+    hostFlow->logProb(y, conditionPointer, logQFlow);
+    currentLogQ = logQFlow[0] - logDetJ;
+    currentLogWeight = -beta() * currentEnergy - currentLogQ;
+    if (!std::isfinite(currentLogWeight))
+        currentLogWeight = NegativeInfinity;
+    currentPositions = std::move(flat);
+    currentKnown = true;
+}
+
+void BoltzmannGeneratorIntegrator::recordWeight(double logWeight) {
+    numProposals++;
+    if (logWeight == NegativeInfinity) {
+        numNonFinite++;
+        return;
+    }
+    logSumW = logAddExp(logSumW, logWeight);
+    logSumW2 = logAddExp(logSumW2, 2 * logWeight);
+}
+
+void BoltzmannGeneratorIntegrator::redrawVelocitiesNow() {
+    // A seed per draw from the integrator's own stream, so a chain is reproducible from its seed.
+    const cgflow::util::PhiloxUniforms u = cgflow::util::philoxOpenUniforms(seed, velocityStream, velocityDraws++, 0);
+    const int drawSeed = 1 + static_cast<int>(u.u[0] * 2147483646.0);
+    owner->setVelocitiesToTemperature(temperature, drawSeed);
+}
+
+void BoltzmannGeneratorIntegrator::step(int steps) {
+    checkInitialized("step");
+    if (steps < 0)
+        throw OpenMMException("BoltzmannGeneratorIntegrator::step: steps must be >= 0, got " + std::to_string(steps));
+    auto& k = kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>();
+    for (int i = 0; i < steps; i++) {
+        context->updateContextState();
+        if (mode == Metropolis) {
+            refreshCurrentState();
+            k.saveState(*context);
+        }
+        const uint64_t proposalIndex = nextProposalIndex - (blockValid ? blockLogQ.size() - blockPosition : 0);
+        const Proposal p = priceLoaded(loadNextProposal());
+        recordWeight(p.logWeight);
+        lastLogQ = p.logQ;
+        lastEnergy = p.energy;
+        lastLogWeight = p.logWeight;
+        bool accept = true;
+        if (mode == Metropolis) {
+            if (p.logWeight == NegativeInfinity)
+                accept = false;
+            else if (currentLogWeight != NegativeInfinity && p.logWeight < currentLogWeight) {
+                // Keyed by the proposal's own index: the decision is reproducible whatever the block size.
+                const double u = cgflow::util::philoxOpenUniforms(seed, acceptanceStream, proposalIndex, 0).u[0];
+                accept = std::log(u) < p.logWeight - currentLogWeight;
+            }
+            if (accept) {
+                currentEnergy = p.energy;
+                currentLogQ = p.logQ;
+                currentLogWeight = p.logWeight;
+            }
+            else
+                k.restoreState(*context);
+        }
+        lastAccepted = accept;
+        if (accept) {
+            numAccepted++;
+            if (redrawVelocities)
+                redrawVelocitiesNow();
+        }
+        if (mode == Metropolis) {
+            std::vector<Vec3> positions;
+            context->getPositions(positions);
+            currentPositions.resize(3 * positions.size());
+            for (size_t j = 0; j < positions.size(); j++)
+                for (int a = 0; a < 3; a++)
+                    currentPositions[3 * j + a] = positions[j][a];
+            currentKnown = true;
+        }
+        context->setStepCount(context->getStepCount() + 1);
+    }
+}
+
+double BoltzmannGeneratorIntegrator::getAcceptanceRate() const {
+    return numProposals == 0 ? 0.0 : static_cast<double>(numAccepted) / numProposals;
+}
+
+double BoltzmannGeneratorIntegrator::getEffectiveSampleSize() const {
+    if (logSumW == NegativeInfinity)
+        return 0.0;
+    return std::exp(2 * logSumW - logSumW2);
+}
+
+double BoltzmannGeneratorIntegrator::getEffectiveSampleFraction() const {
+    return numProposals == 0 ? 0.0 : getEffectiveSampleSize() / numProposals;
+}
+
+double BoltzmannGeneratorIntegrator::getLogZ() const {
+    if (numProposals == 0)
+        return std::numeric_limits<double>::quiet_NaN();
+    return logSumW - std::log(static_cast<double>(numProposals));
+}
+
+double BoltzmannGeneratorIntegrator::getLogZError() const {
+    const double ess = getEffectiveSampleSize();
+    if (numProposals == 0 || ess == 0)
+        return std::numeric_limits<double>::quiet_NaN();
+    // Var(mean w)/mean(w)^2 = (n sum w^2/(sum w)^2 - 1)/n = 1/ESS - 1/n.
+    return std::sqrt(std::max(0.0, 1.0 / ess - 1.0 / numProposals));
+}
+
+void BoltzmannGeneratorIntegrator::resetStatistics() {
+    numProposals = numAccepted = numNonFinite = 0;
+    logSumW = logSumW2 = NegativeInfinity;
+    lastLogQ = lastEnergy = lastLogWeight = std::numeric_limits<double>::quiet_NaN();
+    lastAccepted = false;
+}
+
+void BoltzmannGeneratorIntegrator::evaluateProposals(int n) {
+    checkInitialized("evaluateProposals");
+    if (n < 1)
+        throw OpenMMException("BoltzmannGeneratorIntegrator::evaluateProposals: n must be >= 1, got " + std::to_string(n));
+    auto& k = kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>();
+    const int numParticles = getModelNumParticles();
+    batchPositions.assign(static_cast<size_t>(n) * numParticles * 3, 0.0);
+    batchLogQ.assign(n, 0.0);
+    batchEnergies.assign(n, 0.0);
+    batchLogWeights.assign(n, 0.0);
+    context->updateContextState();
+    k.saveState(*context);
+    std::vector<Vec3> positions;
+    for (int s = 0; s < n; s++) {
+        const Proposal p = priceLoaded(loadNextProposal());
+        batchLogQ[s] = p.logQ;
+        batchEnergies[s] = p.energy;
+        batchLogWeights[s] = p.logWeight;
+        context->getPositions(positions);
+        for (int i = 0; i < numParticles; i++)
+            for (int a = 0; a < 3; a++)
+                batchPositions[(static_cast<size_t>(s) * numParticles + i) * 3 + a] = positions[i][a];
+    }
+    k.restoreState(*context);
+}

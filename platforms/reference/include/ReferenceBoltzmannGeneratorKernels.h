@@ -1,0 +1,41 @@
+#ifndef REFERENCE_BOLTZMANNGENERATOR_KERNELS_H_
+#define REFERENCE_BOLTZMANNGENERATOR_KERNELS_H_
+
+#include "CGFlowKernels.h"
+#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "openmm/Vec3.h"
+#include <Eigen/Core>
+#include <vector>
+
+namespace CGFlow {
+
+/**
+ * BoltzmannGeneratorIntegrator on the Reference and CPU platforms: the core flow (double precision,
+ * on the flow's threads) draws a block, the position map builds one proposal at load time from the
+ * block's flow outputs, and positions are written straight into the platform's arrays.
+ */
+class ReferenceIntegrateBoltzmannGeneratorStepKernel : public IntegrateBoltzmannGeneratorStepKernel {
+public:
+    ReferenceIntegrateBoltzmannGeneratorStepKernel(std::string name, const OpenMM::Platform& platform)
+        : IntegrateBoltzmannGeneratorStepKernel(name, platform) {}
+    void initialize(const OpenMM::System& system, const BoltzmannGeneratorIntegrator& integrator) override;
+    void generateBlock(OpenMM::ContextImpl& context, int count, uint64_t seed, uint64_t firstIndex,
+                       const std::vector<double>& condition, std::vector<double>& logQ) override;
+    void loadProposal(OpenMM::ContextImpl& context, int index) override;
+    void saveState(OpenMM::ContextImpl& context) override;
+    void restoreState(OpenMM::ContextImpl& context) override;
+    double computeKineticEnergy(OpenMM::ContextImpl& context) override;
+
+private:
+    // Our own decoded copy: a Flow keeps per-pass workspaces, so Contexts never share one.
+    cgflow::io::DecodedBoltzmannGenerator model;
+    std::vector<double> masses;
+    Eigen::MatrixXd block;            // flow outputs y, dimension x count
+    Eigen::VectorXd blockLogQFlow;
+    std::vector<double> templatePositions, proposalPositions;
+    std::vector<OpenMM::Vec3> savedPositions;
+};
+
+} // namespace CGFlow
+
+#endif

@@ -1,0 +1,389 @@
+"""BoltzmannGeneratorIntegrator: exact statistics on the double well and a harmonic well.
+
+The proposals are fixed analytic flows (affine couplings whose output weights are zero, so the flow
+is exactly x = sigma * z): their densities are known, so the chain's acceptance rate, the
+importance-sampling estimates and log Z have exact values to compare with.
+"""
+import math
+
+import numpy as np
+import openmm
+import pytest
+
+import openmmcgflow as cg
+from openmmcgflow import systems
+
+KB = systems.KB
+SEED = 2024
+
+
+def gaussian_flow(dim, sigma, masks, mean=0.0):
+    """An affine-coupling flow that is exactly x = mean + sigma * z (z standard normal), per dimension."""
+    flow = cg.Flow({"dimension": dim, "coupling": "affine", "num_layers": 2 * len(masks), "masks": masks,
+                    "hidden": 8, "seed": 3})
+    params = flow.get_parameters()
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=float), (dim,))
+    mean = np.broadcast_to(np.asarray(mean, dtype=float), (dim,))
+    for layer in range(flow.num_layers):
+        end = flow.parameter_offset(layer + 1) if layer + 1 < flow.num_layers else flow.num_parameters
+        transformed = [d for d in range(dim) if masks[layer // 2][d] == (layer % 2 == 0)]
+        # The output Linear's bias is the last 2 * len(transformed) parameters: log-scales, then shifts
+        # (y = x exp(s) + t). The first pair scales and shifts; later pairs stay the identity.
+        first = layer < 2
+        bias = np.concatenate([np.log(sigma[transformed]) if first else np.zeros(len(transformed)),
+                               mean[transformed] if first else np.zeros(len(transformed))])
+        params[end - bias.size:end] = bias
+    flow.set_parameters(params)
+    return flow
+
+
+# A Gaussian centred near the major mode, as broad as the x1 marginal: exact acceptance rate 0.23.
+PROPOSAL_MEAN, PROPOSAL_SIGMA = (-2.0, 0.0), (1.5, 1.0)
+
+
+def double_well_model(mean=PROPOSAL_MEAN, sigma=PROPOSAL_SIGMA):
+    flow = gaussian_flow(2, sigma, [[True, False]], mean)
+    return cg.encode_boltzmann_generator(flow, cg.PositionMap.cartesian(1, [(0, 0), (0, 1)]))
+
+
+def make_context(system, integrator, positions, platform="Reference"):
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    context.setPositions(positions)
+    return context
+
+
+def exact_double_well():
+    """Grid of the 2-D double-well density at beta = 1 (kT = 1 kJ/mol): x1, x2, probabilities.
+
+    Wide enough for the proposal too (x1 down to 4.7 sigma below its mean): a grid that cut off the
+    proposal's tail would renormalize it and overstate the acceptance rate by that tail's mass.
+    """
+    x1 = np.linspace(-9, 7, 1601)
+    x2 = np.linspace(-7, 7, 281)
+    X1, X2 = np.meshgrid(x1, x2, indexing="ij")
+    log_p = -(X1 ** 4 / 4 - 3 * X1 ** 2 + X1 + X2 ** 2 / 2)
+    p = np.exp(log_p - log_p.max())
+    return X1, X2, p / p.sum()
+
+
+def exact_acceptance_rate(mean, sigma):
+    """E_{x~p, x'~q} min(1, w(x')/w(x)) on the grid: sorted by w, it is a sum of prefix sums."""
+    X1, X2, p = exact_double_well()
+    log_q = -((X1 - mean[0]) ** 2 / (2 * sigma[0] ** 2) + (X2 - mean[1]) ** 2 / (2 * sigma[1] ** 2))
+    q = np.exp(log_q - log_q.max())
+    q /= q.sum()
+    p, q = p.ravel(), q.ravel()
+    w = p / q
+    order = np.argsort(w)
+    p, q, w = p[order], q[order], w[order]
+    p_below = np.concatenate([[0.0], np.cumsum(p)[:-1]])        # sum of p_j with w_j < w_i
+    q_at_or_above = np.cumsum(q[::-1])[::-1]                     # sum of q_j with w_j >= w_i
+    inside = p > 0   # cells where the target underflows contribute nothing (and have w = 0)
+    return float(np.sum(p[inside] * (q_at_or_above[inside] + p_below[inside] / w[inside])))
+
+
+def batch_means_error(values, num_batches=20):
+    values = np.asarray(values, dtype=float)
+    size = len(values) // num_batches
+    means = values[:size * num_batches].reshape(num_batches, size).mean(axis=1)
+    return means.std(ddof=1) / math.sqrt(num_batches)
+
+
+def ks_p_value(samples, cdf):
+    """Two-sided one-sample Kolmogorov-Smirnov test (asymptotic Kolmogorov distribution)."""
+    x = np.sort(samples)
+    n = len(x)
+    F = cdf(x)
+    d = max(np.max(np.arange(1, n + 1) / n - F), np.max(F - np.arange(n) / n))
+    t = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
+    return float(min(1.0, max(0.0, 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * t * t) for k in range(1, 101)))))
+
+
+def x1_cdf():
+    X1, _, p = exact_double_well()
+    grid = X1[:, 0]
+    cumulative = np.cumsum(p.sum(axis=1))
+    # Cell-centred CDF: probability of the cells up to x, interpolated between grid points.
+    return lambda x: np.interp(x, grid, cumulative - 0.5 * p.sum(axis=1))
+
+
+def run_chain(integrator, context, steps):
+    x1, accepted = np.empty(steps), np.empty(steps)
+    for s in range(steps):
+        integrator.step(1)
+        x1[s] = context.getState(getPositions=True).getPositions(asNumpy=True)[0][0]._value
+        accepted[s] = integrator.getLastAccepted()
+    return x1, accepted
+
+
+def test_metropolis_chain_matches_the_exact_double_well():
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    integrator.setModelBytes(double_well_model())
+    integrator.setRandomNumberSeed(SEED)
+    integrator.setBlockSize(512)
+    context = make_context(ts.system, integrator, ts.positions)
+    x1, accepted = run_chain(integrator, context, 20000)
+
+    X1, _, p = exact_double_well()
+    exact_minor = p[X1 < 0].sum()
+    minor = np.mean(x1 < 0)
+    error = batch_means_error(x1 < 0)
+    assert abs(minor - exact_minor) < 3 * error + 1e-3, (minor, exact_minor, error)
+
+    expected = exact_acceptance_rate(PROPOSAL_MEAN, PROPOSAL_SIGMA)
+    rate = integrator.getAcceptanceRate()
+    assert rate == pytest.approx(np.mean(accepted))
+    assert abs(rate - expected) < 3 * batch_means_error(accepted) + 2e-3, (rate, expected)
+    # Thinned so that the samples are nearly independent (acceptance 0.23: a correlation time of a few steps).
+    assert ks_p_value(x1[::20], x1_cdf()) > 0.001
+
+
+def test_importance_mode_estimates_and_log_z():
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(double_well_model())
+    integrator.setRandomNumberSeed(SEED + 1)
+    context = make_context(ts.system, integrator, ts.positions)
+    batch = cg.evaluate_proposals(integrator, 20000)
+    assert batch.positions.shape == (20000, 1, 3)
+    assert np.all(batch.positions[:, 0, 2] == ts.positions[0, 2])   # the z coordinate is not in the map
+    w = np.exp(batch.log_w - batch.log_w.max())
+    x1 = batch.positions[:, 0, 0]
+    estimate = np.sum(w * x1) / np.sum(w)
+    minor = np.sum(w * (x1 < 0)) / np.sum(w)
+    rng = np.random.default_rng(0)
+    boot = []
+    for _ in range(200):
+        i = rng.integers(0, len(w), len(w))
+        boot.append((np.sum(w[i] * x1[i]) / np.sum(w[i]), np.sum(w[i] * (x1[i] < 0)) / np.sum(w[i])))
+    boot = np.array(boot)
+    X1, _, p = exact_double_well()
+    assert abs(estimate - np.sum(p * X1)) < 3 * boot[:, 0].std()
+    assert abs(minor - p[X1 < 0].sum()) < 3 * boot[:, 1].std()
+
+    # Stepping: every proposal becomes the state, and the running statistics agree with the batch's.
+    integrator.step(3000)
+    assert integrator.getNumProposals() == 3000 and integrator.getNumAccepted() == 3000
+    state = context.getState(getPositions=True, getEnergy=True)
+    assert state.getPotentialEnergy()._value == pytest.approx(integrator.getLastEnergy(), rel=1e-12, abs=1e-12)
+    # log Z of the 2-D slice at z = 0: integral of exp(-U) over (x1, x2), U including the restraint constant.
+    x = np.linspace(-8, 8, 20001)
+    # U(x1, x2, 0) = double well + constant; the constant is U at the origin (the double well is 0 there).
+    offset = float(ts.energy(np.zeros((1, 3))))
+    log_z_exact = (np.log(np.trapezoid(np.exp(-(x ** 4 / 4 - 3 * x ** 2 + x)), x)) + 0.5 * np.log(2 * np.pi)
+                   - offset)
+    assert abs(integrator.getLogZ() - log_z_exact) < 4 * integrator.getLogZError()
+    assert 0 < integrator.getEffectiveSampleFraction() < 1
+
+
+def test_ess_is_one_when_the_proposal_is_the_target():
+    k, temperature = 400.0, 300.0
+    kT = KB * temperature
+    system = openmm.System()
+    system.addParticle(12.0)
+    force = openmm.CustomExternalForce("0.5*k*(x^2 + y^2 + z^2)")
+    force.addGlobalParameter("k", k)
+    force.addParticle(0, [])
+    system.addForce(force)
+    flow = gaussian_flow(3, math.sqrt(kT / k), [[True, False, False]])
+    model = cg.encode_boltzmann_generator(flow, cg.PositionMap.all_cartesian(1))
+    integrator = cg.BoltzmannGeneratorIntegrator(temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(model)
+    integrator.setRandomNumberSeed(5)
+    context = make_context(system, integrator, [[0.1, 0.0, 0.0]])  # noqa: F841 (keeps the Context alive)
+    integrator.step(500)
+    assert integrator.getEffectiveSampleFraction() == pytest.approx(1.0, abs=1e-9)
+    assert integrator.getLogZ() == pytest.approx(1.5 * math.log(2 * math.pi * kT / k), abs=1e-9)
+    assert integrator.getLogZError() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_compound_integrator_with_langevin_samples_both_modes():
+    ts = systems.double_well()
+    bg = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    bg.setModelBytes(double_well_model())
+    bg.setRandomNumberSeed(SEED + 2)
+    langevin = openmm.LangevinMiddleIntegrator(ts.temperature, 5.0, 0.005)
+    langevin.setRandomNumberSeed(11)
+    compound = openmm.CompoundIntegrator()
+    compound.addIntegrator(langevin)
+    compound.addIntegrator(bg)
+    context = make_context(ts.system, compound, ts.positions)
+    context.setVelocitiesToTemperature(ts.temperature, 3)
+    x1 = []
+    for cycle in range(6000):
+        compound.setCurrentIntegrator(0)
+        compound.step(4)
+        compound.setCurrentIntegrator(1)
+        compound.step(1)
+        x1.append(context.getState(getPositions=True).getPositions(asNumpy=True)[0][0]._value)
+    x1 = np.array(x1)
+    X1, _, p = exact_double_well()
+    exact_minor = p[X1 < 0].sum()
+    assert np.mean(x1 > 0) > 0.002          # visits the minor mode (exact 0.0083)
+    assert abs(np.mean(x1 < 0) - exact_minor) < 3 * batch_means_error(x1 < 0) + 1e-3
+    assert 0.05 < bg.getAcceptanceRate() < 0.9
+
+
+def test_block_size_and_platform_do_not_change_the_chain():
+    ts = systems.double_well()
+    runs = []
+    for block in (7, 1024):
+        integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+        integrator.setModelBytes(double_well_model())
+        integrator.setRandomNumberSeed(99)
+        integrator.setBlockSize(block)
+        context = make_context(ts.system, integrator, ts.positions)
+        x1, accepted = run_chain(integrator, context, 50)
+        runs.append((x1, accepted, integrator.getLogZ()))
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == runs[1][2]
+
+
+def test_serialization_round_trip_and_inside_compound_integrator():
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(double_well_model())
+    integrator.setRandomNumberSeed(17)
+    integrator.setBlockSize(33)
+    integrator.setRedrawVelocities(False)
+    integrator.setIntegrationForceGroups(1)
+    xml = openmm.XmlSerializer.serialize(integrator)
+    owner = openmm.XmlSerializer.deserialize(xml)  # owns the C++ object; the cast is a view of it
+    assert cg.BoltzmannGeneratorIntegrator.isinstance(owner)
+    copy = cg.BoltzmannGeneratorIntegrator.cast(owner)
+    assert copy.getModelBytes() == integrator.getModelBytes()
+    assert (copy.getTemperature(), copy.getMode(), copy.getBlockSize(), copy.getRandomNumberSeed(),
+            copy.getRedrawVelocities(), copy.getIntegrationForceGroups()) == (ts.temperature, 0, 33, 17, False, 1)
+    compound = openmm.CompoundIntegrator()
+    compound.addIntegrator(openmm.VerletIntegrator(0.001))
+    compound.addIntegrator(integrator)
+    text = openmm.XmlSerializer.serialize(compound)
+    assert "BoltzmannGeneratorIntegrator" in text
+    restored = openmm.XmlSerializer.deserialize(text)
+    assert cg.BoltzmannGeneratorIntegrator.isinstance(restored.getIntegrator(1))
+
+
+def test_bad_models_and_systems_give_clear_errors(tmp_path):
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature)
+    # A plain flow file has no position map.
+    flow = gaussian_flow(2, 1.0, [[True, False]])
+    with pytest.raises(openmm.OpenMMException, match="expected 'boltzmann_generator'"):
+        integrator.setModelBytes(flow.to_bytes())
+    with pytest.raises(openmm.OpenMMException, match="modelFile"):
+        integrator.setModelFile(str(tmp_path / "missing.safetensors"))
+    with pytest.raises(openmm.OpenMMException, match="no model"):
+        make_context(ts.system, integrator, ts.positions)
+    # A model for 2 particles on a 1-particle System.
+    wrong = cg.encode_boltzmann_generator(flow, cg.PositionMap.cartesian(2, [(0, 0), (1, 0)]))
+    integrator.setModelBytes(wrong)
+    with pytest.raises(openmm.OpenMMException, match="covers 2 particles but the System has 1"):
+        make_context(ts.system, integrator, ts.positions)
+    with pytest.raises(cg.CGFlowError, match="dimension 2 but the position map needs 3"):
+        cg.encode_boltzmann_generator(flow, cg.PositionMap.all_cartesian(1))
+    with pytest.raises(openmm.OpenMMException, match="temperature"):
+        cg.BoltzmannGeneratorIntegrator(-1.0)
+    with pytest.raises(openmm.OpenMMException, match="blockSize"):
+        integrator.setBlockSize(0)
+    with pytest.raises(cg.CGFlowError, match="axis must be 0, 1 or 2"):
+        cg.PositionMap.cartesian(1, [(0, 3)])
+
+
+def test_reporter_writes_dcd_and_csv(tmp_path):
+    from openmm import app
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    integrator.setModelBytes(double_well_model())
+    integrator.setRandomNumberSeed(4)
+    topology = app.Topology()
+    chain = topology.addChain()
+    residue = topology.addResidue("DW", chain)
+    topology.addAtom("X", app.Element.getBySymbol("C"), residue)
+    simulation = app.Simulation(topology, ts.system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    simulation.context.setPositions(ts.positions)
+    reporter = cg.BoltzmannGeneratorReporter(str(tmp_path / "chain.dcd"), str(tmp_path / "chain.csv"), 2)
+    simulation.reporters.append(reporter)
+    simulation.step(20)
+    reporter.close()
+    rows = (tmp_path / "chain.csv").read_text().strip().splitlines()
+    assert rows[0].split(",") == list(cg.generator.CSV_COLUMNS) and len(rows) == 11
+    last = rows[-1].split(",")
+    assert int(last[1]) == 20 and float(last[4]) == pytest.approx(integrator.getLastLogWeight())
+    assert (tmp_path / "chain.dcd").stat().st_size > 0
+
+    batch = cg.evaluate_proposals(integrator, 5)
+    cg.write_proposals(batch, topology, str(tmp_path / "batch.dcd"), str(tmp_path / "batch.csv"))
+    table = np.genfromtxt(tmp_path / "batch.csv", delimiter=",", names=True)
+    assert np.allclose(table["log_w"], batch.log_w)
+
+
+def alanine_dipeptide_model(ts, noise=0.02, seed=1):
+    """A non-identity spline flow over the normalized internal coordinates of alanine dipeptide."""
+    position_map = cg.PositionMap.internal(ts.info["internal_coordinates"])
+    circular = [d for d, c in enumerate(position_map.circular) if c]
+    flow = cg.Flow({"dimension": position_map.dimension, "circular": circular, "num_layers": 4, "hidden": 32,
+                    "mask_seed": seed, "shift_seed": seed, "seed": seed})
+    params = flow.get_parameters()
+    params += noise * np.random.default_rng(seed).standard_normal(params.size)
+    flow.set_parameters(params)
+    return flow, position_map
+
+
+def test_internal_coordinate_proposals_are_consistent_with_the_inverse_pass():
+    ts = systems.alanine_dipeptide("vacuum")
+    flow, position_map = alanine_dipeptide_model(ts)
+    model = cg.encode_boltzmann_generator(flow, position_map)
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(model)
+    integrator.setRandomNumberSeed(8)
+    integrator.setBlockSize(16)
+    start = ts.positions + np.array([1.0, -2.0, 0.5])
+    context = make_context(ts.system, integrator, start)
+    batch = cg.evaluate_proposals(integrator, 40)
+    # The Context is back where it was, and every proposal is centred on its centroid.
+    now = context.getState(getPositions=True).getPositions(asNumpy=True)._value
+    assert np.array_equal(now, start)
+    assert np.allclose(batch.positions.mean(axis=1), start.mean(axis=0), atol=1e-12)
+    # log q(x) from the proposal's positions alone (inverse map + inverse flow) is what the integrator reported.
+    y, log_det_j = position_map.from_positions(batch.positions)
+    log_q = flow.log_prob(y) - log_det_j
+    assert np.allclose(log_q, batch.log_q, rtol=0, atol=1e-7)
+    # ... and the same base draws as the flow engine: sample k of seed 8 is proposal k.
+    y_engine, log_q_engine = flow.sample(40, 8)
+    positions, log_det_engine = position_map.to_positions(y_engine, start)
+    assert np.allclose(positions, batch.positions, atol=1e-10)
+    assert np.allclose(log_q_engine - log_det_engine, batch.log_q, atol=1e-10)
+    # Energies are the Context's.
+    reference = openmm.Context(ts.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for s in (0, 17, 39):
+        reference.setPositions(batch.positions[s])
+        energy = reference.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+        assert energy == pytest.approx(batch.energy[s], rel=1e-10)
+    beta = 1.0 / (KB * ts.temperature)
+    finite = np.isfinite(batch.log_w)
+    assert np.allclose(batch.log_w[finite], -beta * batch.energy[finite] - batch.log_q[finite], rtol=1e-12)
+
+
+def test_metropolis_prices_a_state_moved_by_another_integrator():
+    """After setPositions (or another integrator's steps), Metropolis mode prices the new current state.
+
+    The moved state has two distant atoms almost on top of each other (Lennard-Jones energy ~1e20
+    kJ/mol): its weight is ~0, so once it is priced
+    every finite proposal is accepted. A chain that kept the old state's weight would reject most of
+    these untrained-flow proposals (which are far worse than the minimized structure).
+    """
+    ts = systems.alanine_dipeptide("vacuum")
+    flow, position_map = alanine_dipeptide_model(ts)
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    integrator.setModelBytes(cg.encode_boltzmann_generator(flow, position_map))
+    integrator.setRandomNumberSeed(3)
+    context = make_context(ts.system, integrator, ts.positions)
+    integrator.step(20)
+    assert integrator.getNumAccepted() < 10   # from the minimized structure, most proposals are rejected
+    clash = ts.positions.copy()
+    clash[21] = clash[0] + 0.003
+    for _ in range(10):
+        context.setPositions(clash)
+        integrator.step(1)
+        assert integrator.getLastAccepted() or not np.isfinite(integrator.getLastLogWeight())
