@@ -50,6 +50,7 @@ BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(double temperature, M
     setTemperature(temperature);
     setMode(mode);
     setStepSize(0);
+    setConstraintTolerance(1e-5); // unused (constrained Systems are refused), but serialized like OpenMM's
     resetStatistics();
 }
 

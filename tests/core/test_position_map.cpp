@@ -1,0 +1,145 @@
+// PositionMap (flow output <-> particle positions) and the boltzmann_generator model file.
+#include "CoreTestUtils.h"
+#include "cgflow/coords/PositionMap.h"
+#include "cgflow/flows/Flow.h"
+#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/FlowFile.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+using namespace cgflow;
+using coords::InternalCoordinates;
+using coords::PositionMap;
+using coords::ZMatrix;
+using cgflowtest::errorMessage;
+
+namespace {
+
+std::vector<double> randomCloud(std::mt19937_64& rng, int numAtoms, int batch) {
+    std::uniform_real_distribution<double> u(-0.6, 0.6);
+    std::vector<double> x(static_cast<size_t>(batch) * numAtoms * 3);
+    for (double& v : x)
+        v = u(rng);
+    return x;
+}
+
+double distance(const double* x, int i, int j) {
+    return std::sqrt(std::pow(x[3 * i] - x[3 * j], 2) + std::pow(x[3 * i + 1] - x[3 * j + 1], 2) +
+                     std::pow(x[3 * i + 2] - x[3 * j + 2], 2));
+}
+
+nlohmann::json alanineFlowConfig(const PositionMap& map) {
+    std::vector<int> circular;
+    const std::vector<bool> flags = map.getCircular();
+    for (size_t d = 0; d < flags.size(); d++)
+        if (flags[d])
+            circular.push_back(static_cast<int>(d));
+    return {{"dimension", map.getDimension()}, {"circular", circular}, {"num_layers", 2}, {"hidden", 8}, {"num_threads", 1}};
+}
+
+} // namespace
+
+TEST(PositionMap, InternalRoundTripKeepsShapeAndCentroid) {
+    std::mt19937_64 rng(4);
+    InternalCoordinates ic(ZMatrix::alanineDipeptide());
+    std::vector<double> reference = randomCloud(rng, 22, 1);
+    ic.setNormalization(reference.data());
+    const PositionMap map = PositionMap::internal(ic);
+    ASSERT_EQ(map.getDimension(), 60);
+    ASSERT_EQ(map.getNumParticles(), 22);
+    const int n = 5;
+    std::vector<double> x = randomCloud(rng, 22, n), y(60 * n), back(66 * n), logDetIn(n), logDetOut(n);
+    std::vector<double> templ = randomCloud(rng, 22, 1);
+    map.fromPositions(n, x.data(), y.data(), logDetIn.data());
+    map.toPositions(n, y.data(), templ.data(), back.data(), logDetOut.data());
+    double templCentroid[3] = {0, 0, 0};
+    for (int i = 0; i < 22; i++)
+        for (int a = 0; a < 3; a++)
+            templCentroid[a] += templ[3 * i + a] / 22;
+    for (int s = 0; s < n; s++) {
+        EXPECT_NEAR(logDetIn[s], logDetOut[s], 1e-9);
+        // Same molecule up to a rigid motion: every pair distance is kept.
+        for (int i = 0; i < 22; i++)
+            for (int j = i + 1; j < 22; j++)
+                ASSERT_NEAR(distance(&x[66 * s], i, j), distance(&back[66 * s], i, j), 1e-9);
+        for (int a = 0; a < 3; a++) {
+            double c = 0;
+            for (int i = 0; i < 22; i++)
+                c += back[66 * s + 3 * i + a] / 22;
+            EXPECT_NEAR(c, templCentroid[a], 1e-12);
+        }
+    }
+    // JSON round trip: the same map, bit for bit.
+    const PositionMap copy = PositionMap::fromJson(map.toJson());
+    EXPECT_EQ(copy.toJson(), map.toJson());
+    std::vector<double> y2(60 * n);
+    copy.fromPositions(n, x.data(), y2.data());
+    EXPECT_EQ(y, y2);
+}
+
+TEST(PositionMap, CartesianSlotsKeepTheOtherCoordinates) {
+    const PositionMap map = PositionMap::cartesian(3, {{1, 0}, {2, 2}});
+    const std::vector<double> templ = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const std::vector<double> y = {-1, -2, 10, 20};
+    std::vector<double> x(18), logDet(2, 7.0), yBack(4);
+    map.toPositions(2, y.data(), templ.data(), x.data(), logDet.data());
+    EXPECT_EQ(std::vector<double>(x.begin(), x.begin() + 9), (std::vector<double>{1, 2, 3, -1, 5, 6, 7, 8, -2}));
+    EXPECT_EQ(std::vector<double>(x.begin() + 9, x.end()), (std::vector<double>{1, 2, 3, 10, 5, 6, 7, 8, 20}));
+    EXPECT_EQ(logDet, (std::vector<double>{0, 0}));
+    map.fromPositions(2, x.data(), yBack.data());
+    EXPECT_EQ(yBack, y);
+    EXPECT_EQ(PositionMap::fromJson(map.toJson()).toJson(), map.toJson());
+    EXPECT_EQ(PositionMap::allCartesian(2).getDimension(), 6);
+}
+
+TEST(PositionMap, ErrorsNameTheArgument) {
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(0, {{0, 0}}); }).find("numParticles must be >= 1"), std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(2, {}); }).find("slots is empty"), std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(2, {{2, 0}}); }).find("slots[0] particle 2 is out of range"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(2, {{1, 3}}); }).find("axis must be 0, 1 or 2"), std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(2, {{1, 1}, {1, 1}}); }).find("slots[1]"), std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::fromJson({{"type", "polar"}}); }).find("\"type\" must be"), std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::fromJson({{"type", "cartesian"}, {"num_particles", 1}, {"slots", {{0, 0}}}, {"x", 1}}); })
+                  .find("unknown key \"x\""),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::fromJson({{"type", "internal"}}); }).find("\"z_matrix\" is required"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { PositionMap::cartesian(1, {{0, 0}}).getInternalCoordinates(); }).find("Cartesian map"),
+              std::string::npos);
+}
+
+TEST(BoltzmannGeneratorFile, RoundTripAndErrors) {
+    const PositionMap map = PositionMap::internal(InternalCoordinates(ZMatrix::alanineDipeptide()));
+    auto flow = flows::Flow::fromConfig(alanineFlowConfig(map));
+    std::vector<double> params = flow->getParameters();
+    std::mt19937_64 rng(1);
+    std::normal_distribution<double> noise(0, 0.01);
+    for (double& p : params)
+        p += noise(rng);
+    flow->setParameters(params);
+    const std::string bytes = io::encodeBoltzmannGenerator(*flow, map, {{"note", "test"}});
+    io::DecodedBoltzmannGenerator decoded = io::decodeBoltzmannGenerator(bytes, "model.safetensors");
+    EXPECT_EQ(decoded.flow->getParameters(), params);
+    EXPECT_EQ(decoded.positions->toJson(), map.toJson());
+    EXPECT_EQ(decoded.info["note"], "test");
+    EXPECT_EQ(io::encodeBoltzmannGenerator(*decoded.flow, *decoded.positions, decoded.info), bytes);
+
+    // A plain flow file is not a Boltzmann generator; errors start with the source name.
+    const std::string plain = io::encodeFlow(*flow);
+    EXPECT_EQ(errorMessage([&] { io::decodeBoltzmannGenerator(plain, "plain.safetensors"); })
+                  .rfind("plain.safetensors: model kind is 'flow', expected 'boltzmann_generator'", 0),
+              0u);
+    // Dimension mismatch and a free torsion that the flow treats as a real number.
+    EXPECT_NE(errorMessage([&] { io::encodeBoltzmannGenerator(*flow, PositionMap::allCartesian(2)); })
+                  .find("the flow has dimension 60 but the position map needs 6"),
+              std::string::npos);
+    nlohmann::json realConfig = alanineFlowConfig(map);
+    realConfig["circular"] = nlohmann::json::array();
+    auto realFlow = flows::Flow::fromConfig(realConfig);
+    EXPECT_NE(errorMessage([&] { io::encodeBoltzmannGenerator(*realFlow, map); }).find("is a free torsion but the flow treats it as a real number"),
+              std::string::npos);
+}
