@@ -41,6 +41,7 @@ demo: install
 bench: install
 	@$(PYTHON) benchmarks/pmf_force.py
 	@$(PYTHON) benchmarks/energy_target.py
+	@$(PYTHON) benchmarks/bg_integrator.py
 	@bash benchmarks/peers/install_torch.sh
 	@$(PYTHON) benchmarks/flow_throughput.py
 

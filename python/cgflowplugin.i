@@ -174,6 +174,8 @@ public:
     double getEffectiveSampleFraction() const;
     double getLogZ() const;
     double getLogZError() const;
+    double getFlowSeconds() const;
+    double getEnergySeconds() const;
     void resetStatistics();
     void evaluateProposals(int n);
     std::vector<double> getBatchPositions() const;

@@ -40,10 +40,15 @@ Run as a script for a self-check: inverse(forward(z)) == z, log-dets against the
 Jacobian, sample/log_prob consistency and the parameter-vector round trip.
 """
 import math
+import os
+import sys
 
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from flow_configs import alanine_dipeptide_config  # noqa: E402,F401  (the benchmark's config lives beside it)
 
 MIN_BIN_WIDTH = 1e-3
 MIN_BIN_HEIGHT = 1e-3
@@ -352,29 +357,6 @@ class TorchFlow(nn.Module):
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
-
-
-def alanine_dipeptide_config(seed=0, dimension=60, circular=tuple(range(48, 60)), num_pairs=6):
-    """The benchmark's config: D = 60 internal coordinates of which 48..59 circular, K = 8, B = 5,
-    256 hidden units, one residual block. Each mask transforms a random half of the real and a
-    random half of the circular dims, so every conditioner sees both kinds; shifts are uniform
-    in [-pi, pi) (FAB shifts by pi; any value exercises the same code)."""
-    rng = np.random.default_rng(seed)
-    real = [d for d in range(dimension) if d not in circular]
-    masks, shifts = [], []
-    for _ in range(num_pairs):
-        mask = [False] * dimension
-        for group in (real, list(circular)):
-            for d in rng.permutation(group)[:len(group) // 2]:
-                mask[d] = True
-        masks.append(mask)
-    for _ in range(num_pairs - 1):
-        shift = [0.0] * dimension
-        for d in circular:
-            shift[d] = float(rng.uniform(-math.pi, math.pi))
-        shifts.append(shift)
-    return {"dimension": dimension, "circular": list(circular), "num_bins": 8, "bound": 5.0,
-            "hidden": 256, "num_blocks": 1, "masks": masks, "shifts": shifts}
 
 
 def _self_check():

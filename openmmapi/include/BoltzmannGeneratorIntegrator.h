@@ -100,6 +100,13 @@ public:
      */
     double getLogZ() const;
     double getLogZError() const;
+    /**
+     * Wall-clock seconds spent since creation or resetStatistics() drawing blocks of proposals (the
+     * flow pass and the position map's log|det J|) and pricing proposals (energy evaluations), for
+     * profiling where a chain's time goes.
+     */
+    double getFlowSeconds() const { return flowSeconds; }
+    double getEnergySeconds() const { return energySeconds; }
     void resetStatistics();
 
     /**
@@ -164,6 +171,7 @@ private:
 
     double lastLogQ = 0, lastEnergy = 0, lastLogWeight = 0;
     bool lastAccepted = false;
+    double flowSeconds = 0, energySeconds = 0;
     long long numProposals = 0, numAccepted = 0, numNonFinite = 0;
     // log(sum w) and log(sum w^2), accumulated with log-add-exp so that any range of log w is safe.
     double logSumW = 0, logSumW2 = 0;

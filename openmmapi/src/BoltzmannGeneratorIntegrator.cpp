@@ -210,7 +210,9 @@ void BoltzmannGeneratorIntegrator::checkInitialized(const char* method) const {
 double BoltzmannGeneratorIntegrator::loadNextProposal() {
     auto& k = kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>();
     if (!blockValid || blockPosition >= static_cast<int>(blockLogQ.size())) {
+        const auto start = std::chrono::steady_clock::now();
         k.generateBlock(*context, blockSize, seed, nextProposalIndex, condition, blockLogQ);
+        flowSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         nextProposalIndex += blockSize;
         blockPosition = 0;
         blockValid = true;
@@ -224,7 +226,9 @@ double BoltzmannGeneratorIntegrator::loadNextProposal() {
 BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::priceLoaded(double logQ) {
     Proposal p;
     p.logQ = logQ;
+    const auto start = std::chrono::steady_clock::now();
     p.energy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
+    energySeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     p.logWeight = -beta() * p.energy - logQ;
     // A clash (infinite or NaN energy) or a point outside the flow's support has weight zero.
     if (!std::isfinite(p.logWeight))
@@ -366,6 +370,7 @@ void BoltzmannGeneratorIntegrator::resetStatistics() {
     logSumW = logSumW2 = NegativeInfinity;
     lastLogQ = lastEnergy = lastLogWeight = std::numeric_limits<double>::quiet_NaN();
     lastAccepted = false;
+    flowSeconds = energySeconds = 0;
 }
 
 void BoltzmannGeneratorIntegrator::evaluateProposals(int n) {
