@@ -387,3 +387,64 @@ def test_metropolis_prices_a_state_moved_by_another_integrator():
         context.setPositions(clash)
         integrator.step(1)
         assert integrator.getLastAccepted() or not np.isfinite(integrator.getLastLogWeight())
+
+
+def test_cg_model_on_a_pmf_system():
+    """A CG Boltzmann generator: phi and psi carried by the x-coordinates of two particles of a CG
+    System whose energy is a PMFForce; the flow is circular on both."""
+    pmf = cg.PMFForce()
+    pmf.setModelBytes(cg.MLPEnsemble([4, 16, 1], 3, "silu", seed=2).to_bytes())
+    pmf.addCoordinate(0, 0, 2 * math.pi)
+    pmf.addCoordinate(1, 0, 2 * math.pi)
+    system = openmm.System()
+    for _ in range(2):
+        system.addParticle(1.0)
+    system.addForce(pmf)
+    flow = cg.Flow({"dimension": 2, "circular": [0, 1], "num_layers": 2, "hidden": 16, "seed": 4})
+    params = flow.get_parameters()
+    params += 0.05 * np.random.default_rng(4).standard_normal(params.size)
+    flow.set_parameters(params)
+    model = cg.encode_boltzmann_generator(flow, cg.PositionMap.cartesian(2, [(0, 0), (1, 0)]))
+    integrator = cg.BoltzmannGeneratorIntegrator(300.0, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(model)
+    integrator.setRandomNumberSeed(6)
+    start = np.array([[0.0, 0.3, -0.2], [0.0, 1.0, 2.0]])
+    context = make_context(system, integrator, start)
+    batch = cg.evaluate_proposals(integrator, 50)
+    phi_psi = batch.positions[:, :, 0]
+    assert np.all(np.abs(phi_psi) <= math.pi)
+    assert np.array_equal(batch.positions[:, :, 1:], np.broadcast_to(start[:, 1:], (50, 2, 2)))
+    y_flow, log_q_flow = flow.sample(50, 6)
+    assert np.allclose(phi_psi, y_flow, atol=1e-12) and np.allclose(batch.log_q, log_q_flow, atol=1e-12)
+    for s in (0, 25):
+        context.setPositions(batch.positions[s])
+        assert batch.energy[s] == pytest.approx(context.getState(getEnergy=True).getPotentialEnergy()._value, rel=1e-12)
+
+
+def test_conditional_model_uses_the_condition_vector():
+    ts = systems.double_well()
+    flow = cg.Flow({"dimension": 2, "context_dimension": 1, "coupling": "affine", "num_layers": 2,
+                    "masks": [[True, False]], "hidden": 8, "seed": 2})
+    params = flow.get_parameters()
+    params += 0.1 * np.random.default_rng(2).standard_normal(params.size)
+    flow.set_parameters(params)
+    model = cg.encode_boltzmann_generator(flow, cg.PositionMap.cartesian(1, [(0, 0), (0, 1)]))
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(model)
+    assert integrator.getConditionDimension() == 1
+    with pytest.raises(openmm.OpenMMException, match="conditioned on 1 values but the condition vector has 0"):
+        make_context(ts.system, integrator, ts.positions)
+    with pytest.raises(openmm.OpenMMException, match="condition vector has 2 values"):
+        integrator.setConditionVector([0.1, 0.2])
+    results = {}
+    for value in (-1.0, 1.5):
+        integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+        integrator.setModelBytes(model)
+        integrator.setRandomNumberSeed(9)
+        integrator.setConditionVector([value])
+        context = make_context(ts.system, integrator, ts.positions)  # noqa: F841 (keeps the Context alive)
+        batch = cg.evaluate_proposals(integrator, 20)
+        y = batch.positions[:, 0, :2]
+        assert np.allclose(flow.log_prob(y, np.array([value])), batch.log_q, atol=1e-10)
+        results[value] = y
+    assert not np.allclose(results[-1.0], results[1.5])
