@@ -1,9 +1,8 @@
 #include "cgflow/io/BoltzmannGeneratorFile.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/FlowFile.h"
 #include "cgflow/io/ModelFile.h"
-
-#include <cmath>
 
 namespace cgflow::io {
 
@@ -49,30 +48,19 @@ DecodedBoltzmannGenerator decodeBoltzmannGenerator(const std::string& bytes, con
         for (const auto& item : model.architecture.items())
             if (item.key() != "flow" && item.key() != "positions")
                 throw Error("unexpected architecture field '" + item.key() + "' (expected flow, positions)");
-        if (!model.architecture.contains("flow"))
-            throw Error("architecture field 'flow' (the flow config) is missing");
         if (!model.architecture.contains("positions"))
             throw Error("architecture field 'positions' (the map from the flow's output to particle positions) is missing");
         DecodedBoltzmannGenerator decoded;
-        decoded.flow = flows::Flow::fromConfig(model.architecture["flow"]);
+        decoded.flow = readFlow(model);
         decoded.positions = coords::PositionMap::fromJson(model.architecture["positions"]);
         checkCompatible(*decoded.flow, *decoded.positions);
-        const int64_t n = static_cast<int64_t>(decoded.flow->getNumParameters());
-        std::vector<double> params = model.getTensor("parameters", {n}).toDoubles("parameters");
-        for (double p : params)
-            if (!std::isfinite(p))
-                throw Error("tensor 'parameters' contains non-finite values");
-        decoded.flow->setParameters(params);
         for (const auto& item : model.tensors)
             if (item.first != "parameters")
                 throw Error("unexpected tensor '" + item.first + "'");
         decoded.info = model.info;
         return decoded;
     } catch (const Error& e) {
-        const std::string message = e.what();
-        if (message.rfind(sourceName, 0) == 0)
-            throw;
-        throw Error(sourceName + ": " + message);
+        throw withSourceName(e, sourceName);
     }
 }
 

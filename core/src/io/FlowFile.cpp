@@ -66,18 +66,10 @@ DecodedFlow decodeFlow(const std::string& bytes, const std::string& sourceName) 
         for (const auto& item : model.architecture.items())
             if (item.key() != "flow" && item.key() != "training")
                 throw Error("unexpected architecture field '" + item.key() + "' (expected flow, training)");
-        if (!model.architecture.contains("flow"))
-            throw Error("architecture field 'flow' (the flow config) is missing");
         DecodedFlow decoded;
-        decoded.flow = flows::Flow::fromConfig(model.architecture["flow"]);
+        decoded.flow = readFlow(model);
         decoded.info = model.info;
         const int64_t n = static_cast<int64_t>(decoded.flow->getNumParameters());
-        std::vector<double> params = model.getTensor("parameters", {n}).toDoubles("parameters");
-        for (double p : params)
-            if (!std::isfinite(p))
-                throw Error("tensor 'parameters' contains non-finite values");
-        decoded.flow->setParameters(params);
-
         std::set<std::string> expected = {"parameters"};
         if (model.architecture.contains("training")) {
             FlowTrainingState training;
@@ -112,11 +104,21 @@ DecodedFlow decodeFlow(const std::string& bytes, const std::string& sourceName) 
                 throw Error("unexpected tensor '" + item.first + "'");
         return decoded;
     } catch (const Error& e) {
-        const std::string message = e.what();
-        if (message.rfind(sourceName, 0) == 0)
-            throw;
-        throw Error(sourceName + ": " + message);
+        throw withSourceName(e, sourceName);
     }
+}
+
+std::unique_ptr<flows::Flow> readFlow(const ModelFile& model) {
+    if (!model.architecture.contains("flow"))
+        throw Error("architecture field 'flow' (the flow config) is missing");
+    std::unique_ptr<flows::Flow> flow = flows::Flow::fromConfig(model.architecture.at("flow"));
+    const int64_t n = static_cast<int64_t>(flow->getNumParameters());
+    std::vector<double> params = model.getTensor("parameters", {n}).toDoubles("parameters");
+    for (double p : params)
+        if (!std::isfinite(p))
+            throw Error("tensor 'parameters' contains non-finite values");
+    flow->setParameters(params);
+    return flow;
 }
 
 std::unique_ptr<flows::FlowTrainer> restoreTrainer(DecodedFlow& decoded) {

@@ -44,6 +44,15 @@ struct DecodedFlow {
  */
 DecodedFlow decodeFlow(const std::string& bytes, const std::string& sourceName);
 
+struct ModelFile;
+
+/**
+ * The flow stored in a parsed model file: built from architecture "flow" with the parameters of the
+ * F64 tensor "parameters" (every value finite). Shared by every model kind that holds a flow; errors
+ * name the field or tensor, without the source name.
+ */
+std::unique_ptr<flows::Flow> readFlow(const ModelFile& model);
+
 /** A trainer for decoded.flow with the saved options and optimizer/guard state (Error without training state). */
 std::unique_ptr<flows::FlowTrainer> restoreTrainer(DecodedFlow& decoded);
 

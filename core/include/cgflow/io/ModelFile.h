@@ -1,6 +1,7 @@
 #ifndef CGFLOW_IO_MODELFILE_H_
 #define CGFLOW_IO_MODELFILE_H_
 
+#include "cgflow/Error.h"
 #include "cgflow/io/SafeTensors.h"
 
 #include <nlohmann/json.hpp>
@@ -40,6 +41,12 @@ struct ModelFile {
     /** Error "missing tensor 'x'" or "tensor 'x' has shape [a,b], expected [c,d]". */
     const Tensor& getTensor(const std::string& name, const std::vector<int64_t>& expectedShape) const;
 };
+
+/** e with its message prefixed by "sourceName: ", unless it already starts with sourceName. */
+inline Error withSourceName(const Error& e, const std::string& sourceName) {
+    const std::string message = e.what();
+    return message.rfind(sourceName, 0) == 0 ? e : Error(sourceName + ": " + message);
+}
 
 } // namespace cgflow::io
 
