@@ -230,33 +230,24 @@ void RQSpline::inverseGradientBatch(int n, const double* raw, const double* y, c
 void RQSpline::forwardGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride,
                                            const double* x, int ioStride, const double* gradY,
                                            const double* gradLogDet, double* gradX, double* gradRaw) const {
-    checkStrided(groups, groupSize, rawStride, ioStride);
-    if (groups == 0 || groupSize == 0)
-        return;
-    checkPointer(raw, "raw");
-    checkPointer(x, "x");
-    checkPointer(gradX, "gradX");
-    checkPointer(gradRaw, "gradRaw");
-    const long P = getNumParameters();
-    auto rawOffset = [&](long i) { return (i / groupSize) * static_cast<long>(rawStride) + (i % groupSize) * P; };
-    auto io = [&](long i) { return (i / groupSize) * static_cast<long>(ioStride) + i % groupSize; };
-    forEachScalar(groups * groupSize, [&](long i) { return raw + rawOffset(i); },
-                  [&](long i, const RQSplineKnots& knots) {
-                      const long k = io(i);
-                      gradX[k] = forwardGradient(knots, x[k], gradY ? gradY[k] : 0.0,
-                                                 gradLogDet ? gradLogDet[k] : 0.0, gradRaw + rawOffset(i));
-                  });
+    gradientBatch(false, groups, groupSize, raw, rawStride, x, ioStride, gradY, gradLogDet, gradX, gradRaw, "x", "gradX");
 }
 
 void RQSpline::inverseGradientBatchStrided(int groups, int groupSize, const double* raw, int rawStride,
                                            const double* y, int ioStride, const double* gradX,
                                            const double* gradLogDet, double* gradY, double* gradRaw) const {
+    gradientBatch(true, groups, groupSize, raw, rawStride, y, ioStride, gradX, gradLogDet, gradY, gradRaw, "y", "gradY");
+}
+
+void RQSpline::gradientBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
+                             const double* in, int ioStride, const double* gradOut, const double* gradLogDet,
+                             double* gradIn, double* gradRaw, const char* inName, const char* gradInName) const {
     checkStrided(groups, groupSize, rawStride, ioStride);
     if (groups == 0 || groupSize == 0)
         return;
     checkPointer(raw, "raw");
-    checkPointer(y, "y");
-    checkPointer(gradY, "gradY");
+    checkPointer(in, inName);
+    checkPointer(gradIn, gradInName);
     checkPointer(gradRaw, "gradRaw");
     const long P = getNumParameters();
     auto rawOffset = [&](long i) { return (i / groupSize) * static_cast<long>(rawStride) + (i % groupSize) * P; };
@@ -264,8 +255,9 @@ void RQSpline::inverseGradientBatchStrided(int groups, int groupSize, const doub
     forEachScalar(groups * groupSize, [&](long i) { return raw + rawOffset(i); },
                   [&](long i, const RQSplineKnots& knots) {
                       const long k = io(i);
-                      gradY[k] = inverseGradient(knots, y[k], gradX ? gradX[k] : 0.0,
-                                                 gradLogDet ? gradLogDet[k] : 0.0, gradRaw + rawOffset(i));
+                      const double g = gradOut ? gradOut[k] : 0.0, gl = gradLogDet ? gradLogDet[k] : 0.0;
+                      gradIn[k] = inverseDirection ? inverseGradient(knots, in[k], g, gl, gradRaw + rawOffset(i))
+                                                   : forwardGradient(knots, in[k], g, gl, gradRaw + rawOffset(i));
                   });
 }
 

@@ -182,6 +182,10 @@ private:
     // The engine of forwardBatch()/inverseBatch(): the same formulas evaluated across up to 64
     // scalars at a time in structure-of-arrays form, so that every step (softmax, cumulative
     // knots, bin search, the rational-quadratic segment and its inverse) is one SIMD pass.
+    /** Both strided gradient batches: per scalar, forwardGradient or inverseGradient at `in`. */
+    void gradientBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
+                       const double* in, int ioStride, const double* gradOut, const double* gradLogDet,
+                       double* gradIn, double* gradRaw, const char* inName, const char* gradInName) const;
     void transformBatch(bool inverseDirection, int groups, int groupSize, const double* raw, int rawStride,
                         const double* in, int ioStride, double* out, double* logDet) const;
 
