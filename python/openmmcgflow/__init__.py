@@ -18,7 +18,7 @@ from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import set_ensemble_parameters
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
 from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
-from . import coordinates, systems  # noqa: E402  (submodules: cg.coordinates, cg.systems)
+from . import coordinates, plots, stats, systems  # noqa: E402  (submodules: cg.coordinates, cg.plots, cg.stats, cg.systems)
 
 __version__ = "0.1.0"
 

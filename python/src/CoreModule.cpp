@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     bindCoordinates(m);
     bindFlows(m);
     bindBoltzmannGenerator(m);
+    bindStats(m);
 }

@@ -1,0 +1,24 @@
+"""The weights engine: statistics of importance-weighted samples (C++ core, numpy in and out).
+
+Log-weights log w = -beta U - log q are the currency: -inf is a weight of zero (a clash or a rejected
+sample), NaN and +inf are errors. Estimates come as (value, standard error) pairs.
+
+* ``log_sum_exp``, ``normalized_weights``, ``effective_sample_size`` (Kish), ``effective_sample_fraction``
+* ``log_z`` (log mean w with its delta-method error), ``weighted_mean``; ``bootstrap_mean``,
+  ``bootstrap_log_z`` (Philox-seeded resamples, reproducible)
+* clipping: ``clip_top_k`` (the k largest set to the k-th largest), ``drop_top_fraction``,
+  ``clip_above_percentile`` (the CG-BG paper clips above the 99th), and ``clipping_report`` (how an
+  estimate and the ESS move with the clipping level)
+* ``histogram_1d`` / ``histogram_2d`` (weighted, periodic axes, out-of-range samples counted, never
+  clamped) and ``free_energy_1d`` / ``free_energy_2d`` (F = -kT ln p, minimum 0, bootstrap errors)
+* ``kl_divergence``, ``js_divergence`` and ``pmf_error`` between grids (epsilon floor 1e-10, stated in
+  their docs), natural logarithms
+* structure: ``radius_of_gyration``, ``rmsd`` (Kabsch, proper rotations), ``bond_score``,
+  ``diversity_score``
+Axes are ``(low, high, bins)`` tuples.
+"""
+from ._core.stats import (bond_score, bootstrap_log_z, bootstrap_mean, clip_above_percentile,  # noqa: F401
+                          clip_top_k, clipping_report, diversity_score, drop_top_fraction, effective_sample_fraction,
+                          effective_sample_size, free_energy_1d, free_energy_2d, histogram_1d, histogram_2d,
+                          js_divergence, kl_divergence, log_sum_exp, log_z, normalized_weights, pmf_error,
+                          radius_of_gyration, rmsd, weighted_mean)
