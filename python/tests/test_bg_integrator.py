@@ -448,3 +448,69 @@ def test_conditional_model_uses_the_condition_vector():
         assert np.allclose(flow.log_prob(y, np.array([value])), batch.log_q, atol=1e-10)
         results[value] = y
     assert not np.allclose(results[-1.0], results[1.5])
+
+
+OPENCL = "OpenCL" in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+# Stated tolerances of the GPU kernel against Reference (same seed, same base draws): positions in
+# nm and log q in nats, per precision. Single precision carries float rounding through 12 dense
+# layers and the NeRF build; mixed keeps log q in double; double agrees to rounding.
+GPU_TOLERANCE = {"single": (2e-5, 2e-3), "mixed": (2e-5, 2e-4), "double": (1e-10, 1e-8)}
+
+
+def run_platform(ts, model, mode, platform, properties, steps, seed=5, block=16, condition=None):
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, mode)
+    integrator.setModelBytes(model)
+    if condition is not None:
+        integrator.setConditionVector(condition)
+    integrator.setRandomNumberSeed(seed)
+    integrator.setBlockSize(block)
+    context = openmm.Context(ts.system, integrator, openmm.Platform.getPlatformByName(platform), properties)
+    context.setPositions(ts.positions)
+    positions, log_q, accepted = [], [], []
+    for _ in range(steps):
+        integrator.step(1)
+        positions.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value.copy())
+        log_q.append(integrator.getLastLogQ())
+        accepted.append(integrator.getLastAccepted())
+    batch = cg.evaluate_proposals(integrator, 8)
+    return np.array(positions), np.array(log_q), np.array(accepted), batch
+
+
+@pytest.mark.skipif(not OPENCL, reason="no OpenCL platform")
+@pytest.mark.parametrize("precision", ["single", "mixed", "double"])
+def test_opencl_matches_reference(precision):
+    position_tolerance, log_q_tolerance = GPU_TOLERANCE[precision]
+    dw = systems.double_well()
+    ala2 = systems.alanine_dipeptide("vacuum")
+    flow, position_map = alanine_dipeptide_model(ala2)
+    # A conditional spline flow with a circular context, and an elementwise spline (free parameters).
+    conditional = cg.Flow({"dimension": 2, "context_dimension": 1, "context_circular": [0], "num_layers": 2,
+                           "hidden": 16, "bound": 6.0, "seed": 7})
+    conditional.set_parameters(conditional.get_parameters()
+                               + 0.1 * np.random.default_rng(7).standard_normal(conditional.num_parameters))
+    elementwise = cg.Flow({"dimension": 1, "coupling": "elementwise", "num_layers": 2, "bound": 6.0, "seed": 8})
+    elementwise.set_parameters(elementwise.get_parameters()
+                               + 0.3 * np.random.default_rng(8).standard_normal(elementwise.num_parameters))
+    cases = [(dw, double_well_model(), 20, None), (ala2, cg.encode_boltzmann_generator(flow, position_map), 6, None),
+             (dw, cg.encode_boltzmann_generator(conditional, cg.PositionMap.cartesian(1, [(0, 0), (0, 1)])), 10, [2.0]),
+             (dw, cg.encode_boltzmann_generator(elementwise, cg.PositionMap.cartesian(1, [(0, 0)])), 10, None)]
+    for ts, model, steps, condition in cases:
+        for mode in (cg.BoltzmannGeneratorIntegrator.Importance, cg.BoltzmannGeneratorIntegrator.Metropolis):
+            ref = run_platform(ts, model, mode, "Reference", {}, steps, condition=condition)
+            gpu = run_platform(ts, model, mode, "OpenCL", {"Precision": precision}, steps, condition=condition)
+            assert np.abs(ref[0] - gpu[0]).max() < position_tolerance
+            assert np.abs(ref[1] - gpu[1]).max() < log_q_tolerance
+            assert np.array_equal(ref[2], gpu[2])
+            assert np.abs(ref[3].positions - gpu[3].positions).max() < position_tolerance
+            assert np.abs(ref[3].log_q - gpu[3].log_q).max() < log_q_tolerance
+
+
+@pytest.mark.skipif(not OPENCL, reason="no OpenCL platform")
+def test_opencl_refuses_layers_without_a_gpu_kernel():
+    ts = systems.double_well()
+    flow = cg.Flow({"dimension": 3, "base": {"kinds": ["normal"] * 3},
+                    "layers": [{"type": "right_stochastic_linear", "num_atoms": 1}]})
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature)
+    integrator.setModelBytes(cg.encode_boltzmann_generator(flow, cg.PositionMap.all_cartesian(1)))
+    with pytest.raises(openmm.OpenMMException, match="'right_stochastic_linear'\\) has no GPU kernel"):
+        openmm.Context(ts.system, integrator, openmm.Platform.getPlatformByName("OpenCL"))

@@ -1,3 +1,4 @@
+#include "CommonBoltzmannGeneratorKernels.h"
 #include "CommonCGFlowKernels.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
@@ -17,6 +18,8 @@ public:
         OpenCLContext& cl = *data.contexts[0];
         if (name == CalcPMFForceKernel::Name())
             return new CommonCalcPMFForceKernel(name, platform, cl);
+        if (name == IntegrateBoltzmannGeneratorStepKernel::Name())
+            return new CommonIntegrateBoltzmannGeneratorStepKernel(name, platform, cl);
         throw OpenMMException("OpenCLCGFlowKernelFactory: no kernel named " + name);
     }
 };
@@ -31,7 +34,9 @@ extern "C" OPENMM_EXPORT void registerPlatforms() {
 static void registerFactories() {
     try {
         Platform& platform = Platform::getPlatformByName("OpenCL");
-        platform.registerKernelFactory(CalcPMFForceKernel::Name(), new OpenCLCGFlowKernelFactory());
+        KernelFactory* factory = new OpenCLCGFlowKernelFactory();
+        platform.registerKernelFactory(CalcPMFForceKernel::Name(), factory);
+        platform.registerKernelFactory(IntegrateBoltzmannGeneratorStepKernel::Name(), factory);
     }
     catch (std::exception&) {
         // The OpenCL platform is not available; nothing to register.

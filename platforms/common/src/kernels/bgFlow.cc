@@ -1,0 +1,352 @@
+// BoltzmannGeneratorIntegrator on the GPU: a flow's sampling pass over a block of proposals and
+// their placement into the Context. Batches are sample-major (sample s at [s * width, (s+1) * width)).
+// The host launches one kernel per step of the pass (conditioner features, each dense layer, its
+// activation, the elementwise transform), in the order of the flow's layers. Arithmetic is in
+// `real`; log-densities accumulate in `mixed` (double in mixed and double precision).
+// Requires BG_MAX_BINS (largest spline bin count) and BG_MAX_DIM (largest dimension) as defines.
+
+#define BG_PI ((real) 3.14159265358979323846)
+
+DEVICE real3 bgCross(real3 a, real3 b) {
+    return make_real3(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
+}
+
+DEVICE real3 bgNormalize(real3 a) {
+    return a * (1 / SQRT(a.x * a.x + a.y * a.y + a.z * a.z));
+}
+
+DEVICE real bgWrapAngle(real x) {
+    if (x >= -BG_PI && x <= BG_PI)
+        return x;
+    real r = x - 2 * BG_PI * floor((x + BG_PI) / (2 * BG_PI));
+    if (r >= BG_PI)
+        r -= 2 * BG_PI;
+    else if (r < -BG_PI)
+        r += 2 * BG_PI;
+    return r;
+}
+
+// Conditioner input of a coupling layer: each pass-through dimension (circular ones as cos, sin)
+// then the context features, which are the same for every sample of the block.
+// passDims[i] = dimension, passCircular[i] = 1 for a circular one.
+KERNEL void bgCouplingFeatures(int numSamples, int dim, GLOBAL const real* RESTRICT data, int numPass,
+                               GLOBAL const int* RESTRICT passDims, GLOBAL const int* RESTRICT passCircular,
+                               int numContext, GLOBAL const real* RESTRICT contextFeatures,
+                               GLOBAL real* RESTRICT features, int featureWidth) {
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        int row = 0;
+        for (int i = 0; i < numPass; i++) {
+            real v = data[s * dim + passDims[i]];
+            if (passCircular[i]) {
+                features[s * featureWidth + row++] = cos(v);
+                features[s * featureWidth + row++] = sin(v);
+            }
+            else
+                features[s * featureWidth + row++] = v;
+        }
+        for (int i = 0; i < numContext; i++)
+            features[s * featureWidth + row++] = contextFeatures[i];
+    }
+}
+
+// out[s][j] = sum_k W[j][k] in[s][k] + b[j] (+ out[s][j] when accumulate: the residual stream).
+// W is row-major (out x in) at weights + weightOffset, b follows it, as in the core's flat layout.
+KERNEL void bgDense(int numSamples, GLOBAL const real* RESTRICT in, int inWidth, GLOBAL const real* RESTRICT params,
+                    int weightOffset, GLOBAL real* out, int outWidth, int accumulate) {
+    for (int index = GLOBAL_ID; index < numSamples * outWidth; index += GLOBAL_SIZE) {
+        const int s = index / outWidth, j = index - s * outWidth;
+        GLOBAL const real* w = params + weightOffset + j * inWidth;
+        GLOBAL const real* x = in + s * inWidth;
+        real sum = params[weightOffset + outWidth * inWidth + j];
+        for (int k = 0; k < inWidth; k++)
+            sum += w[k] * x[k];
+        if (accumulate)
+            sum += out[index];
+        out[index] = sum;
+    }
+}
+
+// y = f(x) elementwise; kinds as nn::Activation: 0 identity, 1 tanh, 2 sigmoid, 3 softplus, 4 silu, 5 relu.
+KERNEL void bgActivation(int count, GLOBAL const real* x, GLOBAL real* y, int kind) { // may run in place
+    for (int i = GLOBAL_ID; i < count; i += GLOBAL_SIZE) {
+        const real v = x[i];
+        real r = v;
+        if (kind == 1)
+            r = tanh(v);
+        else if (kind == 2)
+            r = 1 / (1 + EXP(-v));
+        else if (kind == 3)
+            r = (v > 0 ? v + log(1 + EXP(-v)) : log(1 + EXP(v)));
+        else if (kind == 4)
+            r = v / (1 + EXP(-v));
+        else if (kind == 5)
+            r = (v > 0 ? v : 0);
+        y[i] = r;
+    }
+}
+
+// One rational-quadratic spline scalar (core RQSpline, forward direction) from its raw parameters.
+DEVICE real bgSplineForward(GLOBAL const real* raw, int K, int circular, real bound, real minWidth, real minHeight,
+                            real minDerivative, real x, mixed* logDet) {
+    if (circular)
+        x = bgWrapAngle(x);
+    else if (x < -bound || x > bound)
+        return x; // identity tails, log|det| 0
+    real knotX[BG_MAX_BINS + 1], knotY[BG_MAX_BINS + 1], deriv[BG_MAX_BINS + 1];
+    for (int part = 0; part < 2; part++) {
+        GLOBAL const real* r = raw + part * K;
+        real* knots = (part == 0 ? knotX : knotY);
+        const real minSize = (part == 0 ? minWidth : minHeight);
+        real m = r[0];
+        for (int i = 1; i < K; i++)
+            m = max(m, r[i]);
+        real sum = 0;
+        for (int i = 0; i < K; i++)
+            sum += EXP(r[i] - m);
+        const real scale = 1 - K * minSize;
+        real cumulative = 0;
+        knots[0] = -bound;
+        for (int j = 1; j < K; j++) {
+            cumulative += minSize + scale * (EXP(r[j - 1] - m) / sum);
+            knots[j] = -bound + 2 * bound * cumulative;
+        }
+        knots[K] = bound;
+    }
+    const int firstKnot = (circular ? 0 : 1);
+    const int numDeriv = (circular ? K : K - 1);
+    for (int i = 0; i < numDeriv; i++) {
+        const real r = raw[2 * K + i];
+        deriv[firstKnot + i] = minDerivative + max(r, (real) 0) + log(1 + EXP(-fabs(r)));
+    }
+    if (circular)
+        deriv[K] = deriv[0];
+    else {
+        deriv[0] = 1;
+        deriv[K] = 1;
+    }
+    int k = 0;
+    for (int j = 1; j < K; j++)
+        k += (x >= knotX[j] ? 1 : 0);
+    const real xk = knotX[k], w = knotX[k + 1] - xk;
+    const real yk = knotY[k], h = knotY[k + 1] - yk;
+    const real slope = h / w;
+    const real xi = (x - xk) / w;
+    const real d0 = deriv[k], d1 = deriv[k + 1];
+    const real t = xi * (1 - xi);
+    const real numerator = h * (slope * xi * xi + d0 * t);
+    const real denominator = slope + (d0 + d1 - 2 * slope) * t;
+    const real factor = d1 * xi * xi + 2 * slope * t + d0 * (1 - xi) * (1 - xi);
+    *logDet += (mixed) log(slope * slope * factor / (denominator * denominator));
+    return min(max(yk + numerator / denominator, yk), knotY[k + 1]);
+}
+
+// The transform of a spline coupling, one work item per sample: transformed dimensions real ones
+// first, then circular ones, with raw parameters laid out the same way (rawSize per sample; with
+// free parameters rawStride is 0, so every sample reads the row at rawOffset). logQ -= sum of log-dets.
+KERNEL void bgSplineTransform(int numSamples, int dim, GLOBAL real* RESTRICT data, int numReal, int numCircular,
+                              GLOBAL const int* RESTRICT transformedDims, GLOBAL const real* RESTRICT raw, int rawOffset,
+                              int rawStride, int K, real bound, real minWidth, real minHeight, real minDerivative, int circularK,
+                              real circularMinWidth, real circularMinHeight, real circularMinDerivative,
+                              GLOBAL mixed* RESTRICT logQ) {
+    const int realP = 3 * K - 1, circularP = 3 * circularK;
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        mixed logDet = 0;
+        GLOBAL const real* r = raw + rawOffset + s * rawStride;
+        for (int t = 0; t < numReal; t++) {
+            const int d = transformedDims[t];
+            data[s * dim + d] = bgSplineForward(r + t * realP, K, 0, bound, minWidth, minHeight, minDerivative,
+                                                data[s * dim + d], &logDet);
+        }
+        for (int t = 0; t < numCircular; t++) {
+            const int d = transformedDims[numReal + t];
+            data[s * dim + d] = bgSplineForward(r + numReal * realP + t * circularP, circularK, 1, BG_PI,
+                                                circularMinWidth, circularMinHeight, circularMinDerivative,
+                                                data[s * dim + d], &logDet);
+        }
+        logQ[s] -= logDet;
+    }
+}
+
+// Affine coupling, forward: y = x exp(s) + t with raw rows [s (numT), t (numT)].
+KERNEL void bgAffineTransform(int numSamples, int dim, GLOBAL real* RESTRICT data, int numT,
+                              GLOBAL const int* RESTRICT transformedDims, GLOBAL const real* RESTRICT raw, int rawOffset,
+                              int rawStride, GLOBAL mixed* RESTRICT logQ) {
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        mixed logDet = 0;
+        GLOBAL const real* r = raw + rawOffset + s * rawStride;
+        for (int t = 0; t < numT; t++) {
+            const int d = transformedDims[t];
+            data[s * dim + d] = data[s * dim + d] * EXP(r[t]) + r[numT + t];
+            logDet += (mixed) r[t];
+        }
+        logQ[s] -= logDet;
+    }
+}
+
+// out[i] = in[order[i]] within each sample (Permutation, forward).
+KERNEL void bgPermute(int numSamples, int dim, GLOBAL real* RESTRICT data, GLOBAL const int* RESTRICT order) {
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        real copy[BG_MAX_DIM];
+        for (int d = 0; d < dim; d++)
+            copy[d] = data[s * dim + d];
+        for (int d = 0; d < dim; d++)
+            data[s * dim + d] = copy[order[d]];
+    }
+}
+
+// CircularShift, forward: wrap(wrap(x) + shift) for dimensions with a non-zero shift.
+KERNEL void bgCircularShift(int numSamples, int dim, GLOBAL real* RESTRICT data, GLOBAL const real* RESTRICT shifts) {
+    for (int index = GLOBAL_ID; index < numSamples * dim; index += GLOBAL_SIZE) {
+        const real shift = shifts[index % dim];
+        if (shift != 0)
+            data[index] = bgWrapAngle(bgWrapAngle(data[index]) + shift);
+    }
+}
+
+// Internal coordinates -> Cartesian (core InternalCoordinates: denormalize, then NeRF in the
+// canonical frame), one work item per sample. rows[r] = (atom, bond, angle, dihedral partner).
+// logQ -= log|det J| (the convention's reference-atom terms + sum over later atoms + logScaleSum).
+KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RESTRICT data, int numAtoms,
+                                  GLOBAL const int4* RESTRICT rows, GLOBAL const real* RESTRICT shift,
+                                  GLOBAL const real* RESTRICT scale, int fullJacobian, mixed logScaleSum,
+                                  GLOBAL real* RESTRICT positions, GLOBAL mixed* RESTRICT logQ) {
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        GLOBAL real* x = positions + s * numAtoms * 3;
+        GLOBAL const real* q = data + s * dim;
+        mixed logDet = logScaleSum;
+#define BG_Q(c) (q[c] * scale[c] + shift[c])
+#define BG_LOAD(a) make_real3(x[3 * (a)], x[3 * (a) + 1], x[3 * (a) + 2])
+#define BG_STORE(a, v) { real3 bgv = (v); x[3 * (a)] = bgv.x; x[3 * (a) + 1] = bgv.y; x[3 * (a) + 2] = bgv.z; }
+        BG_STORE(rows[0].x, make_real3(0, 0, 0));
+        const real b1 = BG_Q(0);
+        BG_STORE(rows[1].x, make_real3(b1, 0, 0));
+        const real b2 = BG_Q(1), theta2 = BG_Q(2);
+        {
+            const real3 b = BG_LOAD(rows[2].y), c = BG_LOAD(rows[2].z);
+            const real3 e1 = bgNormalize(c - b);
+            BG_STORE(rows[2].x, b + b2 * (cos(theta2) * e1 + sin(theta2) * make_real3(0, 1, 0)));
+        }
+        if (fullJacobian)
+            logDet += (mixed) (2 * log(fabs(b1)) + 2 * log(fabs(b2)) + log(fabs(sin(theta2))));
+        else
+            logDet += (mixed) log(fabs(b2));
+        for (int r = 3; r < numAtoms; r++) {
+            const int4 row = rows[r];
+            const real length = BG_Q(3 * r - 6), theta = BG_Q(3 * r - 5), phi = BG_Q(3 * r - 4);
+            const real3 b = BG_LOAD(row.y), c = BG_LOAD(row.z), d = BG_LOAD(row.w);
+            const real3 e1 = bgNormalize(b - c);
+            const real3 n = bgNormalize(bgCross(c - d, e1));
+            const real3 e2 = bgCross(n, e1);
+            const real sinTheta = sin(theta);
+            BG_STORE(row.x, b + length * (-cos(theta) * e1 + sinTheta * cos(phi) * e2 + sinTheta * sin(phi) * n));
+            logDet += (mixed) (2 * log(fabs(length)) + log(fabs(sinTheta)));
+        }
+#undef BG_Q
+#undef BG_LOAD
+#undef BG_STORE
+        logQ[s] -= logDet;
+    }
+}
+
+// The translation that puts proposal `index`'s centroid on the centroid of the current positions
+// (internal maps): one work item, since a molecule has few atoms and this runs once per step.
+KERNEL void bgCentroidShift(int numAtoms, GLOBAL const real4* RESTRICT posq, GLOBAL const real4* RESTRICT posqCorrection,
+                            GLOBAL const int* RESTRICT atomIndex, GLOBAL const real* RESTRICT positions, int index,
+                            GLOBAL mixed* RESTRICT translation) {
+    if (GLOBAL_ID != 0)
+        return;
+    mixed current[3] = {0, 0, 0}, proposal[3] = {0, 0, 0};
+    for (int i = 0; i < numAtoms; i++) {
+        const real4 p = posq[i];
+#ifdef USE_MIXED_PRECISION
+        const real4 c = posqCorrection[i];
+        current[0] += (mixed) p.x + (mixed) c.x;
+        current[1] += (mixed) p.y + (mixed) c.y;
+        current[2] += (mixed) p.z + (mixed) c.z;
+#else
+        current[0] += p.x;
+        current[1] += p.y;
+        current[2] += p.z;
+#endif
+        for (int a = 0; a < 3; a++)
+            proposal[a] += positions[(index * numAtoms + i) * 3 + a];
+    }
+    for (int a = 0; a < 3; a++)
+        translation[a] = (current[a] - proposal[a]) / numAtoms;
+}
+
+// Writes proposal `index` (internal map) into posq, slot by slot through the atom reordering.
+KERNEL void bgLoadMolecule(int numAtoms, GLOBAL real4* RESTRICT posq, GLOBAL real4* RESTRICT posqCorrection,
+                           GLOBAL const int* RESTRICT atomIndex, GLOBAL const real* RESTRICT positions, int index,
+                           GLOBAL const mixed* RESTRICT translation) {
+    for (int slot = GLOBAL_ID; slot < numAtoms; slot += GLOBAL_SIZE) {
+        const int atom = atomIndex[slot];
+        GLOBAL const real* p = positions + (index * numAtoms + atom) * 3;
+        const mixed x = p[0] + translation[0], y = p[1] + translation[1], z = p[2] + translation[2];
+        real4 value = posq[slot];
+        value.x = (real) x;
+        value.y = (real) y;
+        value.z = (real) z;
+        posq[slot] = value;
+#ifdef USE_MIXED_PRECISION
+        real4 correction = posqCorrection[slot];
+        correction.x = (real) (x - (mixed) value.x);
+        correction.y = (real) (y - (mixed) value.y);
+        correction.z = (real) (z - (mixed) value.z);
+        posqCorrection[slot] = correction;
+#endif
+    }
+}
+
+// Writes proposal `index` (Cartesian map) into its slots: slotOf[k] = (atom, axis) of flow output k.
+KERNEL void bgLoadSlots(int numAtoms, GLOBAL real4* RESTRICT posq, GLOBAL real4* RESTRICT posqCorrection,
+                        GLOBAL const int* RESTRICT atomIndex, GLOBAL const real* RESTRICT data, int dim, int index,
+                        GLOBAL const int2* RESTRICT slots) {
+    for (int slot = GLOBAL_ID; slot < numAtoms; slot += GLOBAL_SIZE) {
+        const int atom = atomIndex[slot];
+        real4 value = posq[slot];
+#ifdef USE_MIXED_PRECISION
+        real4 correction = posqCorrection[slot];
+#endif
+        for (int k = 0; k < dim; k++)
+            if (slots[k].x == atom) {
+                const real v = data[index * dim + k];
+                if (slots[k].y == 0) {
+                    value.x = v;
+#ifdef USE_MIXED_PRECISION
+                    correction.x = 0;
+#endif
+                }
+                else if (slots[k].y == 1) {
+                    value.y = v;
+#ifdef USE_MIXED_PRECISION
+                    correction.y = 0;
+#endif
+                }
+                else {
+                    value.z = v;
+#ifdef USE_MIXED_PRECISION
+                    correction.z = 0;
+#endif
+                }
+            }
+        posq[slot] = value;
+#ifdef USE_MIXED_PRECISION
+        posqCorrection[slot] = correction;
+#endif
+    }
+}
+
+// Restores saved positions when the atoms were reordered in between: savedSlotOfAtom[atom] is
+// where the atom was when they were saved.
+KERNEL void bgRestoreReordered(int numAtoms, GLOBAL real4* RESTRICT posq, GLOBAL real4* RESTRICT posqCorrection,
+                               GLOBAL const int* RESTRICT atomIndex, GLOBAL const real4* RESTRICT savedPosq,
+                               GLOBAL const real4* RESTRICT savedCorrection, GLOBAL const int* RESTRICT savedSlotOfAtom) {
+    for (int slot = GLOBAL_ID; slot < numAtoms; slot += GLOBAL_SIZE) {
+        const int from = savedSlotOfAtom[atomIndex[slot]];
+        posq[slot] = savedPosq[from];
+#ifdef USE_MIXED_PRECISION
+        posqCorrection[slot] = savedCorrection[from];
+#endif
+    }
+}
