@@ -370,7 +370,11 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
             denseKernel->setArg(5, buffer(step.output));
             denseKernel->setArg(6, step.outWidth);
             denseKernel->setArg(7, step.accumulate);
-            denseKernel->execute(count * step.outWidth);
+            {
+                // One work group of 16 x 16 threads per 16 x 16 tile of the output (bgDense's BG_TILE).
+                const int tiles = ((count + 15) / 16) * ((step.outWidth + 15) / 16);
+                denseKernel->execute(tiles * 256, 256);
+            }
             break;
         case Step::Activation:
             activationKernel->setArg(0, count * step.outWidth);

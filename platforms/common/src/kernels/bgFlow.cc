@@ -50,19 +50,42 @@ KERNEL void bgCouplingFeatures(int numSamples, int dim, GLOBAL const real* RESTR
 }
 
 // out[s][j] = sum_k W[j][k] in[s][k] + b[j] (+ out[s][j] when accumulate: the residual stream).
-// W is row-major (out x in) at weights + weightOffset, b follows it, as in the core's flat layout.
+// W is row-major (out x in) at params + weightOffset, b follows it, as in the core's flat layout.
+// A tiled matrix product: each work group of BG_TILE^2 threads computes a BG_TILE x BG_TILE tile of
+// out (samples x outputs), staging BG_TILE-wide slices of in and W in local memory, so every value
+// read from global memory is used BG_TILE times.
+#define BG_TILE 16
 KERNEL void bgDense(int numSamples, GLOBAL const real* RESTRICT in, int inWidth, GLOBAL const real* RESTRICT params,
                     int weightOffset, GLOBAL real* out, int outWidth, int accumulate) {
-    for (int index = GLOBAL_ID; index < numSamples * outWidth; index += GLOBAL_SIZE) {
-        const int s = index / outWidth, j = index - s * outWidth;
-        GLOBAL const real* w = params + weightOffset + j * inWidth;
-        GLOBAL const real* x = in + s * inWidth;
-        real sum = params[weightOffset + outWidth * inWidth + j];
-        for (int k = 0; k < inWidth; k++)
-            sum += w[k] * x[k];
-        if (accumulate)
-            sum += out[index];
-        out[index] = sum;
+    LOCAL real xTile[BG_TILE][BG_TILE + 1];
+    LOCAL real wTile[BG_TILE][BG_TILE + 1];
+    const int tilesJ = (outWidth + BG_TILE - 1) / BG_TILE;
+    const int numTiles = ((numSamples + BG_TILE - 1) / BG_TILE) * tilesJ;
+    const int ty = LOCAL_ID / BG_TILE, tx = LOCAL_ID - ty * BG_TILE;
+    GLOBAL const real* w = params + weightOffset;
+    // OpenMM launches at most a device-dependent number of groups: each group strides over tiles.
+    for (int tile = GROUP_ID; tile < numTiles; tile += NUM_GROUPS) {
+        const int tileS = tile / tilesJ, tileJ = tile - tileS * tilesJ;
+        const int s = tileS * BG_TILE + ty, j = tileJ * BG_TILE + tx;
+        real sum = 0;
+        for (int k0 = 0; k0 < inWidth; k0 += BG_TILE) {
+            // xTile[ty][tx] = in[s][k0 + tx]; wTile[ty][tx] = W[tileJ * T + ty][k0 + tx] (both read along k).
+            const int k = k0 + tx;
+            const int row = tileJ * BG_TILE + ty;
+            xTile[ty][tx] = (s < numSamples && k < inWidth ? in[s * inWidth + k] : 0);
+            wTile[ty][tx] = (row < outWidth && k < inWidth ? w[row * inWidth + k] : 0);
+            SYNC_THREADS;
+            for (int kk = 0; kk < BG_TILE; kk++)
+                sum += xTile[ty][kk] * wTile[tx][kk];
+            SYNC_THREADS;
+        }
+        if (s < numSamples && j < outWidth) {
+            const int index = s * outWidth + j;
+            sum += params[weightOffset + outWidth * inWidth + j];
+            if (accumulate)
+                sum += out[index];
+            out[index] = sum;
+        }
     }
 }
 
