@@ -265,7 +265,8 @@ warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True 
         .def(
             "sample",
             [](FlowTrainer& t, int n, uint64_t seed, const py::object& context) {
-                auto ctx = contextFromPython(context, t.getFlow().getContextDimension());
+                auto ctx = context.is_none() ? std::nullopt
+                                             : contextFromPython(context, t.getFlow().getContextDimension());
                 Eigen::MatrixXd x;
                 Eigen::VectorXd logQ;
                 {
@@ -279,7 +280,7 @@ warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True 
         .def(
             "reverse_kl_step",
             [](FlowTrainer& t, const InputArray& energies, const InputArray& forces, double beta) {
-                const int dim = t.getFlow().getDimension();
+                const int dim = t.getModel().getDimension();
                 if (energies.ndim() != 1)
                     throw Error("energies must be a 1-D array with one energy per sample");
                 Eigen::VectorXd u = Eigen::Map<const Eigen::VectorXd>(energies.data(), energies.shape(0));

@@ -106,8 +106,19 @@ json FlowTrainerOptions::toJson() const {
     return config;
 }
 
-FlowTrainer::FlowTrainer(Flow& flowIn, const FlowTrainerOptions& optionsIn) : flow(flowIn), options(optionsIn) {
-    const size_t n = flow.getNumParameters();
+FlowTrainer::FlowTrainer(Flow& flowIn, const FlowTrainerOptions& optionsIn)
+    : FlowTrainer(static_cast<TrainableModel&>(flowIn), optionsIn) {
+    flow = &flowIn;
+}
+
+Flow& FlowTrainer::getFlow() {
+    if (flow == nullptr)
+        throw Error("FlowTrainer::getFlow: this trainer trains a model that is not a Flow");
+    return *flow;
+}
+
+FlowTrainer::FlowTrainer(TrainableModel& modelIn, const FlowTrainerOptions& optionsIn) : model(modelIn), options(optionsIn) {
+    const size_t n = model.getNumParameters();
     optimizer = options.decoupledWeightDecay ? std::make_unique<optim::AdamW>(n, options.adam)
                                              : std::make_unique<optim::Adam>(n, options.adam);
     if (!(options.maxGradientNorm > 0))
@@ -127,7 +138,7 @@ FlowTrainer::FlowTrainer(Flow& flowIn, const FlowTrainerOptions& optionsIn) : fl
 
 void FlowTrainer::sample(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
                          Eigen::VectorXd& logQ) {
-    flow.sample(n, seed, context, x, logQ, true);
+    model.sampleForTraining(n, seed, context, x, logQ);
     lastLogQ = logQ;
     haveSample = true;
 }
@@ -139,9 +150,9 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
     if (energies.size() != n)
         throw Error("FlowTrainer::reverseKLStep: energies has " + std::to_string(energies.size()) +
                     " entries, expected one per sample (" + std::to_string(n) + ")");
-    if (forces.rows() != flow.getDimension() || forces.cols() != n)
+    if (forces.rows() != model.getDimension() || forces.cols() != n)
         throw Error("FlowTrainer::reverseKLStep: forces is " + std::to_string(forces.rows()) + "x" +
-                    std::to_string(forces.cols()) + ", expected " + std::to_string(flow.getDimension()) + "x" +
+                    std::to_string(forces.cols()) + ", expected " + std::to_string(model.getDimension()) + "x" +
                     std::to_string(n) + " (dimension x samples)");
     if (!(beta > 0) || !std::isfinite(beta))
         throw Error("FlowTrainer::reverseKLStep: beta must be positive and finite");
@@ -152,7 +163,7 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
         usable[i] = std::isfinite(energies[i]) && std::isfinite(lastLogQ[i]) && forces.col(i).allFinite();
         m += usable[i];
     }
-    Eigen::MatrixXd gradX = Eigen::MatrixXd::Zero(flow.getDimension(), n);
+    Eigen::MatrixXd gradX = Eigen::MatrixXd::Zero(model.getDimension(), n);
     Eigen::VectorXd gradLogQ = Eigen::VectorXd::Zero(n);
     double loss = 0;
     for (Eigen::Index i = 0; i < n; i++)
@@ -161,15 +172,17 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
             gradLogQ[i] = 1.0 / m;
             loss += (beta * energies[i] + lastLogQ[i]) / m;
         }
-    gradient.assign(flow.getNumParameters(), 0.0);
+    gradient.assign(model.getNumParameters(), 0.0);
     // The backward pass consumes the saved sample even when no sample is usable.
-    flow.backwardSample(gradX, gradLogQ, gradient.data());
+    model.backwardSample(gradX, gradLogQ, gradient.data());
     return applyGradient(gradient, loss, m, static_cast<int>(n) - m);
 }
 
 TrainStepReport FlowTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context) {
+    if (flow == nullptr)
+        throw Error("FlowTrainer::forwardKLStep: maximum likelihood needs a Flow (this trainer trains another model)");
     Eigen::VectorXd logQ;
-    flow.logProb(x, context, logQ, true);
+    flow->logProb(x, context, logQ, true);
     const Eigen::Index n = logQ.size();
     int m = 0;
     for (Eigen::Index i = 0; i < n; i++)
@@ -181,15 +194,15 @@ TrainStepReport FlowTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen
             gradLogQ[i] = -1.0 / m;
             loss -= logQ[i] / m;
         }
-    gradient.assign(flow.getNumParameters(), 0.0);
-    flow.backwardLogProb(gradLogQ, gradient.data());
+    gradient.assign(flow->getNumParameters(), 0.0);
+    flow->backwardLogProb(gradLogQ, gradient.data());
     return applyGradient(gradient, loss, m, static_cast<int>(n) - m);
 }
 
 TrainStepReport FlowTrainer::applyGradient(std::vector<double>& grad, double loss, int numSamples, int numDropped) {
-    if (grad.size() != flow.getNumParameters())
+    if (grad.size() != model.getNumParameters())
         throw Error("FlowTrainer::applyGradient: got " + std::to_string(grad.size()) + " values, expected " +
-                    std::to_string(flow.getNumParameters()));
+                    std::to_string(model.getNumParameters()));
     TrainStepReport report;
     report.loss = loss;
     report.numSamples = numSamples;
@@ -205,10 +218,10 @@ TrainStepReport FlowTrainer::applyGradient(std::vector<double>& grad, double los
         if (optim::clipGradientNorm(grad.data(), grad.size(), options.maxGradientNorm) > options.maxGradientNorm)
             report.action = optim::GradientAction::Clip;
         report.learningRate = optimizer->getLearningRate();
-        parameters.resize(flow.getNumParameters());
-        flow.getParameters(parameters.data());
+        parameters.resize(model.getNumParameters());
+        model.getParameters(parameters.data());
         optimizer->step(parameters.data(), grad.data());
-        flow.setParameters(parameters.data());
+        model.setParameters(parameters.data());
     }
     report.step = optimizer->getStepCount();
     return report;

@@ -3,6 +3,7 @@
 
 #include "cgflow/flows/BaseDensity.h"
 #include "cgflow/flows/Bijection.h"
+#include "cgflow/flows/TrainableModel.h"
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
@@ -28,7 +29,7 @@ namespace cgflow::flows {
  *  - backwardLogProb(): gradients of L(log q(x)) for given x (forward KL / maximum likelihood).
  * The saved pass lives in the Flow, so a Flow runs one pass at a time (it is not re-entrant).
  */
-class Flow {
+class Flow : public TrainableModel {
 public:
     /**
      * Checks, with Errors naming the layer: the base dimension equals each layer's dimension; the
@@ -42,7 +43,7 @@ public:
     /** The explicit config (base, context, every layer) that fromConfig() rebuilds this architecture from. */
     nlohmann::json getConfig() const;
 
-    int getDimension() const { return base.getDimension(); }
+    int getDimension() const override { return base.getDimension(); }
     /** Circular flags of the data side (x). */
     std::vector<bool> getCircular() const;
     int getContextDimension() const { return static_cast<int>(contextCircular.size()); }
@@ -54,11 +55,11 @@ public:
     const Bijection& getLayer(int index) const;
     Bijection& getLayer(int index);
 
-    size_t getNumParameters() const { return numParameters; }
+    size_t getNumParameters() const override { return numParameters; }
     /** Offset of layer l's parameters in the flat vector (layers in order, each in its own layout). */
     size_t getParameterOffset(int layer) const;
-    void getParameters(double* out) const;
-    void setParameters(const double* in);
+    void getParameters(double* out) const override;
+    void setParameters(const double* in) override;
     std::vector<double> getParameters() const;
     /** Size must be getNumParameters(), else Error. */
     void setParameters(const std::vector<double>& in);
@@ -92,7 +93,12 @@ public:
      * receives dL/dz. The saved pass is consumed.
      */
     void backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
-                        Eigen::MatrixXd* gradContext = nullptr, Eigen::MatrixXd* gradBase = nullptr);
+                        Eigen::MatrixXd* gradContext = nullptr, Eigen::MatrixXd* gradBase = nullptr) override;
+    /** sample(n, seed, context, x, logQ, save = true): the TrainableModel entry point. */
+    void sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
+                           Eigen::VectorXd& logQ) override {
+        sample(n, seed, context, x, logQ, true);
+    }
     /**
      * After logProb() with save: gradLogQ (n) = dL/dlog q. ACCUMULATES into paramGrad and
      * gradContext (may be null); gradX (may be null) receives dL/dx. The saved pass is consumed.

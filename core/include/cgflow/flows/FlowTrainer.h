@@ -65,8 +65,12 @@ class FlowTrainer {
 public:
     /** The flow must outlive the trainer. */
     FlowTrainer(Flow& flow, const FlowTrainerOptions& options = FlowTrainerOptions());
+    /** Any other trainable density (e.g. SlowFastModel): reverse KL only; it must outlive the trainer. */
+    FlowTrainer(TrainableModel& model, const FlowTrainerOptions& options = FlowTrainerOptions());
 
-    Flow& getFlow() { return flow; }
+    /** The flow this trainer trains; Error for a trainer of another model. */
+    Flow& getFlow();
+    TrainableModel& getModel() { return model; }
     const FlowTrainerOptions& getOptions() const { return options; }
     optim::Adam& getOptimizer() { return *optimizer; }
     /** Null unless options.guard is set. */
@@ -79,7 +83,7 @@ public:
      * (dimension x n) = -dU/dx, beta > 0. Shapes must match the sample, else Error.
      */
     TrainStepReport reverseKLStep(const Eigen::VectorXd& energies, const Eigen::MatrixXd& forces, double beta);
-    /** One maximum-likelihood update on the columns of x (and context, as for Flow::logProb()). */
+    /** One maximum-likelihood update on the columns of x (and context, as for Flow::logProb()); flows only. */
     TrainStepReport forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context = nullptr);
     /**
      * Apply a gradient computed elsewhere (getNumParameters() values; clipped/guarded in place) as
@@ -88,7 +92,8 @@ public:
     TrainStepReport applyGradient(std::vector<double>& gradient, double loss, int numSamples, int numDropped);
 
 private:
-    Flow& flow;
+    TrainableModel& model;
+    Flow* flow = nullptr;
     FlowTrainerOptions options;
     std::unique_ptr<optim::Adam> optimizer;
     std::unique_ptr<optim::GradientGuard> guard;

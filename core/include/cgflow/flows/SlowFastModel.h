@@ -1,0 +1,78 @@
+#ifndef CGFLOW_FLOWS_SLOWFASTMODEL_H_
+#define CGFLOW_FLOWS_SLOWFASTMODEL_H_
+
+#include "cgflow/flows/Flow.h"
+#include "cgflow/flows/GaussianConditional.h"
+#include "cgflow/flows/TrainableModel.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+
+namespace cgflow::flows {
+
+/**
+ * The latent model of data-free coarse-graining (Stupp & Koutsourelakis, Sec. 2.1, Eqs. 5-13):
+ *
+ *   z ~ q_theta(z)          a normalizing flow on the slow variables (multimodal),
+ *   X | z ~ q_theta(X | z)  a diagonal Gaussian whose mean and log-std are networks of z (fast, unimodal),
+ *   x = f_phi(y), y = [z; X] a learnable linear bijection acting per atom: the right-stochastic matrix
+ *                           (rigid-motion equivariant) or its permutation special case.
+ *
+ * so log q(x) = log q(z) + log q(X | z) - log|det J_f|. The pseudo-atoms of y are z first, then X, in
+ * the map's atom-major order (for the 2-D double well with one slow and one fast coordinate and
+ * componentsPerAtom = 1, y = (z, X) and x = A y with a 2 x 2 right-stochastic A: z = x1 and X = x2
+ * when A is the identity).
+ *
+ * Reparametrized sampling from counter-based streams: z uses the flow's base draws of seed; the fast
+ * noise eps ~ N(0, I) uses the seed's own second stream (seed + 0x9E3779B97F4A7C15), so a seed fixes
+ * every sample independently of batch splits. Parameters: [flow | conditional | map], in one vector.
+ *
+ * Config: {"slow": flow config (builder or explicit), "fast": gaussian_conditional config (its
+ * condition/output dimensions are filled in from the flow and the map when omitted), "map":
+ * {"type": "right_stochastic_linear" | "atom_permutation", ...}, "seed": s}. getConfig() is explicit.
+ */
+class SlowFastModel : public TrainableModel {
+public:
+    explicit SlowFastModel(const nlohmann::json& config);
+    nlohmann::json getConfig() const;
+
+    int getDimension() const override { return dimension; }
+    int getSlowDimension() const { return flow->getDimension(); }
+    int getFastDimension() const { return dimension - flow->getDimension(); }
+    Flow& getSlowFlow() { return *flow; }
+    const GaussianConditional& getFastConditional() const { return *fast; }
+    const Bijection& getMap() const { return *map; }
+
+    size_t getNumParameters() const override;
+    void getParameters(double* out) const override;
+    void setParameters(const double* in) override;
+    /** Each part from its own seed: flow seed, conditional seed + 1, map seed + 2. */
+    void initializeParameters(uint64_t seed);
+
+    /** Samples without keeping the pass: x (dimension x n), log q(x), and optionally y = [z; X]. */
+    void sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent = nullptr);
+    /** Exact log q(x): y = f^-1(x), then log q(z) + log q(X | z) - log|det J_f|. */
+    void logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent = nullptr);
+
+    void sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
+                           Eigen::VectorXd& logQ) override;
+    void backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
+                        Eigen::MatrixXd* gradContext = nullptr, Eigen::MatrixXd* gradBase = nullptr) override;
+
+private:
+    void run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, bool save);
+
+    std::unique_ptr<Flow> flow;
+    std::unique_ptr<GaussianConditional> fast;
+    std::unique_ptr<Bijection> map;
+    int dimension = 0;
+    GaussianConditional::Workspace fastWorkspace;
+    std::unique_ptr<BijectionWorkspace> mapWorkspace;
+    Eigen::MatrixXd savedZ;
+    int savedBatch = -1;
+};
+
+} // namespace cgflow::flows
+
+#endif

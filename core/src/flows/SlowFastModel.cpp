@@ -1,0 +1,178 @@
+#include "cgflow/flows/SlowFastModel.h"
+
+#include "cgflow/Error.h"
+#include "cgflow/flows/RightStochasticLinear.h"
+
+#include <set>
+
+namespace cgflow::flows {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t fastStreamOffset = 0x9E3779B97F4A7C15ull;
+
+std::unique_ptr<Bijection> makeMap(const json& config, int dimension) {
+    if (!config.is_object() || !config.contains("type") || !config["type"].is_string())
+        throw Error("slow_fast model config: \"map\" must be an object with a string \"type\"");
+    const std::vector<bool> real(dimension, false);
+    const std::string type = config["type"].get<std::string>();
+    if (type == "right_stochastic_linear")
+        return RightStochasticLinear::fromConfig(config, real);
+    if (type == "atom_permutation")
+        return AtomPermutation::fromConfig(config, real);
+    throw Error("slow_fast model config: map type must be \"right_stochastic_linear\" or \"atom_permutation\", got \"" +
+                type + "\"");
+}
+
+} // namespace
+
+SlowFastModel::SlowFastModel(const json& config) {
+    if (!config.is_object())
+        throw Error("slow_fast model config: must be an object with \"slow\", \"fast\" and \"map\"");
+    for (const auto& item : config.items())
+        if (!std::set<std::string>{"slow", "fast", "map", "seed"}.count(item.key()))
+            throw Error("slow_fast model config: unknown key \"" + item.key() + "\" (expected slow, fast, map, seed)");
+    for (const char* key : {"slow", "fast", "map"})
+        if (!config.contains(key))
+            throw Error(std::string("slow_fast model config: \"") + key + "\" is required");
+    flow = Flow::fromConfig(config["slow"]);
+    if (flow->getContextDimension() > 0)
+        throw Error("slow_fast model config: the slow flow must not be conditional");
+    const json& mapConfig = config["map"];
+    const int numAtoms = mapConfig.value("num_atoms", 0);
+    const int components = mapConfig.value("components_per_atom", 3);
+    dimension = numAtoms * components;
+    if (dimension <= flow->getDimension())
+        throw Error("slow_fast model config: the map covers " + std::to_string(dimension) +
+                    " coordinates (num_atoms * components_per_atom), which must exceed the slow dimension " +
+                    std::to_string(flow->getDimension()));
+    map = makeMap(mapConfig, dimension);
+    json fastConfig = config["fast"];
+    if (!fastConfig.is_object())
+        throw Error("slow_fast model config: \"fast\" must be a gaussian_conditional config object");
+    if (!fastConfig.contains("condition_dimension"))
+        fastConfig["condition_dimension"] = flow->getDimension();
+    if (!fastConfig.contains("output_dimension"))
+        fastConfig["output_dimension"] = dimension - flow->getDimension();
+    fast = GaussianConditional::fromConfig(fastConfig);
+    if (fast->getConditionSize() != flow->getDimension() || fast->getOutputSize() != dimension - flow->getDimension())
+        throw Error("slow_fast model config: the fast conditional must map dim z = " + std::to_string(flow->getDimension()) +
+                    " to dim X = " + std::to_string(dimension - flow->getDimension()));
+    mapWorkspace = map->createWorkspace();
+    if (config.contains("seed"))
+        initializeParameters(config["seed"].get<uint64_t>());
+}
+
+json SlowFastModel::getConfig() const {
+    return {{"slow", flow->getConfig()}, {"fast", fast->getConfig()}, {"map", map->getConfig()}};
+}
+
+size_t SlowFastModel::getNumParameters() const {
+    return flow->getNumParameters() + fast->getNumParameters() + map->getNumParameters();
+}
+
+void SlowFastModel::getParameters(double* out) const {
+    flow->getParameters(out);
+    fast->getParameters(out + flow->getNumParameters());
+    map->getParameters(out + flow->getNumParameters() + fast->getNumParameters());
+}
+
+void SlowFastModel::setParameters(const double* in) {
+    flow->setParameters(in);
+    fast->setParameters(in + flow->getNumParameters());
+    map->setParameters(in + flow->getNumParameters() + fast->getNumParameters());
+    savedBatch = -1;
+}
+
+void SlowFastModel::initializeParameters(uint64_t seed) {
+    flow->initializeParameters(seed);
+    fast->initializeParameters(seed + 1);
+    map->initializeParameters(seed + 2);
+    savedBatch = -1;
+}
+
+void SlowFastModel::run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent,
+                        bool save) {
+    if (n < 0)
+        throw Error("SlowFastModel: n must be >= 0, got " + std::to_string(n));
+    const int dz = getSlowDimension(), dX = getFastDimension();
+    Eigen::MatrixXd z;
+    Eigen::VectorXd logQz, logQX;
+    flow->sample(n, seed, nullptr, z, logQz, save);
+    Eigen::MatrixXd eps(dX, n), X;
+    BaseDensity(std::vector<BaseKind>(dX, BaseKind::StandardNormal)).sample(seed + fastStreamOffset, 0, eps);
+    fast->sample(z, eps, X, logQX, fastWorkspace, save);
+    x.resize(dimension, n);
+    x.topRows(dz) = z;
+    x.bottomRows(dX) = X;
+    if (latent != nullptr)
+        *latent = x;
+    Eigen::VectorXd logDet = Eigen::VectorXd::Zero(n);
+    map->apply(Direction::Forward, x, nullptr, logDet.data(), *mapWorkspace, save);
+    logQ = logQz + logQX - logDet;
+    if (save) {
+        savedZ = z;
+        savedBatch = n;
+    }
+}
+
+void SlowFastModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent) {
+    run(n, seed, x, logQ, latent, false);
+    savedBatch = -1;
+}
+
+void SlowFastModel::logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent) {
+    if (x.rows() != dimension)
+        throw Error("SlowFastModel::logProb: x has " + std::to_string(x.rows()) + " rows, expected " +
+                    std::to_string(dimension));
+    const Eigen::Index n = x.cols();
+    Eigen::MatrixXd y = x;
+    Eigen::VectorXd logDetInverse = Eigen::VectorXd::Zero(n);
+    map->apply(Direction::Inverse, y, nullptr, logDetInverse.data(), *mapWorkspace, false);
+    const Eigen::MatrixXd z = y.topRows(getSlowDimension()), X = y.bottomRows(getFastDimension());
+    Eigen::VectorXd logQz, logQX;
+    flow->logProb(z, nullptr, logQz);
+    fast->logProb(z, X, logQX, fastWorkspace, false);
+    // log|det d y / d x| = -log|det d x / d y|.
+    logQ = logQz + logQX + logDetInverse;
+    if (latent != nullptr)
+        *latent = y;
+    savedBatch = -1;
+}
+
+void SlowFastModel::sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
+                                      Eigen::VectorXd& logQ) {
+    if (context != nullptr && context->size() > 0)
+        throw Error("SlowFastModel: the model is not conditional, but a context was given");
+    run(n, seed, x, logQ, nullptr, true);
+}
+
+void SlowFastModel::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
+                                   Eigen::MatrixXd* gradContext, Eigen::MatrixXd* gradBase) {
+    if (savedBatch < 0)
+        throw Error("SlowFastModel::backwardSample: needs a preceding sampleForTraining()");
+    if (gradContext != nullptr || gradBase != nullptr)
+        throw Error("SlowFastModel::backwardSample: context and base gradients are not available");
+    const int n = savedBatch;
+    if (gradX.rows() != dimension || gradX.cols() != n || gradLogQ.size() != n)
+        throw Error("SlowFastModel::backwardSample: gradX must be " + std::to_string(dimension) + "x" + std::to_string(n) +
+                    " and gradLogQ " + std::to_string(n) + " long (the last sample)");
+    savedBatch = -1;
+    const int dz = getSlowDimension(), dX = getFastDimension();
+    const size_t flowParams = flow->getNumParameters(), fastParams = fast->getNumParameters();
+    // log q = log q(z) + log q(X|z) - logDet: dL/dlogDet = -dL/dlog q.
+    Eigen::MatrixXd grad = gradX;
+    Eigen::VectorXd gradLogDet = -gradLogQ;
+    map->backward(grad, gradLogDet.data(), nullptr, paramGrad ? paramGrad + flowParams + fastParams : nullptr,
+                  *mapWorkspace);
+    const Eigen::MatrixXd gradXFast = grad.bottomRows(dX);
+    Eigen::MatrixXd gradZFromFast;
+    fast->backwardSample(&gradXFast, &gradLogQ, &gradZFromFast, paramGrad ? paramGrad + flowParams : nullptr,
+                         fastWorkspace);
+    Eigen::MatrixXd gradZ = grad.topRows(dz) + gradZFromFast;
+    flow->backwardSample(gradZ, gradLogQ, paramGrad);
+}
+
+} // namespace cgflow::flows

@@ -1,0 +1,128 @@
+// SlowFastModel: log q of samples against the exact change of variables, pathwise gradients against
+// finite differences, and training through FlowTrainer's generic (TrainableModel) path.
+#include "CoreTestUtils.h"
+#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/flows/RightStochasticLinear.h"
+#include "cgflow/flows/SlowFastModel.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+using namespace cgflow::flows;
+using cgflowtest::errorMessage;
+
+namespace {
+
+nlohmann::json smallConfig() {
+    return {{"slow", {{"dimension", 2}, {"num_layers", 2}, {"hidden", 8}, {"base", "truncated_normal"}, {"num_threads", 1}}},
+            {"fast", {{"hidden", 8}, {"num_blocks", 1}, {"activation", "relu"}}},
+            {"map", {{"type", "right_stochastic_linear"}, {"num_atoms", 4}, {"components_per_atom", 1},
+                     {"initial_logit_noise", 0.5}}},
+            {"seed", 3}};
+}
+
+/** Non-trivial parameters: small noise on everything, so no network outputs exactly zero. */
+void perturb(SlowFastModel& model, unsigned seed) {
+    std::vector<double> p(model.getNumParameters());
+    model.getParameters(p.data());
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> noise(0, 0.1);
+    for (double& v : p)
+        v += noise(rng);
+    model.setParameters(p.data());
+}
+
+} // namespace
+
+TEST(SlowFastModel, LogQOfSamplesIsTheExactChangeOfVariables) {
+    SlowFastModel model(smallConfig());
+    perturb(model, 1);
+    ASSERT_EQ(model.getDimension(), 4);
+    ASSERT_EQ(model.getSlowDimension(), 2);
+    Eigen::MatrixXd x, latent, latentBack;
+    Eigen::VectorXd logQ, logQBack;
+    model.sample(50, 9, x, logQ, &latent);
+    model.logProb(x, logQBack, &latentBack);
+    EXPECT_LT((logQ - logQBack).cwiseAbs().maxCoeff(), 1e-9);
+    EXPECT_LT((latent - latentBack).cwiseAbs().maxCoeff(), 1e-10);
+    // x = A y with the map's matrix.
+    const auto& A = dynamic_cast<const RightStochasticLinear&>(model.getMap()).getMatrix();
+    EXPECT_LT((A * latent - x).cwiseAbs().maxCoeff(), 1e-12);
+    // Deterministic for a seed.
+    Eigen::MatrixXd x2;
+    Eigen::VectorXd logQ2;
+    model.sample(50, 9, x2, logQ2);
+    EXPECT_EQ(x, x2);
+}
+
+TEST(SlowFastModel, PathwiseGradientsMatchFiniteDifferences) {
+    SlowFastModel model(smallConfig());
+    perturb(model, 2);
+    const int n = 6;
+    std::mt19937_64 rng(4);
+    std::normal_distribution<double> normal(0, 1);
+    Eigen::MatrixXd c(4, n);
+    Eigen::VectorXd g(n);
+    for (int i = 0; i < c.size(); i++)
+        c.data()[i] = normal(rng);
+    for (int i = 0; i < n; i++)
+        g[i] = normal(rng);
+    auto loss = [&]() {
+        Eigen::MatrixXd x;
+        Eigen::VectorXd logQ;
+        model.sample(n, 17, x, logQ);
+        return (c.array() * x.array()).sum() + g.dot(logQ);
+    };
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    model.sampleForTraining(n, 17, nullptr, x, logQ);
+    std::vector<double> grad(model.getNumParameters(), 0.0), p(model.getNumParameters());
+    model.backwardSample(c, g, grad.data());
+    model.getParameters(p.data());
+    // Every map logit, the conditional's log-std outputs and a spread of flow weights.
+    std::vector<size_t> indices;
+    for (size_t i = 0; i < p.size(); i += std::max<size_t>(1, p.size() / 40))
+        indices.push_back(i);
+    for (size_t i = p.size() - 16; i < p.size(); i++)
+        indices.push_back(i);
+    const double h = 1e-6;
+    for (size_t i : indices) {
+        const double keep = p[i];
+        p[i] = keep + h;
+        model.setParameters(p.data());
+        const double up = loss();
+        p[i] = keep - h;
+        model.setParameters(p.data());
+        const double down = loss();
+        p[i] = keep;
+        model.setParameters(p.data());
+        const double fd = (up - down) / (2 * h);
+        EXPECT_NEAR(grad[i], fd, 1e-5 * std::max(1.0, std::fabs(fd))) << "parameter " << i;
+    }
+}
+
+TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
+    SlowFastModel model(smallConfig());
+    FlowTrainer trainer(model, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    // U = 0.5 |x - 1|^2 at beta = 1: the loss must fall.
+    double first = 0, last = 0;
+    for (int step = 0; step < 60; step++) {
+        Eigen::MatrixXd x;
+        Eigen::VectorXd logQ;
+        trainer.sample(128, 100 + step, nullptr, x, logQ);
+        Eigen::VectorXd u = 0.5 * (x.array() - 1).square().colwise().sum().matrix().transpose();
+        Eigen::MatrixXd f = -(x.array() - 1).matrix();
+        const TrainStepReport r = trainer.reverseKLStep(u, f, 1.0);
+        (step == 0 ? first : last) = r.loss;
+    }
+    EXPECT_LT(last, first - 0.5);
+    EXPECT_NE(errorMessage([&] { trainer.getFlow(); }).find("not a Flow"), std::string::npos);
+    nlohmann::json bad = smallConfig();
+    bad["map"]["num_atoms"] = 2;
+    EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("must exceed the slow dimension"), std::string::npos);
+    bad = smallConfig();
+    bad["extra"] = 1;
+    EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("unknown key \"extra\""), std::string::npos);
+}
