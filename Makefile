@@ -42,6 +42,7 @@ bench: install
 	@$(PYTHON) benchmarks/pmf_force.py
 	@$(PYTHON) benchmarks/energy_target.py
 	@$(PYTHON) benchmarks/bg_integrator.py
+	@$(PYTHON) benchmarks/data_free.py --case double_well
 	@bash benchmarks/peers/install_torch.sh
 	@$(PYTHON) benchmarks/flow_throughput.py
 

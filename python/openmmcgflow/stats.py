@@ -15,10 +15,14 @@ sample), NaN and +inf are errors. Estimates come as (value, standard error) pair
   their docs), natural logarithms
 * structure: ``radius_of_gyration``, ``rmsd`` (Kabsch, proper rotations), ``bond_score``,
   ``diversity_score``
+* adaptive tempering: ``tempering_statistics`` (KL, log Z, ESS at beta), ``relative_kl_increase``,
+  ``adaptive_temperature_step`` (data-free CG paper, Eq. 23) and ``shrinking_temperature_step``
+  (embedded-physics paper, Algorithm 1)
 Axes are ``(low, high, bins)`` tuples.
 """
 from ._core.stats import (bond_score, bootstrap_log_z, bootstrap_mean, clip_above_percentile,  # noqa: F401
                           clip_top_k, clipping_report, diversity_score, drop_top_fraction, effective_sample_fraction,
                           effective_sample_size, free_energy_1d, free_energy_2d, histogram_1d, histogram_2d,
                           js_divergence, kl_divergence, log_sum_exp, log_z, normalized_weights, pmf_error,
-                          radius_of_gyration, rmsd, weighted_mean)
+                          radius_of_gyration, rmsd, weighted_mean, tempering_statistics, relative_kl_increase,
+                          adaptive_temperature_step, shrinking_temperature_step)

@@ -163,16 +163,19 @@ void SlowFastModel::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::Ve
     const int dz = getSlowDimension(), dX = getFastDimension();
     const size_t flowParams = flow->getNumParameters(), fastParams = fast->getNumParameters();
     // log q = log q(z) + log q(X|z) - logDet: dL/dlogDet = -dL/dlog q.
+    gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
+    double* buffer = gradientBuffer.data();
     Eigen::MatrixXd grad = gradX;
     Eigen::VectorXd gradLogDet = -gradLogQ;
-    map->backward(grad, gradLogDet.data(), nullptr, paramGrad ? paramGrad + flowParams + fastParams : nullptr,
-                  *mapWorkspace);
+    map->backward(grad, gradLogDet.data(), nullptr, buffer + flowParams + fastParams, *mapWorkspace);
     const Eigen::MatrixXd gradXFast = grad.bottomRows(dX);
     Eigen::MatrixXd gradZFromFast;
-    fast->backwardSample(&gradXFast, &gradLogQ, &gradZFromFast, paramGrad ? paramGrad + flowParams : nullptr,
-                         fastWorkspace);
+    fast->backwardSample(&gradXFast, &gradLogQ, &gradZFromFast, buffer + flowParams, fastWorkspace);
     Eigen::MatrixXd gradZ = grad.topRows(dz) + gradZFromFast;
-    flow->backwardSample(gradZ, gradLogQ, paramGrad);
+    flow->backwardSample(gradZ, gradLogQ, buffer);
+    if (paramGrad != nullptr)
+        for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)
+            paramGrad[i] += gradientBuffer[i];
 }
 
 } // namespace cgflow::flows

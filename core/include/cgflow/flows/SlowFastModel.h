@@ -70,6 +70,10 @@ private:
     GaussianConditional::Workspace fastWorkspace;
     std::unique_ptr<BijectionWorkspace> mapWorkspace;
     Eigen::MatrixXd savedZ;
+    // The parts accumulate their gradients here, not straight into the caller's array: Eigen's vectorized
+    // reductions round differently with the destination's alignment, and an aligned buffer owned here
+    // makes training bit-reproducible wherever the caller's array happens to lie.
+    Eigen::VectorXd gradientBuffer;
     int savedBatch = -1;
 };
 

@@ -1,0 +1,135 @@
+"""Data-free coarse-graining: reverse-KL training of a latent model with adaptive tempering.
+
+The method of Stupp & Koutsourelakis (and the tempering rule of Schoeberl, Zabaras &
+Koutsourelakis): a :class:`SlowFastModel` (or a plain :class:`Flow`) is trained by reverse KL
+against exp(-beta U) using only energies and forces of an ordinary ``openmm.System``; beta rises
+from about 0 to ``beta_target`` in steps chosen so that the relative KL increase stays below
+``max_relative_increase`` (rule "kl", Eq. 23) or by shrinking ``max_step`` by 0.6 until it does
+(rule "shrink"). A model snapshot is kept for every visited beta.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from . import stats
+from ._core import FlowTrainer
+from .energy import EnergyTarget
+
+
+class CoordinateEnergy:
+    """U and forces of flow coordinates x (n, D) placed into chosen flat coordinates of a System.
+
+    ``active``: flat indices into the (N, 3) positions that x fills (the rest stay at ``positions``).
+    Every configuration priced counts as one energy evaluation (``evaluations``).
+    """
+
+    def __init__(self, system, positions, active, platform="Reference", threads=1):
+        self.target = EnergyTarget(system, platform=platform, threads=threads)
+        self.positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+        self.active = np.asarray(active, dtype=int)
+        self.evaluations = 0
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=float)
+        batch = np.repeat(self.positions[None], len(x), axis=0).reshape(len(x), -1)
+        batch[:, self.active] = x
+        energies, forces, finite = self.target.evaluate(batch.reshape(len(x), -1, 3))
+        self.evaluations += len(x)
+        forces = forces.reshape(len(x), -1)[:, self.active]
+        return np.where(finite, energies, np.inf), forces
+
+
+@dataclass
+class DataFreeResult:
+    """What a run produced: the beta schedule with per-level metrics, and a model per visited beta."""
+    history: list = field(default_factory=list)      # dicts: beta, kl, ess_fraction, log_z, loss, evaluations, step
+    snapshots: dict = field(default_factory=dict)    # beta -> parameter vector
+    evaluations: int = 0
+
+    @property
+    def betas(self):
+        return [h["beta"] for h in self.history]
+
+
+def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
+                    batch=500, evaluation_batch=None, tempering=True, rule="kl", max_relative_increase=0.1,
+                    max_step=0.05, kl_floor=1e-3, final_steps=0, learning_rate=1e-3, guard=True, seed=0, progress=True,
+                    max_levels=10000):
+    """Train ``model`` (SlowFastModel or Flow) by reverse KL against exp(-beta U), tempering beta up.
+
+    energy: callable x (n, D) -> (U (n,), forces (n, D)), e.g. :class:`CoordinateEnergy`.
+    tempering=False is the baseline: ``initial_steps`` steps at beta_target from the start (pass the
+    tempered run's step count to compare at equal cost).
+    kl_floor: the smallest KL estimate the relative increase is divided by (see stats.relative_kl_increase).
+    final_steps: extra steps at beta_target after the schedule reaches it.
+    Returns a :class:`DataFreeResult`; the model holds the final parameters.
+    """
+    if rule not in ("kl", "shrink"):
+        raise ValueError("rule must be 'kl' or 'shrink', got %r" % (rule,))
+    if not 0 < beta_initial <= beta_target:
+        raise ValueError("beta_initial must be in (0, beta_target], got %r" % (beta_initial,))
+    for name, value in (("initial_steps", initial_steps), ("steps_per_level", steps_per_level), ("batch", batch)):
+        if int(value) < 1:
+            raise ValueError("%s must be >= 1, got %r" % (name, value))
+    evaluation_batch = int(evaluation_batch or batch)
+    trainer = FlowTrainer(model, {"learning_rate": learning_rate, "guard": bool(guard)})
+    result = DataFreeResult()
+    beta = beta_initial if tempering else beta_target
+    stream = [seed * 1_000_003]
+
+    def next_seed():
+        stream[0] += 1
+        return stream[0]
+
+    def train(steps, beta, bar):
+        loss = np.nan
+        for _ in range(steps):
+            x, _ = trainer.sample(batch, next_seed())
+            u, f = energy(x)
+            report = trainer.reverse_kl_step(u, f, beta)
+            loss = report["loss"]
+            result.evaluations += len(x)
+            if bar is not None:
+                bar.update(1)
+        return loss
+
+    def level_metrics(beta):
+        x, log_q = trainer.sample(evaluation_batch, next_seed())
+        u, f = energy(x)
+        # The evaluation batch is also one more training step (its energies are already paid for).
+        trainer.reverse_kl_step(u, f, beta)
+        result.evaluations += len(x)
+        return u, log_q
+
+    bar = tqdm(total=initial_steps if not tempering else None, desc="data-free training", disable=not progress,
+               unit="step")
+    if not tempering:
+        loss = train(initial_steps, beta, bar)
+        u, log_q = level_metrics(beta)
+        t = stats.tempering_statistics(u, log_q, beta)
+        result.history.append({"beta": beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"], "log_z": t["log_z"],
+                               "loss": loss, "evaluations": result.evaluations})
+        result.snapshots[beta] = model.get_parameters()
+        bar.close()
+        return result
+
+    loss = train(initial_steps, beta, bar)
+    for level in range(max_levels):
+        u, log_q = level_metrics(beta)
+        t = stats.tempering_statistics(u, log_q, beta)
+        result.history.append({"beta": beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"], "log_z": t["log_z"],
+                               "loss": loss, "evaluations": result.evaluations})
+        result.snapshots[beta] = model.get_parameters()
+        if progress:
+            bar.set_postfix(beta="%.4f" % beta, kl="%.3g" % t["kl"], ess="%.3f" % t["ess_fraction"])
+        if beta >= beta_target:
+            break
+        step_rule = stats.adaptive_temperature_step if rule == "kl" else stats.shrinking_temperature_step
+        step = step_rule(u, log_q, beta, beta_target, max_relative_increase, max_step, kl_floor=kl_floor)
+        beta = min(beta_target, beta + step)
+        if beta_target - beta < 1e-12:
+            beta = beta_target
+        loss = train(steps_per_level + (final_steps if beta >= beta_target else 0), beta, bar)
+    bar.close()
+    return result

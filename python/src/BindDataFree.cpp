@@ -1,0 +1,172 @@
+// _core bindings for data-free coarse-graining: SlowFastModel (trained by FlowTrainer) and the
+// adaptive-tempering rules. Batches cross as (n, dimension) numpy arrays.
+#include "Bindings.h"
+
+#include "cgflow/Error.h"
+#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/flows/RightStochasticLinear.h"
+#include "cgflow/flows/SlowFastModel.h"
+#include "cgflow/io/ModelFile.h"
+#include "cgflow/stats/Tempering.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+namespace py = pybind11;
+using namespace cgflow;
+using flows::SlowFastModel;
+
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+constexpr const char* SlowFastKind = "slow_fast_model";
+
+py::array_t<double> rows(const Eigen::MatrixXd& m) {
+    py::array_t<double> out({static_cast<py::ssize_t>(m.cols()), static_cast<py::ssize_t>(m.rows())});
+    std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
+    return out;
+}
+
+py::array_t<double> vector(const Eigen::VectorXd& v) {
+    py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
+    std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
+    return out;
+}
+
+py::array_t<double> matrix(const Eigen::MatrixXd& m) {
+    py::array_t<double> out({static_cast<py::ssize_t>(m.rows()), static_cast<py::ssize_t>(m.cols())});
+    for (Eigen::Index i = 0; i < m.rows(); i++)
+        for (Eigen::Index j = 0; j < m.cols(); j++)
+            out.mutable_at(i, j) = m(i, j);
+    return out;
+}
+
+std::vector<double> vec(const Array& a, const char* name) {
+    if (a.ndim() != 1)
+        throw Error(std::string(name) + ": expected a 1-D array");
+    return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+std::vector<double> optionalVec(const py::object& a, const char* name) {
+    return a.is_none() ? std::vector<double>() : vec(a.cast<Array>(), name);
+}
+
+const flows::RightStochasticLinear& rightStochastic(const SlowFastModel& model) {
+    auto* map = dynamic_cast<const flows::RightStochasticLinear*>(&model.getMap());
+    if (map == nullptr)
+        throw Error("the model's map is not a right_stochastic_linear layer");
+    return *map;
+}
+
+} // namespace
+
+void bindDataFree(py::module_& m) {
+    py::class_<SlowFastModel>(m, "SlowFastModel", R"doc(
+The data-free CG latent model: z ~ flow (slow), X | z ~ diagonal Gaussian (fast), x = A [z; X] with a
+learnable right-stochastic (or permutation) map. Config: {"slow": flow config, "fast":
+gaussian_conditional config, "map": {"type": "right_stochastic_linear", "num_atoms": M,
+"components_per_atom": k, ...}, "seed": s}. Train it with FlowTrainer(model, options).)doc")
+        .def(py::init([](const py::object& config) { return std::make_unique<SlowFastModel>(pyToJson(config)); }),
+             py::arg("config"))
+        .def_property_readonly("config", [](const SlowFastModel& s) { return jsonToPy(s.getConfig()); })
+        .def_property_readonly("dimension", &SlowFastModel::getDimension)
+        .def_property_readonly("slow_dimension", &SlowFastModel::getSlowDimension)
+        .def_property_readonly("num_parameters", &SlowFastModel::getNumParameters)
+        .def("get_parameters", [](const SlowFastModel& s) {
+            Eigen::VectorXd p(s.getNumParameters());
+            s.getParameters(p.data());
+            return vector(p);
+        })
+        .def("set_parameters", [](SlowFastModel& s, const Array& p) {
+            if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != s.getNumParameters())
+                throw Error("parameters: expected " + std::to_string(s.getNumParameters()) + " values");
+            s.setParameters(p.data());
+        }, py::arg("parameters"))
+        .def("initialize_parameters", &SlowFastModel::initializeParameters, py::arg("seed"))
+        .def("sample", [](SlowFastModel& s, int n, uint64_t seed) {
+            Eigen::MatrixXd x, latent;
+            Eigen::VectorXd logQ;
+            {
+                py::gil_scoped_release release;
+                s.sample(n, seed, x, logQ, &latent);
+            }
+            return py::make_tuple(rows(x), vector(logQ), rows(latent));
+        }, py::arg("n"), py::arg("seed"), "(x (n, dimension), log q(x), latent [z, X] (n, dimension))")
+        .def("log_prob", [](SlowFastModel& s, const Array& x) {
+            if (x.ndim() != 2 || x.shape(1) != s.getDimension())
+                throw Error("x: expected shape (n, " + std::to_string(s.getDimension()) + ")");
+            Eigen::MatrixXd data = Eigen::Map<const Eigen::MatrixXd>(x.data(), s.getDimension(), x.shape(0));
+            Eigen::MatrixXd latent;
+            Eigen::VectorXd logQ;
+            s.logProb(data, logQ, &latent);
+            return py::make_tuple(vector(logQ), rows(latent));
+        }, py::arg("x"), "(exact log q(x), latent [z, X]) of given x")
+        .def_property_readonly("map_matrix", [](const SlowFastModel& s) { return matrix(rightStochastic(s).getMatrix()); },
+                               "A of x = A y (right-stochastic maps only)")
+        .def_property_readonly("map_inverse", [](const SlowFastModel& s) {
+            return matrix(rightStochastic(s).getInverseMatrix());
+        }, "A^-1: y = A^-1 x, so its first rows say which coordinates the slow variables are")
+        .def("to_bytes", [](const SlowFastModel& s, const py::object& info) {
+            io::ModelFile file;
+            file.kind = SlowFastKind;
+            file.architecture = {{"model", s.getConfig()}};
+            file.info = info.is_none() ? nlohmann::json::object() : pyToJson(info);
+            std::vector<double> p(s.getNumParameters());
+            s.getParameters(p.data());
+            file.tensors["parameters"] = io::Tensor::fromDoubles({static_cast<int64_t>(p.size())}, p.data());
+            return toBytes(file.serialize());
+        }, py::arg("info") = py::none(), "A model file of kind \"slow_fast_model\" (config + parameters).")
+        .def_static("from_bytes", [](const py::bytes& data) {
+            io::ModelFile file = io::ModelFile::parse(std::string(data), "model bytes");
+            if (file.kind != SlowFastKind)
+                throw Error("model bytes: kind is '" + file.kind + "', expected '" + SlowFastKind + "'");
+            auto model = std::make_unique<SlowFastModel>(file.architecture.at("model"));
+            std::vector<double> p = file.getTensor("parameters", {static_cast<int64_t>(model->getNumParameters())})
+                                        .toDoubles("parameters");
+            model->setParameters(p.data());
+            return model;
+        }, py::arg("data"));
+
+    // A trainer for any TrainableModel: reuse the Python FlowTrainer class with this constructor.
+    py::class_<flows::FlowTrainer> trainer = py::reinterpret_borrow<py::class_<flows::FlowTrainer>>(m.attr("FlowTrainer"));
+    trainer.def(py::init([](SlowFastModel& model, const py::object& options) {
+                    return std::make_unique<flows::FlowTrainer>(
+                        static_cast<flows::TrainableModel&>(model),
+                        flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                }),
+                py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
+
+    py::module_ s = m.attr("stats").cast<py::module_>();
+    s.def("tempering_statistics", [](const Array& u, const Array& logQ, double beta, const py::object& objective) {
+        const stats::TemperingStatistics t =
+            stats::temperingStatistics(vec(u, "energies"), vec(logQ, "log_q"), beta, optionalVec(objective, "objective_log_q"));
+        py::dict d;
+        d["kl"] = t.klEstimate;
+        d["log_z"] = t.logZ;
+        d["mean_energy"] = t.meanEnergy;
+        d["ess_fraction"] = t.essFraction;
+        d["num_finite"] = t.numFinite;
+        return d;
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("objective_log_q") = py::none());
+    s.def("relative_kl_increase", [](const Array& u, const Array& logQ, double beta, double d, const py::object& objective,
+                                     double floor) {
+        return stats::relativeKLIncrease(vec(u, "energies"), vec(logQ, "log_q"), beta, d, optionalVec(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("delta_beta"), py::arg("objective_log_q") = py::none(),
+       py::arg("kl_floor") = 1e-3);
+    s.def("adaptive_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
+                                          double maxStep, const py::object& objective, double floor) {
+        return stats::adaptiveTemperatureStep(vec(u, "energies"), vec(logQ, "log_q"), beta, target, cmax, maxStep,
+                                              optionalVec(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
+       py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
+       "Rule (a) of the data-free CG paper (Eq. 23): the step whose relative KL increase is max_relative_increase.");
+    s.def("shrinking_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
+                                           double maxStep, const py::object& objective, double floor) {
+        return stats::shrinkingTemperatureStep(vec(u, "energies"), vec(logQ, "log_q"), beta, target, cmax, maxStep,
+                                               optionalVec(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
+       py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
+       "Rule (b) of the embedded-physics paper: max_step shrunk by 0.6 until the increase is within the limit.");
+}
