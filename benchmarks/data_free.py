@@ -77,13 +77,13 @@ def gmm(dim, seed):
     start = time.perf_counter()
     result = datafree.train_data_free(model, energy, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
                                       batch=500, max_relative_increase=0.1, max_step=0.02, kl_floor=0.02,
-                                      final_steps=500, seed=seed, progress=False)
+                                      final_steps=500, learning_rate=3e-4, seed=seed, progress=False)
     wall = time.perf_counter() - start
     weights = data_free_gmm.mode_weights(system, model)
     plain = data_free_gmm.make_model(dim, seed)
     plain_energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
     datafree.train_data_free(plain, plain_energy, tempering=False, initial_steps=result.evaluations // 500, batch=500,
-                             seed=seed, progress=False)
+                             learning_rate=3e-4, seed=seed, progress=False)
     plain_weights = data_free_gmm.mode_weights(system, plain)
     emit("energy_evaluations", int(result.evaluations), "evaluations")
     emit("wall_s", wall, "s")

@@ -22,10 +22,11 @@ from openmmcgflow import datafree
 def make_model(dim, seed):
     dz = dim // 2
     return cg.SlowFastModel({
-        "slow": {"dimension": dz, "num_layers": 6 if dz > 2 else 4, "num_bins": 8, "bound": 5.0,
-                 "base": "truncated_normal", "base_bound": 5.0, "hidden": 64 if dz > 2 else 32, "num_blocks": 1,
+        # The paper's Tables 3-4: 8 coupling layers, width 40, K = 8 on [-4, 4]; fast MLP width 40, ReLU.
+        "slow": {"dimension": dz, "num_layers": 8, "num_bins": 8, "bound": 4.0,
+                 "base": "truncated_normal", "base_bound": 4.0, "hidden": 40, "num_blocks": 1,
                  "num_threads": 1, "seed": seed},
-        "fast": {"hidden": 32, "num_blocks": 1, "activation": "relu"},
+        "fast": {"hidden": 40, "num_blocks": 1, "activation": "relu"},
         "map": {"type": "right_stochastic_linear", "num_atoms": dim, "components_per_atom": 1,
                 "initial_diagonal_weight": 0.9, "initial_logit_noise": 0.3},
         "seed": seed})
@@ -42,10 +43,11 @@ def main():
     parser.add_argument("--dim", type=int, default=4, choices=[4, 20])
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--initial-steps", type=int, default=2000)
-    parser.add_argument("--steps-per-level", type=int, default=40)
+    parser.add_argument("--steps-per-level", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--final-steps", type=int, default=500)
     parser.add_argument("--beta0", type=float, default=0.01)
-    parser.add_argument("--max-step", type=float, default=0.05)
+    parser.add_argument("--max-step", type=float, default=0.02)
     parser.add_argument("--max-relative-increase", type=float, default=0.1)
     parser.add_argument("--kl-floor", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=1)
@@ -58,13 +60,14 @@ def main():
     tempered = datafree.train_data_free(model, energy, beta_initial=args.beta0, initial_steps=args.initial_steps,
                                         steps_per_level=args.steps_per_level, batch=args.batch,
                                         max_relative_increase=args.max_relative_increase, max_step=args.max_step,
-                                        kl_floor=args.kl_floor, final_steps=args.final_steps, seed=args.seed)
+                                        kl_floor=args.kl_floor, final_steps=args.final_steps,
+                                        learning_rate=args.learning_rate, seed=args.seed)
     wall = time.perf_counter() - start
     weights = mode_weights(system, model)
     plain = make_model(args.dim, args.seed)
     plain_energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
     datafree.train_data_free(plain, plain_energy, tempering=False, initial_steps=tempered.evaluations // args.batch,
-                             batch=args.batch, seed=args.seed)
+                             batch=args.batch, learning_rate=args.learning_rate, seed=args.seed)
     plain_weights = mode_weights(system, plain)
     inverse = model.map_inverse
     slow_rows = np.abs(inverse[: args.dim // 2])
