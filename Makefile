@@ -36,6 +36,8 @@ test-python: install
 test: test-cpp test-python
 
 demo: install
+	@$(PYTHON) examples/data_free_double_well.py
+	@$(PYTHON) examples/bg_double_well.py
 	@$(PYTHON) examples/pmf_md_demo.py
 
 bench: install
