@@ -7,6 +7,8 @@ from about 0 to ``beta_target`` in steps chosen so that the relative KL increase
 ``max_relative_increase`` (rule "kl", Eq. 23) or by shrinking ``max_step`` by 0.6 until it does
 (rule "shrink"). A model snapshot is kept for every visited beta.
 """
+import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,7 +57,7 @@ class DataFreeResult:
 def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
                     batch=500, evaluation_batch=None, tempering=True, rule="kl", max_relative_increase=0.1,
                     max_step=0.05, kl_floor=1e-3, final_steps=0, learning_rate=1e-3, guard=True, seed=0, progress=True,
-                    max_levels=10000):
+                    max_levels=10000, checkpoint=None):
     """Train ``model`` (SlowFastModel or Flow) by reverse KL against exp(-beta U), tempering beta up.
 
     energy: callable x (n, D) -> (U (n,), forces (n, D)), e.g. :class:`CoordinateEnergy`.
@@ -63,6 +65,10 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
     tempered run's step count to compare at equal cost).
     kl_floor: the smallest KL estimate the relative increase is divided by (see stats.relative_kl_increase).
     final_steps: extra steps at beta_target after the schedule reaches it.
+    checkpoint: a file path; the whole run state (model, optimizer and guard, beta, random-stream
+    position, history, snapshots) is written there atomically after the initial training and after
+    every level, and a run started with an existing checkpoint resumes from it, giving bit-identical
+    results to an uninterrupted run with the same arguments.
     Returns a :class:`DataFreeResult`; the model holds the final parameters.
     """
     if rule not in ("kl", "shrink"):
@@ -114,8 +120,43 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         bar.close()
         return result
 
-    loss = train(initial_steps, beta, bar)
-    for level in range(max_levels):
+    def save(next_level, beta, loss):
+        state = trainer.get_state()
+        arrays = {"parameters": model.get_parameters(), "first_moment": state["first_moment"],
+                  "second_moment": state["second_moment"]}
+        if "guard_history" in state:
+            arrays["guard_history"] = state["guard_history"]
+        betas = sorted(result.snapshots)
+        arrays["snapshot_betas"] = np.array(betas, dtype=float)
+        arrays["snapshots"] = np.array([result.snapshots[b] for b in betas]) if betas else np.zeros((0, 0))
+        meta = {"next_level": next_level, "beta": beta, "loss": loss, "stream": stream[0],
+                "step_count": state["step_count"], "guard_counters": state.get("guard_counters"),
+                "history": result.history, "evaluations": result.evaluations}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        tmp = checkpoint + ".tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, checkpoint)  # atomic: a kill never leaves half a checkpoint
+
+    start_level = None
+    if checkpoint is not None and os.path.exists(checkpoint):
+        with np.load(checkpoint) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            model.set_parameters(data["parameters"])
+            state = {"step_count": meta["step_count"], "first_moment": data["first_moment"],
+                     "second_moment": data["second_moment"]}
+            if "guard_history" in data:
+                state["guard_history"] = data["guard_history"]
+                state["guard_counters"] = meta["guard_counters"]
+            trainer.set_state(state)
+            result.snapshots = {float(b): p.copy() for b, p in zip(data["snapshot_betas"], data["snapshots"])}
+        result.history, result.evaluations = meta["history"], meta["evaluations"]
+        stream[0], beta, loss, start_level = meta["stream"], meta["beta"], meta["loss"], meta["next_level"]
+    if start_level is None:
+        loss = train(initial_steps, beta, bar)
+        start_level = 0
+        if checkpoint is not None:
+            save(0, beta, loss)
+    for level in range(start_level, max_levels):
         u, log_q = level_metrics(beta)
         t = stats.tempering_statistics(u, log_q, beta)
         result.history.append({"beta": beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"], "log_z": t["log_z"],
@@ -124,6 +165,8 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         if progress:
             bar.set_postfix(beta="%.4f" % beta, kl="%.3g" % t["kl"], ess="%.3f" % t["ess_fraction"])
         if beta >= beta_target:
+            if checkpoint is not None:
+                save(max_levels, beta, loss)  # finished: a rerun resumes to the same result
             break
         step_rule = stats.adaptive_temperature_step if rule == "kl" else stats.shrinking_temperature_step
         step = step_rule(u, log_q, beta, beta_target, max_relative_increase, max_step, kl_floor=kl_floor)
@@ -131,5 +174,7 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         if beta_target - beta < 1e-12:
             beta = beta_target
         loss = train(steps_per_level + (final_steps if beta >= beta_target else 0), beta, bar)
+        if checkpoint is not None:
+            save(level + 1, beta, loss)
     bar.close()
     return result

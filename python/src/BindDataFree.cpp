@@ -137,6 +137,42 @@ gaussian_conditional config, "map": {"type": "right_stochastic_linear", "num_ato
                         flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
                 }),
                 py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
+    // The optimizer and guard state as numpy arrays, so that any trainer (not only a flow's, whose
+    // model files carry it) can be checkpointed and resumed bit for bit.
+    trainer.def("get_state", [](flows::FlowTrainer& t) {
+        const optim::AdamState adam = t.getOptimizer().getState();
+        py::dict d;
+        d["step_count"] = adam.stepCount;
+        d["first_moment"] = vector(Eigen::Map<const Eigen::VectorXd>(adam.firstMoment.data(), adam.firstMoment.size()));
+        d["second_moment"] = vector(Eigen::Map<const Eigen::VectorXd>(adam.secondMoment.data(), adam.secondMoment.size()));
+        if (t.getGuard() != nullptr) {
+            const optim::GradientGuard::State g = t.getGuard()->getState();
+            d["guard_history"] = vector(Eigen::Map<const Eigen::VectorXd>(g.history.data(), g.history.size()));
+            d["guard_counters"] = std::vector<int64_t>{g.numAccepted, g.numClipped, g.numSkipped, g.consecutiveSkips};
+        }
+        return d;
+    }, "The optimizer's moments and step count and the guard's history: what set_state needs to resume.");
+    trainer.def("set_state", [](flows::FlowTrainer& t, const py::dict& d) {
+        optim::AdamState adam;
+        adam.stepCount = d["step_count"].cast<int64_t>();
+        adam.firstMoment = vec(d["first_moment"].cast<Array>(), "first_moment");
+        adam.secondMoment = vec(d["second_moment"].cast<Array>(), "second_moment");
+        t.getOptimizer().setState(adam);
+        if (t.getGuard() != nullptr) {
+            if (!d.contains("guard_history") || !d.contains("guard_counters"))
+                throw Error("state: this trainer has a guard, so guard_history and guard_counters are required");
+            optim::GradientGuard::State g;
+            g.history = vec(d["guard_history"].cast<Array>(), "guard_history");
+            std::vector<int64_t> c = d["guard_counters"].cast<std::vector<int64_t>>();
+            if (c.size() != 4)
+                throw Error("state: guard_counters must have 4 values");
+            g.numAccepted = c[0];
+            g.numClipped = c[1];
+            g.numSkipped = c[2];
+            g.consecutiveSkips = static_cast<int>(c[3]);
+            t.getGuard()->setState(g);
+        }
+    }, py::arg("state"));
 
     py::module_ s = m.attr("stats").cast<py::module_>();
     s.def("tempering_statistics", [](const Array& u, const Array& logQ, double beta, const py::object& objective) {

@@ -44,3 +44,28 @@ def test_slow_fast_model_file_round_trip_and_errors():
         cg.SlowFastModel({**config, "bogus": 1})
     with pytest.raises(ValueError, match="rule must be"):
         cg.datafree.train_data_free(model, None, rule="fast")
+
+
+def test_a_killed_run_resumes_bit_identically(tmp_path):
+    system = cg.systems.double_well()
+    sys.path.insert(0, EXAMPLES)
+    from data_free_double_well import make_model
+
+    def run(max_levels, checkpoint):
+        energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
+        model = make_model(5)
+        result = cg.datafree.train_data_free(model, energy, beta_initial=0.2, initial_steps=60, steps_per_level=10,
+                                             batch=64, max_step=0.2, kl_floor=0.02, seed=5, progress=False,
+                                             max_levels=max_levels, checkpoint=checkpoint)
+        return model.get_parameters(), result
+
+    reference, full = run(10000, None)
+    path = str(tmp_path / "run.npz")
+    _, partial = run(3, path)                       # "killed" after three levels
+    assert partial.betas[-1] < 1.0
+    resumed, result = run(10000, path)
+    assert np.array_equal(resumed, reference)
+    assert result.betas == full.betas and result.evaluations == full.evaluations
+    assert sorted(result.snapshots) == sorted(full.snapshots)
+    again, _ = run(10000, path)                      # a finished checkpoint resumes to the same result
+    assert np.array_equal(again, reference)
