@@ -12,7 +12,7 @@ Models travel between the two as model-file bytes.
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
 from . import _core
-from ._core import CGFlowError, Flow, FlowTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
+from ._core import CGFlowError, EncoderDecoderModel, Flow, FlowTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import set_ensemble_parameters
@@ -27,6 +27,6 @@ PMFForce.setEnsembleParameters = set_ensemble_parameters
 
 __all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "PositionMap", "encode_boltzmann_generator",
            "decode_boltzmann_generator", "BoltzmannGeneratorReporter", "evaluate_proposals", "write_proposals",
-           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "SlowFastModel", "load_flow_trainer",
+           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
            "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]

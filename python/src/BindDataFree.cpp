@@ -3,6 +3,7 @@
 #include "Bindings.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/EncoderDecoderModel.h"
 #include "cgflow/flows/FlowTrainer.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/flows/SlowFastModel.h"
@@ -129,9 +130,53 @@ gaussian_conditional config, "map": {"type": "right_stochastic_linear", "num_ato
             return model;
         }, py::arg("data"));
 
-    // A trainer for any TrainableModel: reuse the Python FlowTrainer class with this constructor.
+    py::class_<flows::EncoderDecoderModel>(m, "EncoderDecoderModel", R"doc(
+The embedded-physics CG model: z ~ N(0, I), Gaussian decoder q(x | z), Gaussian encoder r(z | x).
+Its per-sample "log q" is the bound's surrogate log q(z) + log q(x|z) - log r(z|x), so FlowTrainer's
+reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dimension", "data_dimension",
+"decoder": {...}, "encoder": {...}, "seed"}.)doc")
+        .def(py::init([](const py::object& config) {
+                 return std::make_unique<flows::EncoderDecoderModel>(pyToJson(config));
+             }),
+             py::arg("config"))
+        .def_property_readonly("config", [](const flows::EncoderDecoderModel& e) { return jsonToPy(e.getConfig()); })
+        .def_property_readonly("dimension", &flows::EncoderDecoderModel::getDimension)
+        .def_property_readonly("latent_dimension", &flows::EncoderDecoderModel::getLatentDimension)
+        .def_property_readonly("num_parameters", &flows::EncoderDecoderModel::getNumParameters)
+        .def("get_parameters", [](const flows::EncoderDecoderModel& e) {
+            Eigen::VectorXd p(e.getNumParameters());
+            e.getParameters(p.data());
+            return vector(p);
+        })
+        .def("set_parameters", [](flows::EncoderDecoderModel& e, const Array& p) {
+            if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != e.getNumParameters())
+                throw Error("parameters: expected " + std::to_string(e.getNumParameters()) + " values");
+            e.setParameters(p.data());
+        }, py::arg("parameters"))
+        .def("sample", [](flows::EncoderDecoderModel& e, int n, uint64_t seed) {
+            Eigen::MatrixXd x, z;
+            Eigen::VectorXd s;
+            {
+                py::gil_scoped_release release;
+                e.sample(n, seed, x, s, &z);
+            }
+            return py::make_tuple(rows(x), vector(s), rows(z));
+        }, py::arg("n"), py::arg("seed"), "(x (n, D), surrogate log q (n,), z (n, d))")
+        .def("encode", [](const flows::EncoderDecoderModel& e, const Array& x) {
+            if (x.ndim() != 2 || x.shape(1) != e.getDimension())
+                throw Error("x: expected shape (n, " + std::to_string(e.getDimension()) + ")");
+            return rows(e.encode(Eigen::Map<const Eigen::MatrixXd>(x.data(), e.getDimension(), x.shape(0))));
+        }, py::arg("x"), "The encoder's mean of z: the learned collective variables, (n, d).");
+
+    // A trainer for any TrainableModel: reuse the Python FlowTrainer class with these constructors.
     py::class_<flows::FlowTrainer> trainer = py::reinterpret_borrow<py::class_<flows::FlowTrainer>>(m.attr("FlowTrainer"));
     trainer.def(py::init([](SlowFastModel& model, const py::object& options) {
+                    return std::make_unique<flows::FlowTrainer>(
+                        static_cast<flows::TrainableModel&>(model),
+                        flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                }),
+                py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
+    trainer.def(py::init([](flows::EncoderDecoderModel& model, const py::object& options) {
                     return std::make_unique<flows::FlowTrainer>(
                         static_cast<flows::TrainableModel&>(model),
                         flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));

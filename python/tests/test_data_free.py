@@ -69,3 +69,17 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     assert sorted(result.snapshots) == sorted(full.snapshots)
     again, _ = run(10000, path)                      # a finished checkpoint resumes to the same result
     assert np.array_equal(again, reference)
+
+
+def test_encoder_decoder_model_from_python():
+    model = cg.EncoderDecoderModel({"latent_dimension": 1, "data_dimension": 2, "decoder": {"hidden": 8},
+                                    "encoder": {"hidden": 8}, "seed": 3})
+    x, surrogate, z = model.sample(50, 1)
+    assert x.shape == (50, 2) and surrogate.shape == (50,) and z.shape == (50, 1)
+    assert model.encode(x).shape == (50, 1)
+    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
+    losses = []
+    for step in range(40):
+        x, _ = trainer.sample(128, step)
+        losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5

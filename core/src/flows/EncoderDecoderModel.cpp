@@ -1,0 +1,136 @@
+#include "cgflow/flows/EncoderDecoderModel.h"
+
+#include "cgflow/Error.h"
+#include "cgflow/flows/BaseDensity.h"
+
+#include <cmath>
+#include <set>
+
+namespace cgflow::flows {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t decoderStreamOffset = 0x9E3779B97F4A7C15ull;
+
+int requiredDimension(const json& config, const char* key) {
+    if (!config.contains(key) || !config[key].is_number_integer() || config[key].get<int>() < 1)
+        throw Error(std::string("encoder_decoder model config: \"") + key + "\" must be an integer >= 1");
+    return config[key].get<int>();
+}
+
+} // namespace
+
+EncoderDecoderModel::EncoderDecoderModel(const json& config) {
+    if (!config.is_object())
+        throw Error("encoder_decoder model config: must be an object");
+    for (const auto& item : config.items())
+        if (!std::set<std::string>{"latent_dimension", "data_dimension", "decoder", "encoder", "seed"}.count(item.key()))
+            throw Error("encoder_decoder model config: unknown key \"" + item.key() + "\"");
+    const int d = requiredDimension(config, "latent_dimension"), D = requiredDimension(config, "data_dimension");
+    json decoderConfig = config.value("decoder", json::object());
+    json encoderConfig = config.value("encoder", json::object());
+    if (!decoderConfig.is_object() || !encoderConfig.is_object())
+        throw Error("encoder_decoder model config: \"decoder\" and \"encoder\" must be gaussian_conditional config objects");
+    decoderConfig["condition_dimension"] = d;
+    decoderConfig["output_dimension"] = D;
+    if (!decoderConfig.contains("std"))
+        decoderConfig["std"] = "constant";
+    encoderConfig["condition_dimension"] = D;
+    encoderConfig["output_dimension"] = d;
+    decoder = GaussianConditional::fromConfig(decoderConfig);
+    encoder = GaussianConditional::fromConfig(encoderConfig);
+    if (config.contains("seed"))
+        initializeParameters(config["seed"].get<uint64_t>());
+}
+
+json EncoderDecoderModel::getConfig() const {
+    return {{"latent_dimension", getLatentDimension()}, {"data_dimension", getDimension()},
+            {"decoder", decoder->getConfig()}, {"encoder", encoder->getConfig()}};
+}
+
+size_t EncoderDecoderModel::getNumParameters() const {
+    return decoder->getNumParameters() + encoder->getNumParameters();
+}
+
+void EncoderDecoderModel::getParameters(double* out) const {
+    decoder->getParameters(out);
+    encoder->getParameters(out + decoder->getNumParameters());
+}
+
+void EncoderDecoderModel::setParameters(const double* in) {
+    decoder->setParameters(in);
+    encoder->setParameters(in + decoder->getNumParameters());
+    savedBatch = -1;
+}
+
+void EncoderDecoderModel::initializeParameters(uint64_t seed) {
+    decoder->initializeParameters(seed);
+    encoder->initializeParameters(seed + 1);
+    savedBatch = -1;
+}
+
+void EncoderDecoderModel::run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* zOut,
+                              bool save) {
+    if (n < 0)
+        throw Error("EncoderDecoderModel: n must be >= 0, got " + std::to_string(n));
+    const int d = getLatentDimension(), D = getDimension();
+    const BaseDensity latentBase(std::vector<BaseKind>(d, BaseKind::StandardNormal));
+    Eigen::MatrixXd z(d, n), eps(D, n);
+    latentBase.sample(seed, 0, z);
+    BaseDensity(std::vector<BaseKind>(D, BaseKind::StandardNormal)).sample(seed + decoderStreamOffset, 0, eps);
+    Eigen::VectorXd logQz(n), logQx, logR;
+    latentBase.logProb(z, logQz.data());
+    decoder->sample(z, eps, x, logQx, decoderWorkspace, save);
+    encoder->logProb(x, z, logR, encoderWorkspace, save);
+    logQ = logQz + logQx - logR;
+    if (zOut != nullptr)
+        *zOut = z;
+    savedBatch = save ? n : -1;
+}
+
+void EncoderDecoderModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* z) {
+    run(n, seed, x, logQ, z, false);
+}
+
+Eigen::MatrixXd EncoderDecoderModel::encode(const Eigen::MatrixXd& x) const {
+    if (x.rows() != getDimension())
+        throw Error("EncoderDecoderModel::encode: x has " + std::to_string(x.rows()) + " rows, expected " +
+                    std::to_string(getDimension()));
+    Eigen::MatrixXd mean, logStd;
+    encoder->meanAndLogStd(x, mean, logStd);
+    return mean;
+}
+
+void EncoderDecoderModel::sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
+                                            Eigen::VectorXd& logQ) {
+    if (context != nullptr && context->size() > 0)
+        throw Error("EncoderDecoderModel: the model is not conditional, but a context was given");
+    run(n, seed, x, logQ, nullptr, true);
+}
+
+void EncoderDecoderModel::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
+                                         Eigen::MatrixXd* gradContext, Eigen::MatrixXd* gradBase) {
+    if (savedBatch < 0)
+        throw Error("EncoderDecoderModel::backwardSample: needs a preceding sampleForTraining()");
+    if (gradContext != nullptr || gradBase != nullptr)
+        throw Error("EncoderDecoderModel::backwardSample: context and base gradients are not available");
+    if (gradX.rows() != getDimension() || gradX.cols() != savedBatch || gradLogQ.size() != savedBatch)
+        throw Error("EncoderDecoderModel::backwardSample: gradients do not match the last sample");
+    savedBatch = -1;
+    gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
+    double* buffer = gradientBuffer.data();
+    // s = log q(z) + log q(x|z) - log r(z|x): r contributes -dL/ds through its parameters and through
+    // x (its condition); z is fixed noise, so nothing flows to it.
+    const Eigen::VectorXd gradLogR = -gradLogQ;
+    Eigen::MatrixXd gradXFromEncoder;
+    encoder->backwardLogProb(gradLogR, &gradXFromEncoder, nullptr, buffer + decoder->getNumParameters(), encoderWorkspace);
+    const Eigen::MatrixXd totalGradX = gradX + gradXFromEncoder;
+    decoder->backwardSample(&totalGradX, &gradLogQ, nullptr, buffer, decoderWorkspace);
+    if (paramGrad != nullptr)
+        for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)
+            paramGrad[i] += gradientBuffer[i];
+}
+
+} // namespace cgflow::flows
