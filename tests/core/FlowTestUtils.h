@@ -3,6 +3,9 @@
 
 // Finite-difference checks shared by the tests of bijections and flows.
 #include "cgflow/flows/Bijection.h"
+#include "cgflow/flows/TrainableModel.h"
+
+#include <gtest/gtest.h>
 
 #include <Eigen/Core>
 #include <Eigen/LU>
@@ -155,6 +158,46 @@ inline double maxGradientError(cgflow::flows::Bijection& b, cgflow::flows::Direc
                 compare(gradContext(i, j), (loss(data, &plus) - loss(data, &minus)) / (2 * h));
             }
     return worst;
+}
+
+/**
+ * Pathwise gradients of a TrainableModel against central finite differences: L = sum(c * x) +
+ * g . log q for fixed random c and g, the same seed for every evaluation (reparametrized, so L is a
+ * deterministic function of the parameters). Checks every stride-th parameter and the last `tail`.
+ */
+inline void expectPathwiseGradientsMatch(cgflow::flows::TrainableModel& model, int n, uint64_t seed, size_t stride,
+                                         size_t tail = 0, double tolerance = 1e-5) {
+    const Eigen::MatrixXd c = randomMatrix(model.getDimension(), n, 1.0, seed + 1);
+    const Eigen::VectorXd g = randomMatrix(n, 1, 1.0, seed + 2);
+    auto loss = [&]() {
+        Eigen::MatrixXd x;
+        Eigen::VectorXd logQ;
+        model.sampleForTraining(n, seed, nullptr, x, logQ);
+        return (c.array() * x.array()).sum() + g.dot(logQ);
+    };
+    loss();
+    std::vector<double> grad(model.getNumParameters(), 0.0), p(model.getNumParameters());
+    model.backwardSample(c, g, grad.data());
+    model.getParameters(p.data());
+    std::vector<size_t> indices;
+    for (size_t i = 0; i < p.size(); i += std::max<size_t>(1, stride))
+        indices.push_back(i);
+    for (size_t i = p.size() - std::min(tail, p.size()); i < p.size(); i++)
+        indices.push_back(i);
+    const double h = 1e-6;
+    for (size_t i : indices) {
+        const double keep = p[i];
+        p[i] = keep + h;
+        model.setParameters(p.data());
+        const double up = loss();
+        p[i] = keep - h;
+        model.setParameters(p.data());
+        const double down = loss();
+        p[i] = keep;
+        model.setParameters(p.data());
+        const double fd = (up - down) / (2 * h);
+        EXPECT_NEAR(grad[i], fd, tolerance * std::max(1.0, std::fabs(fd))) << "parameter " << i;
+    }
 }
 
 } // namespace cgflowtest

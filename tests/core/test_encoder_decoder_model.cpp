@@ -1,6 +1,7 @@
 // EncoderDecoderModel: pathwise gradients of the bound against finite differences, the bound's
 // surrogate as an importance weight for log Z, and training through FlowTrainer.
 #include "CoreTestUtils.h"
+#include "FlowTestUtils.h"
 #include "cgflow/flows/EncoderDecoderModel.h"
 #include "cgflow/flows/FlowTrainer.h"
 #include "cgflow/stats/LogWeights.h"
@@ -36,41 +37,7 @@ void perturb(EncoderDecoderModel& model, unsigned seed, double scale) {
 TEST(EncoderDecoderModel, PathwiseGradientsMatchFiniteDifferences) {
     EncoderDecoderModel model(config());
     perturb(model, 1, 0.2);
-    const int n = 5;
-    std::mt19937_64 rng(2);
-    std::normal_distribution<double> normal(0, 1);
-    Eigen::MatrixXd c(3, n);
-    Eigen::VectorXd g(n);
-    for (int i = 0; i < c.size(); i++)
-        c.data()[i] = normal(rng);
-    for (int i = 0; i < n; i++)
-        g[i] = normal(rng);
-    auto loss = [&]() {
-        Eigen::MatrixXd x;
-        Eigen::VectorXd s;
-        model.sample(n, 7, x, s);
-        return (c.array() * x.array()).sum() + g.dot(s);
-    };
-    Eigen::MatrixXd x;
-    Eigen::VectorXd s;
-    model.sampleForTraining(n, 7, nullptr, x, s);
-    std::vector<double> grad(model.getNumParameters(), 0.0), p(model.getNumParameters());
-    model.backwardSample(c, g, grad.data());
-    model.getParameters(p.data());
-    const double h = 1e-6;
-    for (size_t i = 0; i < p.size(); i += 3) {
-        const double keep = p[i];
-        p[i] = keep + h;
-        model.setParameters(p.data());
-        const double up = loss();
-        p[i] = keep - h;
-        model.setParameters(p.data());
-        const double down = loss();
-        p[i] = keep;
-        model.setParameters(p.data());
-        const double fd = (up - down) / (2 * h);
-        EXPECT_NEAR(grad[i], fd, 1e-5 * std::max(1.0, std::fabs(fd))) << "parameter " << i;
-    }
+    cgflowtest::expectPathwiseGradientsMatch(model, 5, 7, 3);
 }
 
 TEST(EncoderDecoderModel, SurrogateIsAnImportanceWeightForLogZ) {

@@ -1,6 +1,7 @@
 // SlowFastModel: log q of samples against the exact change of variables, pathwise gradients against
 // finite differences, and training through FlowTrainer's generic (TrainableModel) path.
 #include "CoreTestUtils.h"
+#include "FlowTestUtils.h"
 #include "cgflow/flows/FlowTrainer.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/flows/SlowFastModel.h"
@@ -60,47 +61,8 @@ TEST(SlowFastModel, LogQOfSamplesIsTheExactChangeOfVariables) {
 TEST(SlowFastModel, PathwiseGradientsMatchFiniteDifferences) {
     SlowFastModel model(smallConfig());
     perturb(model, 2);
-    const int n = 6;
-    std::mt19937_64 rng(4);
-    std::normal_distribution<double> normal(0, 1);
-    Eigen::MatrixXd c(4, n);
-    Eigen::VectorXd g(n);
-    for (int i = 0; i < c.size(); i++)
-        c.data()[i] = normal(rng);
-    for (int i = 0; i < n; i++)
-        g[i] = normal(rng);
-    auto loss = [&]() {
-        Eigen::MatrixXd x;
-        Eigen::VectorXd logQ;
-        model.sample(n, 17, x, logQ);
-        return (c.array() * x.array()).sum() + g.dot(logQ);
-    };
-    Eigen::MatrixXd x;
-    Eigen::VectorXd logQ;
-    model.sampleForTraining(n, 17, nullptr, x, logQ);
-    std::vector<double> grad(model.getNumParameters(), 0.0), p(model.getNumParameters());
-    model.backwardSample(c, g, grad.data());
-    model.getParameters(p.data());
-    // Every map logit, the conditional's log-std outputs and a spread of flow weights.
-    std::vector<size_t> indices;
-    for (size_t i = 0; i < p.size(); i += std::max<size_t>(1, p.size() / 40))
-        indices.push_back(i);
-    for (size_t i = p.size() - 16; i < p.size(); i++)
-        indices.push_back(i);
-    const double h = 1e-6;
-    for (size_t i : indices) {
-        const double keep = p[i];
-        p[i] = keep + h;
-        model.setParameters(p.data());
-        const double up = loss();
-        p[i] = keep - h;
-        model.setParameters(p.data());
-        const double down = loss();
-        p[i] = keep;
-        model.setParameters(p.data());
-        const double fd = (up - down) / (2 * h);
-        EXPECT_NEAR(grad[i], fd, 1e-5 * std::max(1.0, std::fabs(fd))) << "parameter " << i;
-    }
+    // A spread of all parameters and the last 16 (map logits and the conditional's output layer).
+    cgflowtest::expectPathwiseGradientsMatch(model, 6, 17, model.getNumParameters() / 40, 16);
 }
 
 TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
