@@ -89,15 +89,24 @@ py::tuple estimate(const Estimate& e) {
 void bindStats(py::module_& m) {
     py::module_ s = m.def_submodule("stats", "The weights engine: log-weights, ESS, log Z, clipping, histograms, "
                                              "free energies, divergences and structure metrics.");
-    s.def("log_sum_exp", [](Array w) { return logSumExp(vec(w, "log_w")); }, py::arg("log_w"));
-    s.def("normalized_weights", [](Array w) { auto v = normalizedWeights(vec(w, "log_w")); return toArray(v, {static_cast<py::ssize_t>(v.size())}); },
-          py::arg("log_w"));
-    s.def("effective_sample_size", [](Array w) { return effectiveSampleSize(vec(w, "log_w")); }, py::arg("log_w"));
-    s.def("effective_sample_fraction", [](Array w) { return effectiveSampleFraction(vec(w, "log_w")); }, py::arg("log_w"));
+    auto array1d = [](const std::vector<double>& v) { return toArray(v, {static_cast<py::ssize_t>(v.size())}); };
+
+    s.def("log_sum_exp", [](Array w) { return logSumExp(vec(w, "log_w")); }, py::arg("log_w"),
+          "log sum exp(log_w), stable for any offset; -inf entries are weight 0, all -inf gives -inf; NaN or +inf "
+          "is an error.");
+    s.def("normalized_weights", [array1d](Array w) { return array1d(normalizedWeights(vec(w, "log_w"))); },
+          py::arg("log_w"), "w / sum w from log-weights (an error if every weight is zero).");
+    s.def("effective_sample_size", [](Array w) { return effectiveSampleSize(vec(w, "log_w")); }, py::arg("log_w"),
+          "Kish ESS (sum w)^2 / sum w^2, in [1, n] (0 if every weight is zero).");
+    s.def("effective_sample_fraction", [](Array w) { return effectiveSampleFraction(vec(w, "log_w")); },
+          py::arg("log_w"), "Kish ESS / n.");
     s.def("log_z", [](Array w) { return estimate(logMeanExp(vec(w, "log_w"))); }, py::arg("log_w"),
-          "(log mean w, its delta-method standard error sqrt(1/ESS - 1/n))");
+          "(log mean w, its delta-method standard error sqrt(1/ESS - 1/n)). With w = exp(-beta U) / q and a "
+          "normalized q this is log Z.");
     s.def("weighted_mean", [](Array w, Array f) { return estimate(selfNormalizedMean(vec(w, "log_w"), vec(f, "values"))); },
-          py::arg("log_w"), py::arg("values"), "(self-normalized estimate, delta-method standard error)");
+          py::arg("log_w"), py::arg("values"),
+          "(self-normalized estimate sum w f / sum w, delta-method standard error). values may be non-finite only "
+          "where the weight is zero.");
     s.def("bootstrap_mean", [](Array w, Array f, int b, uint64_t seed) {
         std::vector<double> lw = vec(w, "log_w"), v = vec(f, "values");
         Estimate e;
@@ -106,7 +115,8 @@ void bindStats(py::module_& m) {
             e = bootstrapMean(lw, v, b, seed);
         }
         return estimate(e);
-    }, py::arg("log_w"), py::arg("values"), py::arg("num_resamples") = 200, py::arg("seed") = 0);
+    }, py::arg("log_w"), py::arg("values"), py::arg("num_resamples") = 200, py::arg("seed") = 0,
+       "(weighted_mean value, bootstrap standard error over num_resamples Philox resamples keyed by seed).");
     s.def("bootstrap_log_z", [](Array w, int b, uint64_t seed) {
         std::vector<double> lw = vec(w, "log_w");
         Estimate e;
@@ -115,20 +125,30 @@ void bindStats(py::module_& m) {
             e = bootstrapLogZ(lw, b, seed);
         }
         return estimate(e);
-    }, py::arg("log_w"), py::arg("num_resamples") = 200, py::arg("seed") = 0);
-    s.def("clip_top_k", [](Array w, int k) { auto v = clipTopK(vec(w, "log_w"), k); return toArray(v, {static_cast<py::ssize_t>(v.size())}); },
-          py::arg("log_w"), py::arg("k"));
-    s.def("drop_top_fraction", [](Array w, double f) { auto v = dropTopFraction(vec(w, "log_w"), f); return toArray(v, {static_cast<py::ssize_t>(v.size())}); },
-          py::arg("log_w"), py::arg("fraction"));
-    s.def("clip_above_percentile", [](Array w, double p) { auto v = clipAbovePercentile(vec(w, "log_w"), p); return toArray(v, {static_cast<py::ssize_t>(v.size())}); },
-          py::arg("log_w"), py::arg("percentile"));
+    }, py::arg("log_w"), py::arg("num_resamples") = 200, py::arg("seed") = 0,
+       "(log_z value, bootstrap standard error; +inf if a resample has no positive weight).");
+    s.def("clip_top_k", [array1d](Array w, int k) { return array1d(clipTopK(vec(w, "log_w"), k)); },
+          py::arg("log_w"), py::arg("k"),
+          "The k largest log-weights set to the k-th largest (the conditional-flow paper: k = 3 of 30). Order kept.");
+    s.def("drop_top_fraction", [array1d](Array w, double f) { return array1d(dropTopFraction(vec(w, "log_w"), f)); },
+          py::arg("log_w"), py::arg("fraction"),
+          "The largest ceil(fraction * m) of the m finite log-weights set to -inf: the CG-BG paper's rule, "
+          "fraction 0.01 (section G.2). Order kept.");
+    s.def("clip_above_percentile", [array1d](Array w, double p) { return array1d(clipAbovePercentile(vec(w, "log_w"), p)); },
+          py::arg("log_w"), py::arg("percentile"),
+          "Log-weights above the percentile (numpy's linear rule, of the finite ones) set to it. Order kept.");
     s.def("clipping_report", [](Array w, const std::string& policy, const std::vector<double>& levels, py::object values) {
         std::vector<double> lw = vec(w, "log_w"), f = optionalVec(values, "values");
         auto statistic = [&](const std::vector<double>& clipped) {
             return f.empty() ? logMeanExp(clipped).value : selfNormalizedMean(clipped, f).value;
         };
+        std::vector<ClippingRow> report;
+        {
+            py::gil_scoped_release release;
+            report = clippingReport(lw, policy, levels, statistic);
+        }
         py::list rows;
-        for (const ClippingRow& r : clippingReport(lw, policy, levels, statistic)) {
+        for (const ClippingRow& r : report) {
             py::dict d;
             d["level"] = r.level;
             d["estimate"] = r.estimate;
@@ -138,15 +158,32 @@ void bindStats(py::module_& m) {
         }
         return rows;
     }, py::arg("log_w"), py::arg("policy"), py::arg("levels"), py::arg("values") = py::none(),
-       "Per level: the weighted mean of `values` (or log Z without values), the ESS and the entries changed.");
+       "policy: 'percentile', 'drop_fraction' or 'top_k'. Per level a dict: level, estimate (the weighted mean of "
+       "values, or log Z without values), ess, num_modified.");
     s.def("histogram_1d", [](Array x, py::object w, py::tuple axis, bool periodic) {
-        return histogramDict(histogram1D(vec(x, "values"), optionalVec(w, "log_w"), axisFrom(axis, periodic, "axis")));
-    }, py::arg("values"), py::arg("log_w") = py::none(), py::arg("axis"), py::arg("periodic") = false);
+        std::vector<double> v = vec(x, "values"), lw = optionalVec(w, "log_w");
+        HistogramAxis a = axisFrom(axis, periodic, "axis");
+        Histogram h;
+        {
+            py::gil_scoped_release release;
+            h = histogram1D(v, lw, a);
+        }
+        return histogramDict(h);
+    }, py::arg("values"), py::arg("log_w") = py::none(), py::arg("axis"), py::arg("periodic") = false,
+       "Weighted histogram on axis = (low, high, bins), [low, high): dict with probability (sums to 1 over the grid), "
+       "edges, num_out_of_range and out_of_range_weight (samples off a non-periodic axis are counted, not clamped).");
     s.def("histogram_2d", [](Array x, Array y, py::object w, py::tuple xAxis, py::tuple yAxis, bool xPeriodic, bool yPeriodic) {
-        return histogramDict(histogram2D(vec(x, "x"), vec(y, "y"), optionalVec(w, "log_w"), axisFrom(xAxis, xPeriodic, "x_axis"),
-                                         axisFrom(yAxis, yPeriodic, "y_axis")));
+        std::vector<double> vx = vec(x, "x"), vy = vec(y, "y"), lw = optionalVec(w, "log_w");
+        HistogramAxis ax = axisFrom(xAxis, xPeriodic, "x_axis"), ay = axisFrom(yAxis, yPeriodic, "y_axis");
+        Histogram h;
+        {
+            py::gil_scoped_release release;
+            h = histogram2D(vx, vy, lw, ax, ay);
+        }
+        return histogramDict(h);
     }, py::arg("x"), py::arg("y"), py::arg("log_w") = py::none(), py::arg("x_axis"), py::arg("y_axis"),
-       py::arg("x_periodic") = false, py::arg("y_periodic") = false);
+       py::arg("x_periodic") = false, py::arg("y_periodic") = false,
+       "2-D version of histogram_1d; probability has shape (x bins, y bins).");
     s.def("free_energy_1d", [](Array x, py::object w, py::tuple axis, double kT, bool periodic, int b, uint64_t seed) {
         std::vector<double> v = vec(x, "values"), lw = optionalVec(w, "log_w");
         HistogramAxis a = axisFrom(axis, periodic, "axis");
@@ -157,7 +194,9 @@ void bindStats(py::module_& m) {
         }
         return profileDict(f);
     }, py::arg("values"), py::arg("log_w") = py::none(), py::arg("axis"), py::arg("kT"), py::arg("periodic") = false,
-       py::arg("num_resamples") = 100, py::arg("seed") = 0);
+       py::arg("num_resamples") = 100, py::arg("seed") = 0,
+       "histogram_1d plus free_energy = -kT ln p (units of kT, e.g. kJ/mol), minimum 0, and its bootstrap error; "
+       "empty bins have free_energy +inf and error NaN.");
     s.def("free_energy_2d", [](Array x, Array y, py::object w, py::tuple xAxis, py::tuple yAxis, double kT, bool xPeriodic,
                                bool yPeriodic, int b, uint64_t seed) {
         std::vector<double> vx = vec(x, "x"), vy = vec(y, "y"), lw = optionalVec(w, "log_w");
@@ -169,40 +208,60 @@ void bindStats(py::module_& m) {
         }
         return profileDict(f);
     }, py::arg("x"), py::arg("y"), py::arg("log_w") = py::none(), py::arg("x_axis"), py::arg("y_axis"), py::arg("kT"),
-       py::arg("x_periodic") = false, py::arg("y_periodic") = false, py::arg("num_resamples") = 100, py::arg("seed") = 0);
+       py::arg("x_periodic") = false, py::arg("y_periodic") = false, py::arg("num_resamples") = 100, py::arg("seed") = 0,
+       "2-D version of free_energy_1d (e.g. a weighted Ramachandran surface with periodic axes).");
     s.def("kl_divergence", [](Array p, Array q, double eps) { return klDivergence(vec(p, "p"), vec(q, "q"), eps); },
-          py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon);
+          py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon,
+          "Forward KL D(p || q) in nats between two grids (normalized first); every bin gets the floor "
+          "(p + epsilon) / (1 + bins * epsilon).");
     s.def("js_divergence", [](Array p, Array q, double eps) { return jensenShannonDivergence(vec(p, "p"), vec(q, "q"), eps); },
-          py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon);
-    s.def("pmf_error", [](Array p, Array q, double eps) { return pmfError(vec(p, "p"), vec(q, "q"), eps); },
-          py::arg("sampled"), py::arg("reference"), py::arg("epsilon") = DefaultDivergenceEpsilon);
-    s.def("radius_of_gyration", [](Array x, py::object masses) {
+          py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon,
+          "Jensen-Shannon divergence in nats, symmetric, in [0, ln 2], with the same floor as kl_divergence.");
+    s.def("pmf_error", [](Array p, Array q, double baseline) { return pmfError(vec(p, "p"), vec(q, "q"), baseline); },
+          py::arg("p"), py::arg("q"), py::arg("baseline") = DefaultPmfErrorBaseline,
+          "The CG-BG paper's PMF error (in kT^2) of a sampled grid p against a reference grid q: "
+          "sum_b m_b (ln p_b - ln q_b)^2 over bins populated in either, m = (p + q) / 2 renormalized, an empty "
+          "bin taking `baseline` (1e-6, as the code the paper cites).");
+    s.def("radius_of_gyration", [array1d](Array x, py::object masses) {
         auto [flat, n] = configurations(x, "positions");
-        auto v = radiusOfGyration(n, flat, optionalVec(masses, "masses"));
-        return toArray(v, {static_cast<py::ssize_t>(v.size())});
-    }, py::arg("positions"), py::arg("masses") = py::none());
-    s.def("rmsd", [](Array x, Array reference) {
+        std::vector<double> m = optionalVec(masses, "masses"), rg;
+        {
+            py::gil_scoped_release release;
+            rg = radiusOfGyration(n, flat, m);
+        }
+        return array1d(rg);
+    }, py::arg("positions"), py::arg("masses") = py::none(),
+       "Rg of each configuration (positions (n, atoms, 3) or (atoms, 3), nm), mass-weighted if masses are given.");
+    s.def("rmsd", [array1d](Array x, Array reference) {
         auto [flat, n] = configurations(x, "positions");
         auto [ref, nr] = configurations(reference, "reference");
         if (nr != n || ref.size() != 3 * static_cast<size_t>(n))
             throw Error("reference: expected one configuration of shape (" + std::to_string(n) + ", 3)");
-        auto v = rmsd(n, flat, ref);
-        return toArray(v, {static_cast<py::ssize_t>(v.size())});
-    }, py::arg("positions"), py::arg("reference"), "RMSD after optimal superposition (proper rotations only).");
+        std::vector<double> r;
+        {
+            py::gil_scoped_release release;
+            r = rmsd(n, flat, ref);
+        }
+        return array1d(r);
+    }, py::arg("positions"), py::arg("reference"),
+       "RMSD of each configuration to the reference after optimal superposition (Kabsch, proper rotations only: a "
+       "mirror image keeps a non-zero RMSD).");
     s.def("bond_score", [](Array x, const std::vector<std::array<int, 2>>& bonds, Array lengths, double tolerance) {
         auto [flat, n] = configurations(x, "positions");
-        return bondScore(n, flat, bonds, vec(lengths, "reference_lengths"), tolerance);
-    }, py::arg("positions"), py::arg("bonds"), py::arg("reference_lengths"), py::arg("tolerance") = 0.1);
+        std::vector<double> l = vec(lengths, "reference_lengths");
+        py::gil_scoped_release release;
+        return bondScore(n, flat, bonds, l, tolerance);
+    }, py::arg("positions"), py::arg("bonds"), py::arg("reference_lengths"), py::arg("tolerance") = 0.1,
+       "Fraction of (sample, bond) pairs whose length is within tolerance (relative) of reference_lengths "
+       "(data-free CG paper, section 3.3).");
     s.def("diversity_score", [](Array generated, Array reference) {
         auto [g, n] = configurations(generated, "generated");
         auto [r, nr] = configurations(reference, "reference");
         if (nr != n)
             throw Error("reference: has " + std::to_string(nr) + " atoms but generated has " + std::to_string(n));
-        double score;
-        {
-            py::gil_scoped_release release;
-            score = diversityScore(n, g, r);
-        }
-        return score;
-    }, py::arg("generated"), py::arg("reference"));
+        py::gil_scoped_release release;
+        return diversityScore(n, g, r);
+    }, py::arg("generated"), py::arg("reference"),
+       "1 - mean RMSD between generated structures / mean RMSD between generated and reference structures "
+       "(data-free CG paper, section 3.3): about 0 for a generator as diverse as the reference, 1 for a collapsed one.");
 }

@@ -43,6 +43,7 @@ def test_clipping_and_its_report():
     np.testing.assert_array_equal(stats.clip_top_k(log_w, 3), [1, 3, -np.inf, 3, 3, 2])
     np.testing.assert_array_equal(stats.clip_above_percentile(log_w, 75), [1, 4, -np.inf, 3, 4, 2])
     np.testing.assert_array_equal(stats.drop_top_fraction(log_w, 0.4), [1, -np.inf, -np.inf, 3, -np.inf, 2])
+    assert stats.clipping_report(log_w, "drop_fraction", [0.0])[0]["estimate"] == pytest.approx(stats.log_z(log_w)[0])
     rows = stats.clipping_report(log_w, "percentile", [100, 75, 50], values=np.arange(6.0))
     assert [r["num_modified"] for r in rows] == [0, 1, 2]   # above 4, then above 3
     assert rows[0]["ess"] < rows[1]["ess"] < rows[2]["ess"]
@@ -65,24 +66,93 @@ def test_free_energy_profile_of_a_harmonic_well():
     assert two["free_energy"].shape == (4, 4)
 
 
-def test_divergences_and_structure_metrics():
+def _pmf_error_reference(sampled, reference, bins, baseline=1e-6):
+    """The PMF error as the code the CG-BG paper cites computes it (Plainer et al.'s helper_metrics_2d,
+    weight "mix", loss (ln p - ln q)^2, baseline 1e-6), written out with numpy on a 1-D grid."""
+    p = np.histogram(sampled, bins=bins)[0] / len(sampled)
+    q = np.histogram(reference, bins=bins)[0] / len(reference)
+    keep = (p > 0) | (q > 0)
+    p, q = np.where(p[keep] > 0, p[keep], baseline), np.where(q[keep] > 0, q[keep], baseline)
+    m = (p + q) / 2
+    return np.sum(m / m.sum() * (np.log(p) - np.log(q)) ** 2)
+
+
+def test_divergences():
     p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
     assert stats.kl_divergence(p, q, 0.0) == pytest.approx(0.5 * math.log(0.5 / 0.9) + 0.5 * math.log(5))
+    assert stats.kl_divergence(p, p) == 0.0
     assert stats.js_divergence(p, q) == pytest.approx(stats.js_divergence(q, p))
     assert stats.js_divergence(np.array([1.0, 0]), np.array([0, 1.0])) == pytest.approx(math.log(2), rel=1e-7)
     assert stats.pmf_error(np.array([1.0, 2, 3]), np.array([2.0, 4, 6])) == pytest.approx(0, abs=1e-12)
+    with pytest.raises(cg.CGFlowError, match=r"p has 2 bins but q has 3"):
+        stats.kl_divergence(p, np.ones(3))
+    with pytest.raises(cg.CGFlowError, match=r"baseline must be in \(0, 1\]"):
+        stats.pmf_error(p, q, baseline=0.0)
+
+
+def test_pmf_error_matches_the_cited_reference_code():
+    rng = np.random.default_rng(4)
+    reference = rng.normal(0, 1, 20000)
+    sampled = np.concatenate([rng.normal(0.3, 0.8, 5000), rng.uniform(3, 4, 50)])  # narrower, plus an artifact
+    bins = np.linspace(-4, 4, 33)
+    p = stats.histogram_1d(sampled, axis=(-4, 4, 32))["probability"]
+    q = stats.histogram_1d(reference, axis=(-4, 4, 32))["probability"]
+    expected = _pmf_error_reference(sampled[np.abs(sampled) < 4], reference[np.abs(reference) < 4], bins)
+    assert stats.pmf_error(p, q) == pytest.approx(expected, rel=1e-12)
+    # A sampler drawn from the reference itself scores lower.
+    better = rng.normal(0, 1, 5000)
+    p_better = stats.histogram_1d(better, axis=(-4, 4, 32))["probability"]
+    assert stats.pmf_error(p_better, q) < stats.pmf_error(p, q)
+
+
+def test_structure_metrics():
     rng = np.random.default_rng(0)
     cloud = rng.uniform(-0.5, 0.5, (6, 3))
     theta = 0.7
     rotation = np.array([[math.cos(theta), -math.sin(theta), 0], [math.sin(theta), math.cos(theta), 0], [0, 0, 1]])
     moved = cloud @ rotation.T + np.array([1.0, 2.0, 3.0])
     assert stats.rmsd(moved[None], cloud)[0] == pytest.approx(0, abs=1e-12)
+    assert stats.rmsd(cloud * np.array([-1, 1, 1]), cloud)[0] > 0.05  # a mirror image is not a rotation
+    masses = rng.uniform(1, 16, 6)
+    rg = stats.radius_of_gyration(np.stack([cloud, moved]), masses)
+    assert rg.shape == (2,) and rg[0] == pytest.approx(rg[1], rel=1e-12)
     assert stats.radius_of_gyration(np.array([[0, 0, 0], [0.4, 0, 0.0]]))[0] == pytest.approx(0.2)
     assert stats.bond_score(cloud[None], [(0, 1)], np.array([np.linalg.norm(cloud[0] - cloud[1])])) == 1.0
+    stretched = cloud.copy()
+    stretched[1] = cloud[0] + 1.2 * (cloud[1] - cloud[0])
+    assert stats.bond_score(np.stack([cloud, stretched]), [(0, 1)], np.array([np.linalg.norm(cloud[0] - cloud[1])])) == 0.5
     batch = rng.uniform(-0.5, 0.5, (10, 6, 3))
     assert stats.diversity_score(batch, batch) == pytest.approx(-1 / 9)
+    assert stats.diversity_score(np.repeat(batch[:1], 5, axis=0), batch) == pytest.approx(1.0)
+    # Dimers of lengths (1, 2) against (2, 4): the RMSD of two dimers is half their length difference.
+    dimers = lambda lengths: np.array([[[-l / 2, 0, 0], [l / 2, 0, 0]] for l in lengths])  # noqa: E731
+    assert stats.diversity_score(dimers([1, 2]), dimers([2, 4])) == pytest.approx(1 / 3)
     with pytest.raises(cg.CGFlowError, match=r"positions: expected shape \(n, atoms, 3\)"):
         stats.radius_of_gyration(np.zeros((2, 2, 2)))
+    with pytest.raises(cg.CGFlowError, match="reference: has 5 atoms but generated has 6"):
+        stats.diversity_score(batch, batch[:, :5])
+    with pytest.raises(cg.CGFlowError, match=r"bonds\[0\] has atom 6 out of range"):
+        stats.bond_score(batch, [(0, 6)], np.array([0.1]))
+
+
+def test_histograms_and_clipping_edge_cases():
+    h = stats.histogram_1d(np.array([0.5, 1.5, 9.0]), np.log([1.0, 1.0, 2.0]), (0, 2, 2))
+    np.testing.assert_allclose(h["probability"], [0.5, 0.5])
+    assert h["num_out_of_range"] == 1 and h["out_of_range_weight"] == pytest.approx(0.5)
+    np.testing.assert_allclose(h["edges"][0], [0, 1, 2])
+    wrapped = stats.histogram_1d(np.array([-math.pi - 0.1, math.pi - 0.1, 0.1]), axis=(-math.pi, math.pi, 2), periodic=True)
+    np.testing.assert_allclose(wrapped["probability"], [0, 1])
+    two = stats.histogram_2d(np.array([0.2, 0.7]), np.array([0.1, 0.1]), x_axis=(0, 1, 2), y_axis=(0, 1, 3))
+    assert two["probability"].shape == (2, 3) and two["probability"][1, 0] == 0.5
+    with pytest.raises(cg.CGFlowError, match=r"axis: expected \(low, high, bins\)"):
+        stats.histogram_1d(np.zeros(3), axis=(0, 1))
+    with pytest.raises(cg.CGFlowError, match="would drop all"):
+        stats.drop_top_fraction(np.zeros(3), 0.9)
+    lonely = np.full(10, -np.inf)
+    lonely[3] = 0.0
+    with pytest.raises(cg.CGFlowError, match="failed on resample"):
+        stats.bootstrap_mean(lonely, np.ones(10), 50, 1)
+    assert stats.bootstrap_log_z(lonely, 50, 1)[1] == math.inf
 
 
 def test_plots_write_pngs(tmp_path):

@@ -33,7 +33,11 @@ std::vector<double> dropTopFraction(const std::vector<double>& logW, double frac
     if (!(fraction >= 0 && fraction < 1))
         throw Error("dropTopFraction: fraction must be in [0, 1), got " + std::to_string(fraction));
     const std::vector<size_t> order = finiteByDescendingWeight(logW, "dropTopFraction");
+    // The 1e-12 keeps fraction * m that should be an integer (0.3 * 10) from rounding up past it.
     const size_t count = static_cast<size_t>(std::ceil(fraction * order.size() - 1e-12));
+    if (!order.empty() && count >= order.size())
+        throw Error("dropTopFraction: fraction " + std::to_string(fraction) + " would drop all " +
+                    std::to_string(order.size()) + " finite log-weights");
     std::vector<double> out = logW;
     for (size_t j = 0; j < count; j++)
         out[order[j]] = NegativeInfinity;

@@ -47,7 +47,10 @@ double kl(const std::vector<double>& p, const std::vector<double>& q) {
 
 double klDivergence(const std::vector<double>& p, const std::vector<double>& q, double epsilon) {
     checkPair(p, q, epsilon, "klDivergence");
-    return kl(floored(p, epsilon, "klDivergence", "p"), floored(q, epsilon, "klDivergence", "q"));
+    // Separate statements: p is validated before q, so the first bad argument is the one reported.
+    const std::vector<double> a = floored(p, epsilon, "klDivergence", "p");
+    const std::vector<double> b = floored(q, epsilon, "klDivergence", "q");
+    return kl(a, b);
 }
 
 double jensenShannonDivergence(const std::vector<double>& p, const std::vector<double>& q, double epsilon) {
@@ -60,21 +63,26 @@ double jensenShannonDivergence(const std::vector<double>& p, const std::vector<d
     return 0.5 * (kl(a, m) + kl(b, m));
 }
 
-double pmfError(const std::vector<double>& p, const std::vector<double>& q, double epsilon) {
-    checkPair(p, q, epsilon, "pmfError");
-    const std::vector<double> a = floored(p, epsilon, "pmfError", "p");
+double pmfError(const std::vector<double>& p, const std::vector<double>& q, double baseline) {
+    checkPair(p, q, 0.0, "pmfError");
+    if (!(baseline > 0 && baseline <= 1))
+        throw Error("pmfError: baseline must be in (0, 1], got " + std::to_string(baseline));
+    const std::vector<double> a = floored(p, 0.0, "pmfError", "p");
     const std::vector<double> b = floored(q, 0.0, "pmfError", "q");
-    std::vector<double> d;
-    for (size_t i = 0; i < a.size(); i++)
-        if (b[i] > 0)
-            d.push_back(std::log(a[i]) - std::log(b[i]));
-    double mean = 0;
-    for (double v : d)
-        mean += v / d.size();
-    double variance = 0;
-    for (double v : d)
-        variance += (v - mean) * (v - mean) / d.size();
-    return variance;
+    // Mixture weights of the bins populated in either grid, then the weighted squared difference of
+    // -ln p; a bin empty in one grid takes the baseline (it has no logarithm otherwise).
+    double weightSum = 0, error = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (a[i] == 0 && b[i] == 0)
+            continue;
+        const double pa = a[i] > 0 ? a[i] : baseline;
+        const double pb = b[i] > 0 ? b[i] : baseline;
+        const double m = 0.5 * (pa + pb);
+        const double d = std::log(pa) - std::log(pb);
+        weightSum += m;
+        error += m * d * d;
+    }
+    return error / weightSum;
 }
 
 } // namespace cgflow::stats

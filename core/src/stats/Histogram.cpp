@@ -23,11 +23,16 @@ void checkAxis(const HistogramAxis& axis, const char* name) {
 /** The bin of v on the axis, or -1 outside a non-periodic axis. */
 int binOf(double v, const HistogramAxis& axis) {
     const double width = axis.high - axis.low;
-    if (axis.periodic)
-        v = axis.low + (v - axis.low) - width * std::floor((v - axis.low) / width);
-    if (v < axis.low || v >= axis.high)
+    double t = (v - axis.low) / width; // position in units of the axis length
+    if (axis.periodic) {
+        // Wrap by the fractional part. A value a hair below low wraps to t = 1 - tiny, which can round
+        // to exactly 1: it belongs to the last bin (the min below), not outside a periodic axis.
+        t -= std::floor(t);
+    } else if (t < 0 || v >= axis.high) {
         return -1;
-    return std::min(axis.numBins - 1, static_cast<int>((v - axis.low) / width * axis.numBins));
+    }
+    // min: t just below 1 can round up to numBins.
+    return std::min(axis.numBins - 1, static_cast<int>(t * axis.numBins));
 }
 
 /** Weights (max-shifted, so the largest is 1) of logW, or ones for an empty logW. */

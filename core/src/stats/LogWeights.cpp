@@ -124,7 +124,21 @@ Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& f
             if (!f.empty())
                 g[i] = f[k];
         }
-        values[b] = statistic(w, g);
+        try {
+            values[b] = statistic(w, g);
+        } catch (const Error& error) {
+            // Typically a resample that drew none of the few positive-weight samples: with k of them a
+            // fraction of about exp(-k) of the resamples does, and the bootstrap is meaningless there.
+            throw Error("bootstrap: the statistic failed on resample " + std::to_string(b) + " (too few samples with "
+                        "positive weight for a bootstrap?): " + error.what());
+        }
+        if (std::isnan(values[b]))
+            throw Error("bootstrap: the statistic is NaN on resample " + std::to_string(b));
+        if (std::isinf(values[b])) {
+            // e.g. log Z = -inf on a resample with no positive weight: the spread is unbounded.
+            e.error = std::numeric_limits<double>::infinity();
+            return e;
+        }
     }
     double mean = 0;
     for (double v : values)

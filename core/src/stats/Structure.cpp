@@ -112,15 +112,15 @@ double bondScore(int numAtoms, const std::vector<double>& positions, const std::
 double diversityScore(int numAtoms, const std::vector<double>& generated, const std::vector<double>& reference) {
     const int ng = batchSize(numAtoms, generated, "diversityScore", "generated");
     const int nr = batchSize(numAtoms, reference, "diversityScore", "reference");
-    if (ng < 2 || nr < 2)
-        throw Error("diversityScore: generated and reference need >= 2 samples each, got " + std::to_string(ng) +
-                    " and " + std::to_string(nr));
+    if (ng < 2)
+        throw Error("diversityScore: generated needs >= 2 samples (pairs among them), got " + std::to_string(ng));
+    if (nr < 1)
+        throw Error("diversityScore: reference holds no samples");
     const double genGen = meanPairRmsd(numAtoms, generated, ng, generated, ng, true);
-    const double refRef = meanPairRmsd(numAtoms, reference, nr, reference, nr, true);
     const double cross = meanPairRmsd(numAtoms, generated, ng, reference, nr, false);
     if (cross == 0)
-        throw Error("diversityScore: every generated sample equals every reference sample (cross RMSD 0)");
-    return 1.0 - (genGen + refRef) / (2.0 * cross);
+        throw Error("diversityScore: every generated sample equals every reference sample (mean RMSD to the reference is 0)");
+    return 1.0 - genGen / cross;
 }
 
 } // namespace cgflow::stats

@@ -12,7 +12,12 @@ namespace cgflow::stats {
  * original order (zero-weight entries, -inf, stay as they are and never count among the "largest").
  */
 
-/** The largest ceil(fraction * n) finite log-weights set to -inf (dropped); fraction in [0, 1). */
+/**
+ * The largest ceil(fraction * m) of the m finite log-weights set to -inf (dropped); fraction in
+ * [0, 1), and at least one finite entry must remain. This is the CG-BG paper's rule ("discarding the
+ * top 1 % of samples with the largest log-weights", section G.2 and Algorithm 3): fraction 0.01.
+ * Ties at the cut are broken by index, so the result is deterministic.
+ */
 std::vector<double> dropTopFraction(const std::vector<double>& logW, double fraction);
 
 /**
@@ -23,8 +28,9 @@ std::vector<double> clipTopK(const std::vector<double>& logW, int k);
 
 /**
  * Log-weights above the given percentile (of the finite ones, linear interpolation between order
- * statistics, percentile in (0, 100]) set to that percentile's value: the CG-BG paper clips the top
- * 1 % (percentile 99).
+ * statistics as numpy's default, percentile in (0, 100]) set to that percentile's value: weight
+ * truncation at a quantile. Unlike dropTopFraction it keeps the clipped samples, at the cap (less
+ * bias, more variance). The CG-BG paper discards its top 1 % instead: dropTopFraction(logW, 0.01).
  */
 std::vector<double> clipAbovePercentile(const std::vector<double>& logW, double percentile);
 

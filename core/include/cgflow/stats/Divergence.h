@@ -24,16 +24,27 @@ double jensenShannonDivergence(const std::vector<double>& p, const std::vector<d
                                double epsilon = DefaultDivergenceEpsilon);
 
 /**
- * The PMF error of the CG Boltzmann-generator paper (Chen, Zhao, Eckwert & Zavadlav, "Metrics",
- * section 4): the squared distance between the negative logarithms of the sampled and reference
- * densities, which weighs low-density regions more than JS does. Here p is the sampled histogram,
- * q the reference, and d_b = ln p_b - ln q_b over the bins where the reference is populated (q_b > 0;
- * elsewhere there is no reference PMF to compare with), p with the epsilon floor so that a sampler
- * that misses populated reference bins is penalized heavily. PMFs are defined up to a constant, so
- * the error is taken after the best constant shift: min_c mean_b (d_b - c)^2 = the variance of d_b.
- * Units: kT^2 (nats^2); a mean, so it does not grow with the number of bins.
+ * The PMF error of the CG Boltzmann-generator paper (Chen, Zhao, Eckwert & Zavadlav, section 4,
+ * "Metrics"): "the squared distance between the negative logarithms of the sampled and reference
+ * densities, which gives more weight to low-density regions compared to JS divergence", citing
+ * Plainer et al. 2025 and Durumeric et al. 2024. The paper gives no formula; this is the one of the
+ * code it cites (Plainer et al.'s evaluation, `helper_metrics_2d` with `fe_sq_error`, weight "mix",
+ * baseline 1e-6, itself Durumeric et al.'s `grid_pointwise`), on our grids:
+ *
+ *   B      = the bins populated in p or in q (a bin empty in both carries no information),
+ *   p~, q~ = p, q (each normalized to sum 1), with an empty bin of B set to `baseline`,
+ *   m_b    = (p~_b + q~_b) / 2, normalized to sum 1 over B (the mixture density),
+ *   error  = sum_{b in B} m_b (ln p~_b - ln q~_b)^2.
+ *
+ * p is the sampled grid, q the reference; the error is symmetric in them. Densities are normalized,
+ * so there is no free additive constant in -ln p. Units: kT^2 (nats^2); multiply by (kT)^2 for
+ * (kJ/mol)^2. A sampler that misses a populated reference bin pays (ln(baseline / q_b))^2 (85 for
+ * q_b = 0.01 and baseline 1e-6) weighted by half that bin's reference mass, so the metric is
+ * dominated by missed regions and depends on the baseline, as in the papers; report it with the
+ * baseline. Errors: as above (p and q named), and baseline not in (0, 1].
  */
-double pmfError(const std::vector<double>& p, const std::vector<double>& q, double epsilon = DefaultDivergenceEpsilon);
+constexpr double DefaultPmfErrorBaseline = 1e-6;
+double pmfError(const std::vector<double>& p, const std::vector<double>& q, double baseline = DefaultPmfErrorBaseline);
 
 } // namespace cgflow::stats
 

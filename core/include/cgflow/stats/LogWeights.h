@@ -36,7 +36,9 @@ struct Estimate {
 
 /**
  * log Z = log mean(w) (Z = integral of exp(-beta U) when q is normalized) and its standard error
- * by the delta method, sqrt(1/ESS - 1/n): the relative error of the mean weight.
+ * by the delta method: se(mean w) / mean w with se from the population variance of w, which is
+ * sqrt(1/ESS - 1/n) exactly (Kish ESS). Computed from max-shifted weights, so it is scale-free.
+ * All weights zero: value -inf, error +inf.
  */
 Estimate logMeanExp(const std::vector<double>& logW);
 
@@ -50,8 +52,10 @@ Estimate selfNormalizedMean(const std::vector<double>& logW, const std::vector<d
 /**
  * Bootstrap: B resamples of the indices (with replacement; Philox keyed by seed, so a seed gives
  * the same resamples on every machine) and the statistic of each: value = statistic(logW, f) of the
- * data, error = the standard deviation over the resamples. statistic receives the resampled logW
- * and f (f may be empty). numResamples >= 2.
+ * data, error = the standard deviation (n - 1 normalization) over the resamples. statistic receives
+ * the resampled logW and f (f may be empty). numResamples >= 2. An Error thrown by statistic on a
+ * resample (e.g. a self-normalized mean of a resample with no positive weight) is rethrown naming the
+ * resample; a NaN value is an Error; an infinite value (log Z of such a resample) gives error = +inf.
  */
 using Statistic = std::function<double(const std::vector<double>& logW, const std::vector<double>& f)>;
 Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& f, const Statistic& statistic,
