@@ -2,7 +2,7 @@
 """Data-free coarse-graining reproductions. Prints JSON lines {"name", "value", "unit"}.
 
 --case double_well: the paper's double-well model (examples/data_free_double_well.py) trained with
-adaptive tempering and, for the same number of steps, without; averaged over --seeds.
+adaptive tempering and, for the same number of energy evaluations, without; averaged over --seeds.
   energy_evaluations, wall_s, p_x1_negative (model samples), p_x1_negative_reweighted (importance
   weights), p_x1_negative_exact, p_x1_negative_no_tempering, tempering_levels
 --case gmm4: the 4-D three-mode Gaussian mixture (examples/data_free_gmm.py settings), first seed:
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import openmmcgflow as cg  # noqa: E402
 from openmmcgflow import datafree  # noqa: E402
-from data_free_double_well import make_model  # noqa: E402
+from data_free_double_well import SETTINGS, baseline_settings, make_model  # noqa: E402
 import data_free_gmm  # noqa: E402
 
 CASES = ("double_well", "gmm4", "gmm20", "ala2_slowfast", "ala2_encdec")
@@ -42,9 +42,7 @@ def double_well(seeds):
         energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
         model = make_model(seed)
         start = time.perf_counter()
-        result = datafree.train_data_free(model, energy, beta_initial=0.01, initial_steps=1500, steps_per_level=20,
-                                          batch=200, max_relative_increase=0.1, max_step=0.05, kl_floor=0.02,
-                                          final_steps=500, seed=seed, progress=False)
+        result = datafree.train_data_free(model, energy, seed=seed, progress=False, **SETTINGS)
         wall = time.perf_counter() - start
         x, log_q, _ = model.sample(200000, 77)
         x_is, log_q_is, _ = model.sample(20000, 78)
@@ -52,8 +50,8 @@ def double_well(seeds):
         reweighted = cg.stats.weighted_mean(-u_is - log_q_is, (x_is[:, 0] < 0).astype(float))[0]
         plain_model = make_model(seed)
         plain_energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
-        datafree.train_data_free(plain_model, plain_energy, tempering=False, initial_steps=result.evaluations // 200,
-                                 batch=200, seed=seed, progress=False)
+        datafree.train_data_free(plain_model, plain_energy, seed=seed, progress=False,
+                                 **baseline_settings(SETTINGS, result.evaluations))
         xp, _, _ = plain_model.sample(200000, 77)
         rows.append((result.evaluations, wall, np.mean(x[:, 0] < 0), reweighted, np.mean(xp[:, 0] < 0),
                      len(result.history)))

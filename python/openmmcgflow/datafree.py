@@ -24,10 +24,17 @@ class CoordinateEnergy:
 
     ``active``: flat indices into the (N, 3) positions that x fills (the rest stay at ``positions``).
     Every configuration priced counts as one energy evaluation (``evaluations``).
+
+    ``energy_regularization``: None, or (e_high, e_max) for EnergyTarget's regularization (energies
+    above e_high grow logarithmically and are capped at e_max, forces scaled to match), which keeps
+    clashing samples of an untrained model from dominating the reverse-KL gradient.
     """
 
-    def __init__(self, system, positions, active, platform="Reference", threads=1):
+    def __init__(self, system, positions, active, platform="Reference", threads=1, energy_regularization=None):
         self.target = EnergyTarget(system, platform=platform, threads=threads)
+        if energy_regularization is not None:
+            e_high, e_max = energy_regularization
+            self.target.set_energy_regularization(e_high, e_max)
         self.positions = np.asarray(positions, dtype=float).reshape(-1, 3)
         self.active = np.asarray(active, dtype=int)
         self.evaluations = 0
@@ -56,15 +63,23 @@ class DataFreeResult:
 
 def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
                     batch=500, evaluation_batch=None, tempering=True, rule="kl", max_relative_increase=0.1,
-                    max_step=0.05, kl_floor=1e-3, final_steps=0, learning_rate=1e-3, guard=True, seed=0, progress=True,
-                    max_levels=10000, checkpoint=None):
+                    max_step=0.05, kl_floor=1e-3, final_steps=0, final_batch=None, final_learning_rate=None,
+                    learning_rate=1e-3, guard=True, seed=0, progress=True, max_levels=10000, checkpoint=None):
     """Train ``model`` (SlowFastModel or Flow) by reverse KL against exp(-beta U), tempering beta up.
 
     energy: callable x (n, D) -> (U (n,), forces (n, D)), e.g. :class:`CoordinateEnergy`.
     tempering=False is the baseline: ``initial_steps`` steps at beta_target from the start (pass the
     tempered run's step count to compare at equal cost).
     kl_floor: the smallest KL estimate the relative increase is divided by (see stats.relative_kl_increase).
-    final_steps: extra steps at beta_target after the schedule reaches it.
+    final_steps, final_batch, final_learning_rate: a final phase of ``final_steps`` steps at beta_target
+    once the schedule reaches it (also after the no-tempering baseline), with ``final_batch`` samples
+    per step (default ``batch``) and the learning rate ``final_learning_rate``: None (= learning_rate),
+    a number (constant) or a pair (start, end) decayed from start to end by a cosine over the phase.
+    Why: at beta_target the weight of a minor mode is set by its few samples per batch; plain steps
+    leave it lagging behind the schedule and then random-walking, while larger batches with a
+    decaying rate let it relax and then average the noise out (double well, examples/
+    data_free_double_well.py: P(x1 < 0) within 0.005 of exact for 32 of 32 seeds with an exact
+    NumPy energy and 7 of 8 with OpenMM's, against 2 of 4 with plain final steps).
     checkpoint: a file path; the whole run state (model, optimizer and guard, beta, random-stream
     position, history, snapshots) is written there atomically after the initial training and after
     every level, and a run started with an existing checkpoint resumes from it, giving bit-identical
@@ -79,6 +94,20 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         if int(value) < 1:
             raise ValueError("%s must be >= 1, got %r" % (name, value))
     evaluation_batch = int(evaluation_batch or batch)
+    final_batch = int(final_batch or batch)
+    if final_batch < 1 or int(final_steps) < 0:
+        raise ValueError("final_batch must be >= 1 and final_steps >= 0, got %r and %r" % (final_batch, final_steps))
+    if final_learning_rate is None:
+        final_rates = (learning_rate, learning_rate)
+    elif np.ndim(final_learning_rate) == 0:
+        final_rates = (float(final_learning_rate),) * 2
+    else:
+        final_rates = tuple(float(r) for r in final_learning_rate)
+        if len(final_rates) != 2:
+            raise ValueError("final_learning_rate must be None, a number or a (start, end) pair, got %r"
+                             % (final_learning_rate,))
+    if not all(np.isfinite(r) and r >= 0 for r in final_rates):
+        raise ValueError("final_learning_rate must be finite and >= 0, got %r" % (final_learning_rate,))
     trainer = FlowTrainer(model, {"learning_rate": learning_rate, "guard": bool(guard)})
     result = DataFreeResult()
     beta = beta_initial if tempering else beta_target
@@ -88,10 +117,13 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         stream[0] += 1
         return stream[0]
 
-    def train(steps, beta, bar):
+    def train(steps, beta, bar, size=batch, rates=(learning_rate, learning_rate)):
+        # The rate is set on every step from the step's position in its phase, so a run resumed from a
+        # checkpoint (whose trainer starts at learning_rate) sets exactly the same rates.
         loss = np.nan
-        for _ in range(steps):
-            x, _ = trainer.sample(batch, next_seed())
+        for k in range(steps):
+            trainer.set_learning_rate(rates[1] + 0.5 * (rates[0] - rates[1]) * (1 + np.cos(np.pi * k / steps)))
+            x, _ = trainer.sample(size, next_seed())
             u, f = energy(x)
             report = trainer.reverse_kl_step(u, f, beta)
             loss = report["loss"]
@@ -100,19 +132,27 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
                 bar.update(1)
         return loss
 
-    def level_metrics(beta):
+    def final_phase(beta, bar):
+        return train(int(final_steps), beta, bar, final_batch, final_rates) if final_steps else None
+
+    def level_metrics(beta, update=True):
         x, log_q = trainer.sample(evaluation_batch, next_seed())
         u, f = energy(x)
-        # The evaluation batch is also one more training step (its energies are already paid for).
-        trainer.reverse_kl_step(u, f, beta)
+        # The evaluation batch is also one more training step (its energies are already paid for),
+        # except after the final phase, whose decayed rate a full-rate step would undo.
+        if update:
+            trainer.set_learning_rate(learning_rate)
+            trainer.reverse_kl_step(u, f, beta)
         result.evaluations += len(x)
         return u, log_q
 
-    bar = tqdm(total=initial_steps if not tempering else None, desc="data-free training", disable=not progress,
+    bar = tqdm(total=initial_steps + int(final_steps) if not tempering else None, desc="data-free training", disable=not progress,
                unit="step")
     if not tempering:
         loss = train(initial_steps, beta, bar)
-        u, log_q = level_metrics(beta)
+        if final_steps:
+            loss = final_phase(beta, bar)
+        u, log_q = level_metrics(beta, update=not final_steps)
         t = stats.tempering_statistics(u, log_q, beta)
         result.history.append({"beta": beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"], "log_z": t["log_z"],
                                "loss": loss, "evaluations": result.evaluations})
@@ -153,11 +193,13 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         stream[0], beta, loss, start_level = meta["stream"], meta["beta"], meta["loss"], meta["next_level"]
     if start_level is None:
         loss = train(initial_steps, beta, bar)
+        if beta >= beta_target and final_steps:  # beta_initial == beta_target: no level reaches it later
+            loss = final_phase(beta, bar)
         start_level = 0
         if checkpoint is not None:
             save(0, beta, loss)
     for level in range(start_level, max_levels):
-        u, log_q = level_metrics(beta)
+        u, log_q = level_metrics(beta, update=not (beta >= beta_target and final_steps))
         t = stats.tempering_statistics(u, log_q, beta)
         result.history.append({"beta": beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"], "log_z": t["log_z"],
                                "loss": loss, "evaluations": result.evaluations})
@@ -173,7 +215,9 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         beta = min(beta_target, beta + step)
         if beta_target - beta < 1e-12:
             beta = beta_target
-        loss = train(steps_per_level + (final_steps if beta >= beta_target else 0), beta, bar)
+        loss = train(steps_per_level, beta, bar)
+        if beta >= beta_target and final_steps:
+            loss = final_phase(beta, bar)
         if checkpoint is not None:
             save(level + 1, beta, loss)
     bar.close()

@@ -13,6 +13,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace py = pybind11;
@@ -218,6 +219,13 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
             t.getGuard()->setState(g);
         }
     }, py::arg("state"));
+    // A driver that changes the rate between phases (train_data_free's final phase) sets it per step,
+    // so the rate is a function of the run position and a resumed run sets the same values.
+    trainer.def("set_learning_rate", [](flows::FlowTrainer& t, double learningRate) {
+        if (!(learningRate >= 0) || !std::isfinite(learningRate))
+            throw Error("learning_rate must be finite and >= 0, got " + std::to_string(learningRate));
+        t.getOptimizer().setLearningRate(learningRate);
+    }, py::arg("learning_rate"), "A constant learning rate from the next step on (replaces any schedule).");
 
     py::module_ s = m.attr("stats").cast<py::module_>();
     s.def("tempering_statistics", [](const Array& u, const Array& logQ, double beta, const py::object& objective) {

@@ -79,6 +79,7 @@ py::dict reportToDict(const flows::TrainStepReport& r) {
     d["learning_rate"] = r.learningRate;
     d["num_samples"] = r.numSamples;
     d["num_dropped"] = r.numDropped;
+    d["num_trimmed"] = r.numTrimmed;
     d["step"] = r.step;
     return d;
 }
@@ -255,7 +256,8 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
 Trains a Flow by reverse KL (energies and forces from the caller) or forward KL (samples), with
 Adam/AdamW, warm-up/cosine schedules, gradient clipping and the papers' skip/clip guard.
 Options dict: optimizer ("adam"|"adamw"), learning_rate, beta1, beta2, epsilon, weight_decay,
-warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True or a dict).)doc")
+warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True or a dict),
+drop_largest_losses (reverse KL: leave the k largest per-sample losses out of each step).)doc")
         .def(py::init([](Flow& flow, const py::object& options) {
                  return std::make_unique<FlowTrainer>(
                      flow, flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object()

@@ -24,6 +24,9 @@ def test_double_well_with_and_without_tempering(tmp_path):
     reweighted = float(re.search(r"reweighted with importance weights: ([0-9.]+)", text).group(1))
     evaluations = int(re.search(r"energy evaluations: (\d+) with tempering", text).group(1))
     assert 1 - tempered > 0.004          # the minor mode (exact 0.0083) is found
+    # ... with its weight: over 32 seeds the deviation from exact had rms 0.0017 and never exceeded
+    # 0.0044, so 0.008 (beyond 4 rms) fails only for a real regression, not for one unlucky seed.
+    assert abs(tempered - exact) < 0.008
     assert 1 - plain < 0.002             # plain reverse KL locks into the major mode
     assert abs(reweighted - exact) < 0.003
     assert evaluations <= 1_000_000
@@ -54,8 +57,11 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     def run(max_levels, checkpoint):
         energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
         model = make_model(5)
+        # With a final phase of its own batch and decaying rate, so the resumed trainer (which starts
+        # at learning_rate) must reproduce the per-step rates too.
         result = cg.datafree.train_data_free(model, energy, beta_initial=0.2, initial_steps=60, steps_per_level=10,
-                                             batch=64, max_step=0.2, kl_floor=0.02, seed=5, progress=False,
+                                             batch=64, max_step=0.2, kl_floor=0.02, final_steps=15, final_batch=96,
+                                             final_learning_rate=(3e-3, 1e-4), seed=5, progress=False,
                                              max_levels=max_levels, checkpoint=checkpoint)
         return model.get_parameters(), result
 
@@ -83,3 +89,54 @@ def test_encoder_decoder_model_from_python():
         x, _ = trainer.sample(128, step)
         losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+
+
+def test_final_phase_options_and_their_errors():
+    system = cg.systems.double_well()
+    sys.path.insert(0, EXAMPLES)
+    from data_free_double_well import make_model
+
+    def run(**options):
+        energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
+        model = make_model(2)
+        result = cg.datafree.train_data_free(model, energy, tempering=False, initial_steps=5, batch=32, seed=2,
+                                             progress=False, **options)
+        return model.get_parameters(), result
+
+    base, result = run()
+    assert result.evaluations == 5 * 32 + 32     # the steps, then the metrics batch (also a step)
+    final, result = run(final_steps=4, final_batch=50, final_learning_rate=(1e-2, 1e-3))
+    assert result.evaluations == 5 * 32 + 4 * 50 + 32
+    assert not np.array_equal(final, base)
+    # A constant final rate equal to learning_rate and the same batch is just more steps.
+    same, _ = run(final_steps=4, final_learning_rate=1e-3)
+    more, _ = run(final_steps=4)
+    assert np.array_equal(same, more)
+    for bad, message in (({"final_learning_rate": (1e-3, 1e-4, 1e-5)}, "final_learning_rate must be"),
+                         ({"final_learning_rate": -1.0}, "final_learning_rate must be finite"),
+                         ({"final_steps": -1}, "final_steps >= 0")):
+        with pytest.raises(ValueError, match=message):
+            run(**bad)
+
+
+def test_trimmed_losses_and_energy_regularization_from_python():
+    system = cg.systems.double_well()
+    points = np.array([[-2.5, 0.0], [0.0, 10.0], [0.0, 100.0]])
+    raw, _ = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)(points)
+    energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active,
+                                          energy_regularization=(5.0, 12.0))
+    u, _ = energy(points)
+    assert raw[0] < 5.0 and u[0] == raw[0]                              # below e_high: unchanged
+    assert u[1] == pytest.approx(5.0 + np.log1p(raw[1] - 5.0))         # logarithmic above e_high
+    assert raw[2] > 1000 and u[2] == pytest.approx(12.0)                # capped at e_max
+    model = cg.SlowFastModel({"slow": {"dimension": 1, "coupling": "elementwise", "num_layers": 2, "hidden": 8},
+                              "fast": {"hidden": 8},
+                              "map": {"type": "right_stochastic_linear", "num_atoms": 2, "components_per_atom": 1},
+                              "seed": 1})
+    trainer = cg.FlowTrainer(model, {"drop_largest_losses": 3})
+    x, _ = trainer.sample(20, 1)
+    u, f = energy(x)
+    report = trainer.reverse_kl_step(u, f, 1.0)
+    assert (report["num_samples"], report["num_trimmed"], report["num_dropped"]) == (17, 3, 0)
+    with pytest.raises(cg.CGFlowError, match="drop_largest_losses"):
+        cg.FlowTrainer(model, {"drop_largest_losses": -2})

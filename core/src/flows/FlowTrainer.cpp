@@ -4,6 +4,7 @@
 #include "cgflow/optim/GradientNorm.h"
 #include "cgflow/optim/LearningRateSchedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -36,7 +37,8 @@ FlowTrainerOptions FlowTrainerOptions::fromJson(const json& config) {
         throw Error("trainer config must be a JSON object (a dict)");
     static const std::set<std::string> keys = {"optimizer",   "learning_rate", "beta1",        "beta2",
                                                "epsilon",     "weight_decay",  "warmup_steps", "cosine_steps",
-                                               "final_learning_rate", "max_gradient_norm", "guard"};
+                                               "final_learning_rate", "max_gradient_norm", "guard",
+                                               "drop_largest_losses"};
     for (auto it = config.begin(); it != config.end(); ++it)
         if (!keys.count(it.key()))
             throw Error("trainer config: unknown key \"" + it.key() + "\"");
@@ -54,6 +56,7 @@ FlowTrainerOptions FlowTrainerOptions::fromJson(const json& config) {
     options.cosineSteps = stepsField(config, "cosine_steps");
     options.finalLearningRate = numberField(config, "final_learning_rate", 0.0);
     options.maxGradientNorm = numberField(config, "max_gradient_norm", options.maxGradientNorm);
+    options.dropLargestLosses = static_cast<int>(stepsField(config, "drop_largest_losses"));
     if (config.contains("guard")) {
         const json& g = config["guard"];
         if (g.is_boolean()) {
@@ -97,6 +100,8 @@ json FlowTrainerOptions::toJson() const {
                    {"final_learning_rate", finalLearningRate}};
     if (std::isfinite(maxGradientNorm))
         config["max_gradient_norm"] = maxGradientNorm;
+    if (dropLargestLosses > 0)
+        config["drop_largest_losses"] = dropLargestLosses;
     if (guard)
         config["guard"] = {{"window", guard->windowSize},
                            {"skip_factor", guard->skipFactor},
@@ -123,6 +128,8 @@ FlowTrainer::FlowTrainer(TrainableModel& modelIn, const FlowTrainerOptions& opti
                                              : std::make_unique<optim::Adam>(n, options.adam);
     if (!(options.maxGradientNorm > 0))
         throw Error("FlowTrainer: maxGradientNorm must be > 0 (+inf for no clipping)");
+    if (options.dropLargestLosses < 0)
+        throw Error("FlowTrainer: dropLargestLosses must be >= 0, got " + std::to_string(options.dropLargestLosses));
     if (options.cosineSteps > 0) {
         if (options.cosineSteps <= options.warmupSteps)
             throw Error("FlowTrainer: cosineSteps (the total of warm-up and decay) must exceed warmupSteps");
@@ -163,6 +170,23 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
         usable[i] = std::isfinite(energies[i]) && std::isfinite(lastLogQ[i]) && forces.col(i).allFinite();
         m += usable[i];
     }
+    int trimmed = 0;
+    if (options.dropLargestLosses > 0 && m > 0) {
+        std::vector<Eigen::Index> order;
+        for (Eigen::Index i = 0; i < n; i++)
+            if (usable[i])
+                order.push_back(i);
+        const auto lossOf = [&](Eigen::Index i) { return beta * energies[i] + lastLogQ[i]; };
+        // Largest loss first; among equal losses the later sample first, so the choice never depends on
+        // the sort's internals.
+        std::sort(order.begin(), order.end(), [&](Eigen::Index a, Eigen::Index b) {
+            return lossOf(a) != lossOf(b) ? lossOf(a) > lossOf(b) : a > b;
+        });
+        trimmed = std::min(options.dropLargestLosses, m);
+        for (int j = 0; j < trimmed; j++)
+            usable[order[j]] = false;
+        m -= trimmed;
+    }
     Eigen::MatrixXd gradX = Eigen::MatrixXd::Zero(model.getDimension(), n);
     Eigen::VectorXd gradLogQ = Eigen::VectorXd::Zero(n);
     double loss = 0;
@@ -175,7 +199,9 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
     gradient.assign(model.getNumParameters(), 0.0);
     // The backward pass consumes the saved sample even when no sample is usable.
     model.backwardSample(gradX, gradLogQ, gradient.data());
-    return applyGradient(gradient, loss, m, static_cast<int>(n) - m);
+    TrainStepReport report = applyGradient(gradient, loss, m, static_cast<int>(n) - m - trimmed);
+    report.numTrimmed = trimmed;
+    return report;
 }
 
 TrainStepReport FlowTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context) {

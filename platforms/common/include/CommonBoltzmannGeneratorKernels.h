@@ -12,13 +12,13 @@ namespace CGFlow {
 /**
  * BoltzmannGeneratorIntegrator on OpenCL and CUDA from one kernel source (kernels/bgFlow.cc).
  *
- * A block is drawn on the device: the base points come from the core's counter-based generator on
- * the host (the same points as on Reference by construction; they are a small upload and a tiny
- * part of the work), then every layer runs as device kernels over the whole block (conditioner
- * features, one launch per dense layer and per activation, the elementwise transform), then the
+ * A block is drawn on the device: the base points by the core's counter-based scheme (Philox keyed
+ * by seed, proposal index and dimension pair, inverse CDFs; the same points as on Reference), then
+ * every layer as device kernels over the whole block (conditioner features, one tiled matrix
+ * product per dense layer and a launch per activation, the elementwise transform), then the
  * internal-to-Cartesian build. Each proposal is written into posq by a kernel, through the atom
- * reordering; the chain state is saved and restored on the device. Arithmetic in `real`, log q in
- * `mixed`. Supported layers: spline_coupling (real and circular, conditional or elementwise),
+ * reordering and the periodic-cell offsets; the chain state (posq, its mixed-precision correction
+ * and the cell offsets) is saved and restored on the device. Arithmetic in `real`, log q in `mixed`. Supported layers: spline_coupling (real and circular, conditional or elementwise),
  * affine_coupling, permutation, circular_shift; others are refused at initialization.
  */
 class CommonIntegrateBoltzmannGeneratorStepKernel : public IntegrateBoltzmannGeneratorStepKernel {
@@ -68,7 +68,13 @@ private:
     OpenMM::ComputeArray contextFeatures, rows, shift, scale, slots, translation;
     OpenMM::ComputeArray savedPosq, savedCorrection, savedSlotOfAtom, dummyCorrection;
     std::vector<int> savedAtomIndex;
-    OpenMM::ComputeKernel featuresKernel, denseKernel, activationKernel, splineKernel, affineKernel, permuteKernel,
+    std::vector<OpenMM::mm_int4> savedCellOffsets;
+    /** Base density: kinds per dimension on the device, and its constants. */
+    OpenMM::ComputeArray baseKinds;
+    double baseBound = 0, baseLowerMass = 0, baseTruncatedMass = 1, baseLogNormalizer = 0;
+    /** Cartesian maps: per particle, bit a set when the flow writes axis a. */
+    std::vector<int> slotAxes;
+    OpenMM::ComputeKernel baseKernel, featuresKernel, denseKernel, activationKernel, splineKernel, affineKernel, permuteKernel,
         shiftKernel, internalKernel, centroidKernel, loadMoleculeKernel, loadSlotsKernel, restoreKernel;
 };
 

@@ -2,6 +2,7 @@
 #include "CommonCGFlowKernelSources.h"
 #include "cgflow/Error.h"
 #include "cgflow/flows/AffineCoupling.h"
+#include "cgflow/flows/BaseDensity.h"
 #include "cgflow/flows/Permutation.h"
 #include "cgflow/flows/SplineCoupling.h"
 #include "openmm/OpenMMException.h"
@@ -213,6 +214,24 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     else
         uploadReals<float>(parameters, parameterValues, "bgParameters");
 
+    // The base density: per-dimension kinds (BaseKind values) and the constants of its draws and density.
+    const cgflow::flows::BaseDensity& base = flow.getBase();
+    std::vector<int> kindValues;
+    for (cgflow::flows::BaseKind kind : base.getKinds())
+        kindValues.push_back(static_cast<int>(kind));
+    baseKinds.initialize<int>(cc, dim, "bgBaseKinds");
+    baseKinds.upload(kindValues);
+    baseBound = base.getTruncationBound();
+    baseLowerMass = cgflow::flows::standardNormalCdf(-baseBound);
+    baseTruncatedMass = 1 - 2 * baseLowerMass;
+    {
+        // log p_base(0) = -logNormalizer, the only constant of the density.
+        Eigen::MatrixXd zero = Eigen::MatrixXd::Zero(dim, 1);
+        double logP0;
+        base.logProb(zero, &logP0);
+        baseLogNormalizer = -logP0;
+    }
+
     // The position map.
     if (internal) {
         const cgflow::coords::InternalCoordinates& ic = model.positions->getInternalCoordinates();
@@ -238,6 +257,10 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
             slotData.push_back(mm_int2(slot[0], slot[1]));
         slots.initialize<mm_int2>(cc, slotData.size(), "bgSlots");
         slots.upload(slotData);
+        // Which axes of each particle a proposal overwrites: only those lose their periodic-cell offset.
+        slotAxes.assign(numAtoms, 0);
+        for (const auto& slot : model.positions->getSlots())
+            slotAxes[slot[0]] |= 1 << slot[1];
     }
     translation.initialize(cc, 3, cc.getUseDoublePrecision() || cc.getUseMixedPrecision() ? sizeof(double) : sizeof(float),
                            "bgTranslation");
@@ -250,6 +273,8 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     defines["BG_MAX_BINS"] = std::to_string(maxBins);
     defines["BG_MAX_DIM"] = std::to_string(dim);
     ComputeProgram program = cc.compileProgram(CommonCGFlowKernelSources::bgFlow, defines);
+    baseKernel = program->createKernel("bgBaseSample");
+    placeholders(baseKernel, 13);
     featuresKernel = program->createKernel("bgCouplingFeatures");
     placeholders(featuresKernel, 10);
     denseKernel = program->createKernel("bgDense");
@@ -267,7 +292,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     internalKernel = program->createKernel("bgInternalToCartesian");
     placeholders(internalKernel, 11);
     centroidKernel = program->createKernel("bgCentroidShift");
-    placeholders(centroidKernel, 7);
+    placeholders(centroidKernel, 10);
     loadMoleculeKernel = program->createKernel("bgLoadMolecule");
     placeholders(loadMoleculeKernel, 7);
     loadSlotsKernel = program->createKernel("bgLoadSlots");
@@ -310,20 +335,36 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
     const bool mixedIsDouble = useDouble || cc.getUseMixedPrecision();
     const cgflow::flows::Flow& flow = *model.flow;
 
-    // Base points from the core's counter-based stream: proposal k is base draw firstIndex + k.
-    Eigen::MatrixXd z(dim, count);
-    flow.getBase().sample(seed, firstIndex, z);
-    std::vector<double> baseLogQ(count);
-    flow.getBase().logProb(z, baseLogQ.data());
-    std::vector<double> zValues(z.data(), z.data() + z.size()); // column-major (dim x n) = sample-major
-    if (useDouble)
-        data.upload(zValues);
-    else
-        data.upload(std::vector<float>(zValues.begin(), zValues.end()));
-    if (mixedIsDouble)
-        logQ.upload(baseLogQ);
-    else
-        logQ.upload(std::vector<float>(baseLogQ.begin(), baseLogQ.end()));
+    auto realArg = [&](ComputeKernel& kernel, int index, double value) {
+        if (useDouble)
+            kernel->setArg(index, value);
+        else
+            kernel->setArg(index, static_cast<float>(value));
+    };
+    auto mixedArg = [&](ComputeKernel& kernel, int index, double value) {
+        if (mixedIsDouble)
+            kernel->setArg(index, value);
+        else
+            kernel->setArg(index, static_cast<float>(value));
+    };
+
+    // Base points: proposal k is base draw firstIndex + k of the seed's stream, drawn on the device
+    // with the core's counter-based scheme, so they are the points the Reference platform draws.
+    baseKernel->setArg(0, count);
+    baseKernel->setArg(1, dim);
+    baseKernel->setArg(2, static_cast<unsigned int>(seed));
+    baseKernel->setArg(3, static_cast<unsigned int>(seed >> 32));
+    baseKernel->setArg(4, static_cast<unsigned int>(firstIndex));
+    baseKernel->setArg(5, static_cast<unsigned int>(firstIndex >> 32));
+    baseKernel->setArg(6, baseKinds);
+    mixedArg(baseKernel, 7, baseBound);
+    mixedArg(baseKernel, 8, baseLowerMass);
+    mixedArg(baseKernel, 9, baseTruncatedMass);
+    mixedArg(baseKernel, 10, baseLogNormalizer);
+    baseKernel->setArg(11, data);
+    baseKernel->setArg(12, logQ);
+    baseKernel->execute(count);
+
     // Context features of a conditional flow: one row for the whole block.
     std::vector<double> contextValues;
     for (int v = 0; v < flow.getContextDimension(); v++) {
@@ -339,12 +380,6 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
     else
         uploadReals<float>(contextFeatures, contextValues, "bgContextFeatures");
 
-    auto realArg = [&](ComputeKernel& kernel, int index, double value) {
-        if (useDouble)
-            kernel->setArg(index, value);
-        else
-            kernel->setArg(index, static_cast<float>(value));
-    };
     for (const Step& step : steps) {
         LayerData& info = layers[step.layer];
         switch (step.kind) {
@@ -444,10 +479,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
         internalKernel->setArg(5, shift);
         internalKernel->setArg(6, scale);
         internalKernel->setArg(7, ic.getJacobianConvention() == cgflow::coords::InternalCoordinates::JacobianConvention::Full ? 1 : 0);
-        if (mixedIsDouble)
-            internalKernel->setArg(8, ic.getLogScaleSum());
-        else
-            internalKernel->setArg(8, static_cast<float>(ic.getLogScaleSum()));
+        mixedArg(internalKernel, 8, ic.getLogScaleSum());
         internalKernel->setArg(9, positions);
         internalKernel->setArg(10, logQ);
         internalKernel->execute(count);
@@ -471,14 +503,36 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::loadProposal(ContextImpl&, int
         throw OpenMMException("BoltzmannGeneratorIntegrator: proposal " + std::to_string(index) +
                               " is outside the current block of " + std::to_string(blockCount));
     ArrayInterface& correction = cc.getUseMixedPrecision() ? cc.getPosqCorrection() : dummyCorrection;
+    std::vector<mm_int4>& cellOffsets = cc.getPosCellOffsets();
     if (internal) {
+        // The template's centroid is that of the Context's positions, posq - offset . box (posq is
+        // wrapped into the box when the atoms are reordered), as the Reference platform sees them.
+        Vec3 cellShift;
+        mm_int4 offsetSum(0, 0, 0, 0);
+        for (int slot = 0; slot < numAtoms; slot++) {
+            offsetSum.x += cellOffsets[slot].x;
+            offsetSum.y += cellOffsets[slot].y;
+            offsetSum.z += cellOffsets[slot].z;
+        }
+        if (offsetSum.x != 0 || offsetSum.y != 0 || offsetSum.z != 0) {
+            Vec3 a, b, c;
+            cc.getPeriodicBoxVectors(a, b, c);
+            cellShift = (a * offsetSum.x + b * offsetSum.y + c * offsetSum.z) / numAtoms;
+        }
+        const bool mixedIsDouble = cc.getUseDoublePrecision() || cc.getUseMixedPrecision();
+        for (int axis = 0; axis < 3; axis++) {
+            if (mixedIsDouble)
+                centroidKernel->setArg(6 + axis, cellShift[axis]);
+            else
+                centroidKernel->setArg(6 + axis, static_cast<float>(cellShift[axis]));
+        }
         centroidKernel->setArg(0, numAtoms);
         centroidKernel->setArg(1, cc.getPosq());
         centroidKernel->setArg(2, correction);
         centroidKernel->setArg(3, cc.getAtomIndexArray());
         centroidKernel->setArg(4, positions);
         centroidKernel->setArg(5, index);
-        centroidKernel->setArg(6, translation);
+        centroidKernel->setArg(9, translation);
         centroidKernel->execute(1);
         loadMoleculeKernel->setArg(0, numAtoms);
         loadMoleculeKernel->setArg(1, cc.getPosq());
@@ -488,6 +542,9 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::loadProposal(ContextImpl&, int
         loadMoleculeKernel->setArg(5, index);
         loadMoleculeKernel->setArg(6, translation);
         loadMoleculeKernel->execute(numAtoms);
+        // Every particle now has an absolute position, as after Context::setPositions.
+        for (mm_int4& offset : cellOffsets)
+            offset = mm_int4(0, 0, 0, 0);
     }
     else {
         loadSlotsKernel->setArg(0, numAtoms);
@@ -499,10 +556,19 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::loadProposal(ContextImpl&, int
         loadSlotsKernel->setArg(6, index);
         loadSlotsKernel->setArg(7, slots);
         loadSlotsKernel->execute(numAtoms);
+        // The overwritten axes hold absolute values now; every other coordinate keeps its cell offset,
+        // so the Context still reports the unwrapped positions it had there.
+        const std::vector<int>& atomIndex = cc.getAtomIndex();
+        for (int slot = 0; slot < numAtoms; slot++) {
+            const int axes = slotAxes[atomIndex[slot]];
+            if (axes & 1)
+                cellOffsets[slot].x = 0;
+            if (axes & 2)
+                cellOffsets[slot].y = 0;
+            if (axes & 4)
+                cellOffsets[slot].z = 0;
+        }
     }
-    // Positions are now absolute, as after Context::setPositions: no periodic-cell offsets.
-    for (mm_int4& offset : cc.getPosCellOffsets())
-        offset = mm_int4(0, 0, 0, 0);
 }
 
 void CommonIntegrateBoltzmannGeneratorStepKernel::saveState(ContextImpl&) {
@@ -511,6 +577,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::saveState(ContextImpl&) {
     if (cc.getUseMixedPrecision())
         cc.getPosqCorrection().copyTo(savedCorrection);
     savedAtomIndex = cc.getAtomIndex();
+    savedCellOffsets = cc.getPosCellOffsets();
 }
 
 void CommonIntegrateBoltzmannGeneratorStepKernel::restoreState(ContextImpl&) {
@@ -519,6 +586,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::restoreState(ContextImpl&) {
         savedPosq.copyTo(cc.getPosq());
         if (cc.getUseMixedPrecision())
             savedCorrection.copyTo(cc.getPosqCorrection());
+        cc.getPosCellOffsets() = savedCellOffsets;
         return;
     }
     // The atoms were reordered while the proposal was priced: put each one back where it now lives.
@@ -526,6 +594,10 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::restoreState(ContextImpl&) {
     for (int slot = 0; slot < numAtoms; slot++)
         slotOfAtom[savedAtomIndex[slot]] = slot;
     savedSlotOfAtom.upload(slotOfAtom);
+    const std::vector<int>& atomIndex = cc.getAtomIndex();
+    std::vector<mm_int4>& cellOffsets = cc.getPosCellOffsets();
+    for (int slot = 0; slot < numAtoms; slot++)
+        cellOffsets[slot] = savedCellOffsets[slotOfAtom[atomIndex[slot]]];
     ArrayInterface& correction = cc.getUseMixedPrecision() ? cc.getPosqCorrection() : dummyCorrection;
     restoreKernel->setArg(0, numAtoms);
     restoreKernel->setArg(1, cc.getPosq());

@@ -25,12 +25,19 @@ struct FlowTrainerOptions {
     double maxGradientNorm = std::numeric_limits<double>::infinity();
     /** The running-median skip/clip rule of the data-free CG papers; off unless set. */
     std::optional<optim::GradientGuardOptions> guard;
+    /**
+     * Reverse KL only: leave the k samples with the largest per-sample loss beta U + log q out of each
+     * step (the data-free CG papers' outlier rule: one clash far up the repulsive wall can carry a
+     * gradient orders of magnitude above the rest of the batch). 0 = keep all.
+     */
+    int dropLargestLosses = 0;
 
     /**
      * From JSON (the Python dict): {"optimizer": "adam" | "adamw", "learning_rate", "beta1", "beta2",
      * "epsilon", "weight_decay", "warmup_steps", "cosine_steps", "final_learning_rate",
      * "max_gradient_norm", "guard": true | {"window": 50, "skip_factor": 10, "clip_factor": 5,
-     * "min_history": 5, "max_consecutive_skips": 0}}. Unknown keys -> Error naming them.
+     * "min_history": 5, "max_consecutive_skips": 0}, "drop_largest_losses": k}. Unknown keys -> Error
+     * naming them.
      */
     static FlowTrainerOptions fromJson(const nlohmann::json& config);
     nlohmann::json toJson() const;
@@ -44,6 +51,7 @@ struct TrainStepReport {
     double learningRate = 0;  ///< the rate the step used (0 if skipped)
     int numSamples = 0;       ///< samples that entered the loss
     int numDropped = 0;       ///< samples left out for non-finite energy, force or log q
+    int numTrimmed = 0;       ///< finite samples left out as the largest losses (dropLargestLosses)
     int64_t step = 0;         ///< optimizer updates applied so far, after this step
 };
 
@@ -58,8 +66,10 @@ struct TrainStepReport {
  * Forward KL (maximum likelihood): L = -mean_i log q(x_i).
  *
  * Samples with a non-finite energy, force or log q are dropped from the step (and counted), as
- * clashes are data rather than errors; a step with no usable sample is skipped. The optimizer
- * state (Adam moments, step count) and the guard's history are exposed for checkpoints.
+ * clashes are data rather than errors; then, with dropLargestLosses = k, the k finite samples with the
+ * largest beta U + log q (ties: the later sample) are left out too, m being the number kept; a step
+ * with no usable sample is skipped. The optimizer state (Adam moments, step count) and the guard's
+ * history are exposed for checkpoints.
  */
 class FlowTrainer {
 public:

@@ -1,8 +1,8 @@
 // BoltzmannGeneratorIntegrator on the GPU: a flow's sampling pass over a block of proposals and
 // their placement into the Context. Batches are sample-major (sample s at [s * width, (s+1) * width)).
-// The host launches one kernel per step of the pass (conditioner features, each dense layer, its
-// activation, the elementwise transform), in the order of the flow's layers. Arithmetic is in
-// `real`; log-densities accumulate in `mixed` (double in mixed and double precision).
+// The host launches one kernel per step of the pass (base draws, conditioner features, each dense
+// layer, its activation, the elementwise transform), in the order of the flow's layers. Arithmetic
+// is in `real`; log-densities accumulate in `mixed` (double in mixed and double precision).
 // Requires BG_MAX_BINS (largest spline bin count) and BG_MAX_DIM (largest dimension) as defines.
 
 #define BG_PI ((real) 3.14159265358979323846)
@@ -24,6 +24,127 @@ DEVICE real bgWrapAngle(real x) {
     else if (r < -BG_PI)
         r += 2 * BG_PI;
     return r;
+}
+
+// ---- Base draws: the core's BaseDensity::sample on the device ----
+// Philox4x32-10 (Random123) keyed by the seed, counter (sample index low, high, stream tag, pair of
+// dimensions), exactly as cgflow::util::philoxOpenUniforms, so a block holds the same base points as
+// on the CPU. The quantile arithmetic is in `mixed`: in mixed and double precision it is the core's
+// double-precision formula (agreeing to a few ulps of the math library); in single precision the
+// complements 1 - u are taken from the integers, so that no uniform rounds to 0 or 1 in float.
+
+#define BG_BASE_STREAM 0x42415345u
+#if defined(USE_DOUBLE_PRECISION) || defined(USE_MIXED_PRECISION)
+#define BG_MIXED_IS_DOUBLE 1
+#define BG_M(x) (x)
+#else
+#define BG_M(x) (x##f)
+#endif
+
+DEVICE void bgPhilox4x32(unsigned int* c, unsigned int k0, unsigned int k1) {
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        const mm_ulong p0 = (mm_ulong) 0xD2511F53u * c[0];
+        const mm_ulong p1 = (mm_ulong) 0xCD9E8D57u * c[2];
+        const unsigned int hi0 = (unsigned int) (p0 >> 32), lo0 = (unsigned int) p0;
+        const unsigned int hi1 = (unsigned int) (p1 >> 32), lo1 = (unsigned int) p1;
+        c[0] = hi1 ^ c[1] ^ k0;
+        c[1] = lo1;
+        c[2] = hi0 ^ c[3] ^ k1;
+        c[3] = lo0;
+    }
+}
+
+// u = (k + 1/2) 2^-53 from 53 random bits of two words (philoxOpenUniforms), and its complement 1 - u.
+DEVICE mixed bgOpenUniform(unsigned int high, unsigned int low, mixed* complement) {
+    const mm_ulong k = ((mm_ulong) (high >> 5) << 26) | (mm_ulong) (low >> 6);
+#ifdef BG_MIXED_IS_DOUBLE
+    const mixed u = ((mixed) k + 0.5) * 1.1102230246251565404e-16;
+    *complement = 1 - u;
+#else
+    const mixed u = ((mixed) k + 0.5f) * 1.1102230246251565404e-16f;
+    *complement = ((mixed) (((mm_ulong) 1 << 53) - k) - 0.5f) * 1.1102230246251565404e-16f;
+#endif
+    return u;
+}
+
+DEVICE mixed bgNormalCdf(mixed x) {
+    return BG_M(0.5) * erfc(-x / sqrt((mixed) 2));
+}
+
+// The core's standardNormalQuantile (Acklam, then one Halley step), given p and 1 - p.
+DEVICE mixed bgNormalQuantile(mixed p, mixed complement) {
+    const mixed low = BG_M(0.02425);
+    mixed x;
+    if (p < low || complement < low) {
+        const mixed q = sqrt(-2 * log(p < low ? p : complement));
+        x = (((((BG_M(-7.784894002430293e-03) * q + BG_M(-3.223964580411365e-01)) * q + BG_M(-2.400758277161838e+00)) * q +
+               BG_M(-2.549732539343734e+00)) * q + BG_M(4.374664141464968e+00)) * q + BG_M(2.938163982698783e+00)) /
+            ((((BG_M(7.784695709041462e-03) * q + BG_M(3.224671290700398e-01)) * q + BG_M(2.445134137142996e+00)) * q +
+              BG_M(3.754408661907416e+00)) * q + 1);
+        if (p >= low)
+            x = -x;
+    }
+    else {
+        const mixed q = p - BG_M(0.5), r = q * q;
+        x = (((((BG_M(-3.969683028665376e+01) * r + BG_M(2.209460984245205e+02)) * r + BG_M(-2.759285104469687e+02)) * r +
+               BG_M(1.383577518672690e+02)) * r + BG_M(-3.066479806614716e+01)) * r + BG_M(2.506628277459239e+00)) * q /
+            (((((BG_M(-5.447609879822406e+01) * r + BG_M(1.615858368580409e+02)) * r + BG_M(-1.556989798598866e+02)) * r +
+               BG_M(6.680131188771972e+01)) * r + BG_M(-1.328068155288572e+01)) * r + 1);
+    }
+    const mixed e = (x <= 0 ? bgNormalCdf(x) - p : complement - bgNormalCdf(-x));
+    const mixed u = e * BG_M(2.5066282746310005024) * exp(BG_M(0.5) * x * x);
+    return x - u / (1 + BG_M(0.5) * x * u);
+}
+
+// One work item per sample: z (kinds[d]: 0 normal, 1 truncated normal on [-bound, bound], 2 uniform
+// on [-pi, pi)) and logQ = log p_base(z) = -|z_real|^2 / 2 - logNormalizer.
+KERNEL void bgBaseSample(int numSamples, int dim, unsigned int seedLow, unsigned int seedHigh, unsigned int firstLow,
+                         unsigned int firstHigh, GLOBAL const int* RESTRICT kinds, mixed bound, mixed lowerMass,
+                         mixed truncatedMass, mixed logNormalizer, GLOBAL real* RESTRICT data,
+                         GLOBAL mixed* RESTRICT logQ) {
+    for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
+        const mm_ulong index = (((mm_ulong) firstHigh << 32) | (mm_ulong) firstLow) + (mm_ulong) s;
+        mixed sumSquares = 0;
+        for (int d = 0; d < dim; d += 2) {
+            unsigned int c[4] = {(unsigned int) index, (unsigned int) (index >> 32), BG_BASE_STREAM, (unsigned int) (d / 2)};
+            bgPhilox4x32(c, seedLow, seedHigh);
+            for (int k = 0; k < 2 && d + k < dim; k++) {
+                mixed complement;
+                const mixed u = (k == 0 ? bgOpenUniform(c[0], c[1], &complement) : bgOpenUniform(c[2], c[3], &complement));
+                const int kind = kinds[d + k];
+                mixed value;
+                if (kind == 2)
+                    value = -BG_M(3.14159265358979323846) + 2 * BG_M(3.14159265358979323846) * u;
+                else if (kind == 0)
+                    value = bgNormalQuantile(u, complement);
+                else {
+                    // The truncated normal's inverse CDF from the nearer tail, as the core.
+                    const mixed q = u * truncatedMass;
+                    if (q <= BG_M(0.5) * truncatedMass) {
+                        const mixed p = lowerMass + q;
+                        value = bgNormalQuantile(p, 1 - p);
+                    }
+                    else {
+#ifdef BG_MIXED_IS_DOUBLE
+                        const mixed p = lowerMass + (truncatedMass - q);
+#else
+                        const mixed p = lowerMass + truncatedMass * complement;
+#endif
+                        value = -bgNormalQuantile(p, 1 - p);
+                    }
+                    value = min(max(value, -bound), bound);
+                }
+                if (kind != 2)
+                    sumSquares += value * value;
+                data[s * dim + d + k] = (real) value;
+            }
+        }
+        logQ[s] = BG_M(-0.5) * sumSquares - logNormalizer;
+    }
 }
 
 // Conditioner input of a coupling layer: each pass-through dimension (circular ones as cos, sin)
@@ -273,9 +394,10 @@ KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RE
 
 // The translation that puts proposal `index`'s centroid on the centroid of the current positions
 // (internal maps): one work item, since a molecule has few atoms and this runs once per step.
+// cellShift is the mean over atoms of posCellOffset . box: the Context's positions are posq minus it.
 KERNEL void bgCentroidShift(int numAtoms, GLOBAL const real4* RESTRICT posq, GLOBAL const real4* RESTRICT posqCorrection,
                             GLOBAL const int* RESTRICT atomIndex, GLOBAL const real* RESTRICT positions, int index,
-                            GLOBAL mixed* RESTRICT translation) {
+                            mixed cellShiftX, mixed cellShiftY, mixed cellShiftZ, GLOBAL mixed* RESTRICT translation) {
     if (GLOBAL_ID != 0)
         return;
     mixed current[3] = {0, 0, 0}, proposal[3] = {0, 0, 0};
@@ -294,8 +416,9 @@ KERNEL void bgCentroidShift(int numAtoms, GLOBAL const real4* RESTRICT posq, GLO
         for (int a = 0; a < 3; a++)
             proposal[a] += positions[(index * numAtoms + i) * 3 + a];
     }
-    for (int a = 0; a < 3; a++)
-        translation[a] = (current[a] - proposal[a]) / numAtoms;
+    translation[0] = (current[0] - proposal[0]) / numAtoms - cellShiftX;
+    translation[1] = (current[1] - proposal[1]) / numAtoms - cellShiftY;
+    translation[2] = (current[2] - proposal[2]) / numAtoms - cellShiftZ;
 }
 
 // Writes proposal `index` (internal map) into posq, slot by slot through the atom reordering.
