@@ -45,16 +45,6 @@ py::array_t<double> matrix(const Eigen::MatrixXd& m) {
     return out;
 }
 
-std::vector<double> vec(const Array& a, const char* name) {
-    if (a.ndim() != 1)
-        throw Error(std::string(name) + ": expected a 1-D array");
-    return std::vector<double>(a.data(), a.data() + a.size());
-}
-
-std::vector<double> optionalVec(const py::object& a, const char* name) {
-    return a.is_none() ? std::vector<double>() : vec(a.cast<Array>(), name);
-}
-
 const flows::RightStochasticLinear& rightStochastic(const SlowFastModel& model) {
     auto* map = dynamic_cast<const flows::RightStochasticLinear*>(&model.getMap());
     if (map == nullptr)
@@ -201,14 +191,14 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
     trainer.def("set_state", [](flows::FlowTrainer& t, const py::dict& d) {
         optim::AdamState adam;
         adam.stepCount = d["step_count"].cast<int64_t>();
-        adam.firstMoment = vec(d["first_moment"].cast<Array>(), "first_moment");
-        adam.secondMoment = vec(d["second_moment"].cast<Array>(), "second_moment");
+        adam.firstMoment = vectorFromNumpy(d["first_moment"].cast<Array>(), "first_moment");
+        adam.secondMoment = vectorFromNumpy(d["second_moment"].cast<Array>(), "second_moment");
         t.getOptimizer().setState(adam);
         if (t.getGuard() != nullptr) {
             if (!d.contains("guard_history") || !d.contains("guard_counters"))
                 throw Error("state: this trainer has a guard, so guard_history and guard_counters are required");
             optim::GradientGuard::State g;
-            g.history = vec(d["guard_history"].cast<Array>(), "guard_history");
+            g.history = vectorFromNumpy(d["guard_history"].cast<Array>(), "guard_history");
             std::vector<int64_t> c = d["guard_counters"].cast<std::vector<int64_t>>();
             if (c.size() != 4)
                 throw Error("state: guard_counters must have 4 values");
@@ -230,7 +220,7 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
     py::module_ s = m.attr("stats").cast<py::module_>();
     s.def("tempering_statistics", [](const Array& u, const Array& logQ, double beta, const py::object& objective) {
         const stats::TemperingStatistics t =
-            stats::temperingStatistics(vec(u, "energies"), vec(logQ, "log_q"), beta, optionalVec(objective, "objective_log_q"));
+            stats::temperingStatistics(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, optionalVectorFromNumpy(objective, "objective_log_q"));
         py::dict d;
         d["kl"] = t.klEstimate;
         d["log_z"] = t.logZ;
@@ -241,20 +231,20 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
     }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("objective_log_q") = py::none());
     s.def("relative_kl_increase", [](const Array& u, const Array& logQ, double beta, double d, const py::object& objective,
                                      double floor) {
-        return stats::relativeKLIncrease(vec(u, "energies"), vec(logQ, "log_q"), beta, d, optionalVec(objective, "objective_log_q"), floor);
+        return stats::relativeKLIncrease(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, d, optionalVectorFromNumpy(objective, "objective_log_q"), floor);
     }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("delta_beta"), py::arg("objective_log_q") = py::none(),
        py::arg("kl_floor") = 1e-3);
     s.def("adaptive_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
                                           double maxStep, const py::object& objective, double floor) {
-        return stats::adaptiveTemperatureStep(vec(u, "energies"), vec(logQ, "log_q"), beta, target, cmax, maxStep,
-                                              optionalVec(objective, "objective_log_q"), floor);
+        return stats::adaptiveTemperatureStep(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, target, cmax, maxStep,
+                                              optionalVectorFromNumpy(objective, "objective_log_q"), floor);
     }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
        py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
        "Rule (a) of the data-free CG paper (Eq. 23): the step whose relative KL increase is max_relative_increase.");
     s.def("shrinking_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
                                            double maxStep, const py::object& objective, double floor) {
-        return stats::shrinkingTemperatureStep(vec(u, "energies"), vec(logQ, "log_q"), beta, target, cmax, maxStep,
-                                               optionalVec(objective, "objective_log_q"), floor);
+        return stats::shrinkingTemperatureStep(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, target, cmax, maxStep,
+                                               optionalVectorFromNumpy(objective, "objective_log_q"), floor);
     }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
        py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
        "Rule (b) of the embedded-physics paper: max_step shrunk by 0.6 until the increase is within the limit.");

@@ -19,16 +19,6 @@ namespace {
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
-std::vector<double> vec(const Array& a, const char* name) {
-    if (a.ndim() != 1)
-        throw Error(std::string(name) + ": expected a 1-D array, got " + std::to_string(a.ndim()) + " dimensions");
-    return std::vector<double>(a.data(), a.data() + a.size());
-}
-
-std::vector<double> optionalVec(const py::object& a, const char* name) {
-    return a.is_none() ? std::vector<double>() : vec(a.cast<Array>(), name);
-}
-
 /** Configurations as (n, N, 3) (or one (N, 3)): the flat sample-major array and N. */
 std::pair<std::vector<double>, int> configurations(Array x, const char* name) {
     if (x.ndim() == 2 && x.shape(1) == 3)
@@ -91,24 +81,24 @@ void bindStats(py::module_& m) {
                                              "free energies, divergences and structure metrics.");
     auto array1d = [](const std::vector<double>& v) { return toArray(v, {static_cast<py::ssize_t>(v.size())}); };
 
-    s.def("log_sum_exp", [](Array w) { return logSumExp(vec(w, "log_w")); }, py::arg("log_w"),
+    s.def("log_sum_exp", [](Array w) { return logSumExp(vectorFromNumpy(w, "log_w")); }, py::arg("log_w"),
           "log sum exp(log_w), stable for any offset; -inf entries are weight 0, all -inf gives -inf; NaN or +inf "
           "is an error.");
-    s.def("normalized_weights", [array1d](Array w) { return array1d(normalizedWeights(vec(w, "log_w"))); },
+    s.def("normalized_weights", [array1d](Array w) { return array1d(normalizedWeights(vectorFromNumpy(w, "log_w"))); },
           py::arg("log_w"), "w / sum w from log-weights (an error if every weight is zero).");
-    s.def("effective_sample_size", [](Array w) { return effectiveSampleSize(vec(w, "log_w")); }, py::arg("log_w"),
+    s.def("effective_sample_size", [](Array w) { return effectiveSampleSize(vectorFromNumpy(w, "log_w")); }, py::arg("log_w"),
           "Kish ESS (sum w)^2 / sum w^2, in [1, n] (0 if every weight is zero).");
-    s.def("effective_sample_fraction", [](Array w) { return effectiveSampleFraction(vec(w, "log_w")); },
+    s.def("effective_sample_fraction", [](Array w) { return effectiveSampleFraction(vectorFromNumpy(w, "log_w")); },
           py::arg("log_w"), "Kish ESS / n.");
-    s.def("log_z", [](Array w) { return estimate(logMeanExp(vec(w, "log_w"))); }, py::arg("log_w"),
+    s.def("log_z", [](Array w) { return estimate(logMeanExp(vectorFromNumpy(w, "log_w"))); }, py::arg("log_w"),
           "(log mean w, its delta-method standard error sqrt(1/ESS - 1/n)). With w = exp(-beta U) / q and a "
           "normalized q this is log Z.");
-    s.def("weighted_mean", [](Array w, Array f) { return estimate(selfNormalizedMean(vec(w, "log_w"), vec(f, "values"))); },
+    s.def("weighted_mean", [](Array w, Array f) { return estimate(selfNormalizedMean(vectorFromNumpy(w, "log_w"), vectorFromNumpy(f, "values"))); },
           py::arg("log_w"), py::arg("values"),
           "(self-normalized estimate sum w f / sum w, delta-method standard error). values may be non-finite only "
           "where the weight is zero.");
     s.def("bootstrap_mean", [](Array w, Array f, int b, uint64_t seed) {
-        std::vector<double> lw = vec(w, "log_w"), v = vec(f, "values");
+        std::vector<double> lw = vectorFromNumpy(w, "log_w"), v = vectorFromNumpy(f, "values");
         Estimate e;
         {
             py::gil_scoped_release release;
@@ -118,7 +108,7 @@ void bindStats(py::module_& m) {
     }, py::arg("log_w"), py::arg("values"), py::arg("num_resamples") = 200, py::arg("seed") = 0,
        "(weighted_mean value, bootstrap standard error over num_resamples Philox resamples keyed by seed).");
     s.def("bootstrap_log_z", [](Array w, int b, uint64_t seed) {
-        std::vector<double> lw = vec(w, "log_w");
+        std::vector<double> lw = vectorFromNumpy(w, "log_w");
         Estimate e;
         {
             py::gil_scoped_release release;
@@ -127,18 +117,18 @@ void bindStats(py::module_& m) {
         return estimate(e);
     }, py::arg("log_w"), py::arg("num_resamples") = 200, py::arg("seed") = 0,
        "(log_z value, bootstrap standard error; +inf if a resample has no positive weight).");
-    s.def("clip_top_k", [array1d](Array w, int k) { return array1d(clipTopK(vec(w, "log_w"), k)); },
+    s.def("clip_top_k", [array1d](Array w, int k) { return array1d(clipTopK(vectorFromNumpy(w, "log_w"), k)); },
           py::arg("log_w"), py::arg("k"),
           "The k largest log-weights set to the k-th largest (the conditional-flow paper: k = 3 of 30). Order kept.");
-    s.def("drop_top_fraction", [array1d](Array w, double f) { return array1d(dropTopFraction(vec(w, "log_w"), f)); },
+    s.def("drop_top_fraction", [array1d](Array w, double f) { return array1d(dropTopFraction(vectorFromNumpy(w, "log_w"), f)); },
           py::arg("log_w"), py::arg("fraction"),
           "The largest ceil(fraction * m) of the m finite log-weights set to -inf: the CG-BG paper's rule, "
           "fraction 0.01 (section G.2). Order kept.");
-    s.def("clip_above_percentile", [array1d](Array w, double p) { return array1d(clipAbovePercentile(vec(w, "log_w"), p)); },
+    s.def("clip_above_percentile", [array1d](Array w, double p) { return array1d(clipAbovePercentile(vectorFromNumpy(w, "log_w"), p)); },
           py::arg("log_w"), py::arg("percentile"),
           "Log-weights above the percentile (numpy's linear rule, of the finite ones) set to it. Order kept.");
     s.def("clipping_report", [](Array w, const std::string& policy, const std::vector<double>& levels, py::object values) {
-        std::vector<double> lw = vec(w, "log_w"), f = optionalVec(values, "values");
+        std::vector<double> lw = vectorFromNumpy(w, "log_w"), f = optionalVectorFromNumpy(values, "values");
         auto statistic = [&](const std::vector<double>& clipped) {
             return f.empty() ? logMeanExp(clipped).value : selfNormalizedMean(clipped, f).value;
         };
@@ -161,7 +151,7 @@ void bindStats(py::module_& m) {
        "policy: 'percentile', 'drop_fraction' or 'top_k'. Per level a dict: level, estimate (the weighted mean of "
        "values, or log Z without values), ess, num_modified.");
     s.def("histogram_1d", [](Array x, py::object w, py::tuple axis, bool periodic) {
-        std::vector<double> v = vec(x, "values"), lw = optionalVec(w, "log_w");
+        std::vector<double> v = vectorFromNumpy(x, "values"), lw = optionalVectorFromNumpy(w, "log_w");
         HistogramAxis a = axisFrom(axis, periodic, "axis");
         Histogram h;
         {
@@ -173,7 +163,7 @@ void bindStats(py::module_& m) {
        "Weighted histogram on axis = (low, high, bins), [low, high): dict with probability (sums to 1 over the grid), "
        "edges, num_out_of_range and out_of_range_weight (samples off a non-periodic axis are counted, not clamped).");
     s.def("histogram_2d", [](Array x, Array y, py::object w, py::tuple xAxis, py::tuple yAxis, bool xPeriodic, bool yPeriodic) {
-        std::vector<double> vx = vec(x, "x"), vy = vec(y, "y"), lw = optionalVec(w, "log_w");
+        std::vector<double> vx = vectorFromNumpy(x, "x"), vy = vectorFromNumpy(y, "y"), lw = optionalVectorFromNumpy(w, "log_w");
         HistogramAxis ax = axisFrom(xAxis, xPeriodic, "x_axis"), ay = axisFrom(yAxis, yPeriodic, "y_axis");
         Histogram h;
         {
@@ -185,7 +175,7 @@ void bindStats(py::module_& m) {
        py::arg("x_periodic") = false, py::arg("y_periodic") = false,
        "2-D version of histogram_1d; probability has shape (x bins, y bins).");
     s.def("free_energy_1d", [](Array x, py::object w, py::tuple axis, double kT, bool periodic, int b, uint64_t seed) {
-        std::vector<double> v = vec(x, "values"), lw = optionalVec(w, "log_w");
+        std::vector<double> v = vectorFromNumpy(x, "values"), lw = optionalVectorFromNumpy(w, "log_w");
         HistogramAxis a = axisFrom(axis, periodic, "axis");
         FreeEnergyProfile f;
         {
@@ -199,7 +189,7 @@ void bindStats(py::module_& m) {
        "empty bins have free_energy +inf and error NaN.");
     s.def("free_energy_2d", [](Array x, Array y, py::object w, py::tuple xAxis, py::tuple yAxis, double kT, bool xPeriodic,
                                bool yPeriodic, int b, uint64_t seed) {
-        std::vector<double> vx = vec(x, "x"), vy = vec(y, "y"), lw = optionalVec(w, "log_w");
+        std::vector<double> vx = vectorFromNumpy(x, "x"), vy = vectorFromNumpy(y, "y"), lw = optionalVectorFromNumpy(w, "log_w");
         HistogramAxis ax = axisFrom(xAxis, xPeriodic, "x_axis"), ay = axisFrom(yAxis, yPeriodic, "y_axis");
         FreeEnergyProfile f;
         {
@@ -210,21 +200,21 @@ void bindStats(py::module_& m) {
     }, py::arg("x"), py::arg("y"), py::arg("log_w") = py::none(), py::arg("x_axis"), py::arg("y_axis"), py::arg("kT"),
        py::arg("x_periodic") = false, py::arg("y_periodic") = false, py::arg("num_resamples") = 100, py::arg("seed") = 0,
        "2-D version of free_energy_1d (e.g. a weighted Ramachandran surface with periodic axes).");
-    s.def("kl_divergence", [](Array p, Array q, double eps) { return klDivergence(vec(p, "p"), vec(q, "q"), eps); },
+    s.def("kl_divergence", [](Array p, Array q, double eps) { return klDivergence(vectorFromNumpy(p, "p"), vectorFromNumpy(q, "q"), eps); },
           py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon,
           "Forward KL D(p || q) in nats between two grids (normalized first); every bin gets the floor "
           "(p + epsilon) / (1 + bins * epsilon).");
-    s.def("js_divergence", [](Array p, Array q, double eps) { return jensenShannonDivergence(vec(p, "p"), vec(q, "q"), eps); },
+    s.def("js_divergence", [](Array p, Array q, double eps) { return jensenShannonDivergence(vectorFromNumpy(p, "p"), vectorFromNumpy(q, "q"), eps); },
           py::arg("p"), py::arg("q"), py::arg("epsilon") = DefaultDivergenceEpsilon,
           "Jensen-Shannon divergence in nats, symmetric, in [0, ln 2], with the same floor as kl_divergence.");
-    s.def("pmf_error", [](Array p, Array q, double baseline) { return pmfError(vec(p, "p"), vec(q, "q"), baseline); },
+    s.def("pmf_error", [](Array p, Array q, double baseline) { return pmfError(vectorFromNumpy(p, "p"), vectorFromNumpy(q, "q"), baseline); },
           py::arg("p"), py::arg("q"), py::arg("baseline") = DefaultPmfErrorBaseline,
           "The CG-BG paper's PMF error (in kT^2) of a sampled grid p against a reference grid q: "
           "sum_b m_b (ln p_b - ln q_b)^2 over bins populated in either, m = (p + q) / 2 renormalized, an empty "
           "bin taking `baseline` (1e-6, as the code the paper cites).");
     s.def("radius_of_gyration", [array1d](Array x, py::object masses) {
         auto [flat, n] = configurations(x, "positions");
-        std::vector<double> m = optionalVec(masses, "masses"), rg;
+        std::vector<double> m = optionalVectorFromNumpy(masses, "masses"), rg;
         {
             py::gil_scoped_release release;
             rg = radiusOfGyration(n, flat, m);
@@ -248,7 +238,7 @@ void bindStats(py::module_& m) {
        "mirror image keeps a non-zero RMSD).");
     s.def("bond_score", [](Array x, const std::vector<std::array<int, 2>>& bonds, Array lengths, double tolerance) {
         auto [flat, n] = configurations(x, "positions");
-        std::vector<double> l = vec(lengths, "reference_lengths");
+        std::vector<double> l = vectorFromNumpy(lengths, "reference_lengths");
         py::gil_scoped_release release;
         return bondScore(n, flat, bonds, l, tolerance);
     }, py::arg("positions"), py::arg("bonds"), py::arg("reference_lengths"), py::arg("tolerance") = 0.1,

@@ -2,6 +2,7 @@
 // given as the first argument (single, mixed, double). Both platforms draw the same base points
 // (Philox keyed by seed and proposal index), so with the same model and seed every step must give the
 // same positions, log q and acceptance decision, whatever the block sizes.
+#include "../core/AlanineGeometry.h"
 #include "BoltzmannGeneratorIntegrator.h"
 #include "cgflow/coords/InternalCoordinates.h"
 #include "cgflow/coords/PositionMap.h"
@@ -29,6 +30,7 @@
 
 using namespace OpenMM;
 using namespace CGFlow;
+using cgflowtest::alanineTleap;
 using cgflow::coords::InternalCoordinates;
 using cgflow::coords::PositionMap;
 using cgflow::coords::ZMatrix;
@@ -55,15 +57,6 @@ double logQTolerance() { return precision == "double" ? 1e-8 : precision == "mix
  * relative even for bit-identical positions.
  */
 double energyTolerance(double energy) { return (precision == "double" ? 1e-6 : 1e-4) * std::max(1.0, std::fabs(energy)); }
-
-/** L-alanine dipeptide from tleap (the geometry of OpenMM's alanine-dipeptide test files), nm. */
-const std::vector<double> alanineTleap = {
-    0.2000, 0.1000, 0.0000,  0.2000, 0.2090, 0.0000,  0.1486, 0.2454, 0.0890,  0.1486, 0.2454, -0.0890,
-    0.3427, 0.2641, 0.0000,  0.4391, 0.1877, 0.0000,  0.3555, 0.3970, 0.0000,  0.2733, 0.4556, 0.0000,
-    0.4853, 0.4614, 0.0000,  0.5408, 0.4316, 0.0890,  0.5661, 0.4221, -0.1232, 0.5123, 0.4521, -0.2131,
-    0.6630, 0.4719, -0.1206, 0.5809, 0.3141, -0.1241, 0.4713, 0.6129, 0.0000,  0.3601, 0.6653, 0.0000,
-    0.5846, 0.6835, 0.0000,  0.6737, 0.6359, 0.0000,  0.5846, 0.8284, 0.0000,  0.4819, 0.8648, 0.0000,
-    0.6360, 0.8648, 0.0890,  0.6360, 0.8648, -0.0890};
 
 /** Adds noise to every parameter, so that zero-initialized output layers do not make the flow the identity. */
 void perturb(cgflow::flows::Flow& flow, double scale, unsigned seed) {
