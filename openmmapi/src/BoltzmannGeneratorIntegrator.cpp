@@ -173,9 +173,19 @@ void BoltzmannGeneratorIntegrator::initialize(ContextImpl& contextRef) {
                               "constraints=None, rigidWater=False)");
     context = &contextRef;
     owner = &contextRef.getOwner();
-    kernel = context->getPlatform().createKernel(IntegrateBoltzmannGeneratorStepKernel::Name(), contextRef);
-    kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>().initialize(system, *this);
-    hostFlow = cgflow::io::decodeBoltzmannGenerator(modelBytes, "model bytes").flow;
+    try {
+        kernel = context->getPlatform().createKernel(IntegrateBoltzmannGeneratorStepKernel::Name(), contextRef);
+        kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>().initialize(system, *this);
+        hostFlow = cgflow::io::decodeBoltzmannGenerator(modelBytes, "model bytes").flow;
+    } catch (...) {
+        // Unbind, so that the integrator can still be used with another Context (e.g. after a
+        // platform that refused the model's layers).
+        kernel = Kernel();
+        hostFlow.reset();
+        context = nullptr;
+        owner = nullptr;
+        throw;
+    }
     hostFlow->setNumThreads(1);
     if (randomNumberSeed != 0)
         seed = static_cast<uint32_t>(randomNumberSeed);

@@ -514,3 +514,11 @@ def test_opencl_refuses_layers_without_a_gpu_kernel():
     integrator.setModelBytes(cg.encode_boltzmann_generator(flow, cg.PositionMap.all_cartesian(1)))
     with pytest.raises(openmm.OpenMMException, match="'right_stochastic_linear'\\) has no GPU kernel"):
         openmm.Context(ts.system, integrator, openmm.Platform.getPlatformByName("OpenCL"))
+    # The refused Context must leave the integrator unbound: it still works with another platform.
+    blocker = openmm.Context(ts.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(ts.system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(ts.positions)
+    integrator.step(3)
+    assert integrator.getNumProposals() == 3
+    assert np.all(np.isfinite(context.getState(getPositions=True).getPositions(asNumpy=True)._value))
+    del context, blocker
