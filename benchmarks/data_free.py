@@ -5,10 +5,14 @@
 adaptive tempering and, for the same number of energy evaluations, without; averaged over --seeds.
   energy_evaluations, wall_s, p_x1_negative (model samples), p_x1_negative_reweighted (importance
   weights), p_x1_negative_exact, p_x1_negative_no_tempering, tempering_levels
---case gmm4: the 4-D three-mode Gaussian mixture (examples/data_free_gmm.py settings), first seed:
-  energy_evaluations, wall_s, min_mode_weight, max_mode_weight, modes_found, modes_found_no_tempering
-The 20-D mixture and alanine dipeptide are not implemented yet: asking for them exits with an error
-rather than printing made-up numbers.
+--case gmm4, gmm20: the 4-D / 20-D three-mode Gaussian mixture (examples/data_free_gmm.py settings),
+  first seed: energy_evaluations, wall_s, min_mode_weight, max_mode_weight, modes_found,
+  modes_found_no_tempering, min_mode_weight_reweighted, max_mode_weight_reweighted, ess_fraction
+--case ala2_slowfast, ala2_encdec: alanine dipeptide (amber96 + OBC, 330 K), data-free, with the
+  slow/fast model in internal coordinates or the encoder-decoder model (examples/data_free_alanine.py):
+  energy_evaluations, wall_s, basins_found (0-3, from the model's own samples), ess_fraction,
+  basin_fraction_<basin> and basin_fraction_reweighted_<basin>, and for encdec
+  alpha_beta_separation_accuracy. Writes the Ramachandran PNGs to out/.
 """
 import argparse
 import json
@@ -23,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import openmmcgflow as cg  # noqa: E402
 from openmmcgflow import datafree  # noqa: E402
 from data_free_double_well import SETTINGS, baseline_settings, make_model  # noqa: E402
+import data_free_alanine  # noqa: E402
 import data_free_gmm  # noqa: E402
 
 CASES = ("double_well", "gmm4", "gmm20", "ala2_slowfast", "ala2_encdec")
@@ -91,6 +96,22 @@ def gmm(dim, seed):
     emit("modes_found_no_tempering", int(np.sum(plain_weights > 0.05)), "modes")
 
 
+def alanine(kind, seed):
+    metrics, _, result, samples = data_free_alanine.run(kind, seed, progress=False)
+    data_free_alanine.write_plots(kind, result, samples, "out")
+    emit("energy_evaluations", int(metrics["energy_evaluations"]), "evaluations")
+    emit("wall_s", metrics["wall_s"], "s")
+    emit("tempering_levels", metrics["levels"], "levels")
+    emit("basins_found", metrics["basins_found"], "basins")
+    emit("ess_fraction", metrics["ess_fraction"], "fraction")
+    for name, model, reweighted in zip(("c7eq_beta", "alpha_r", "alpha_l"), metrics["model_fractions"],
+                                       metrics["reweighted_fractions"]):
+        emit(f"basin_fraction_{name}", model, "fraction")
+        emit(f"basin_fraction_reweighted_{name}", reweighted, "fraction")
+    if "alpha_beta_separation_accuracy" in metrics:
+        emit("alpha_beta_separation_accuracy", metrics["alpha_beta_separation_accuracy"], "fraction")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", choices=CASES, default="double_well")
@@ -100,8 +121,10 @@ def main():
         double_well(args.seeds)
     elif args.case == "gmm4":
         gmm(4, args.seeds[0])
+    elif args.case == "gmm20":
+        gmm(20, args.seeds[0])
     else:
-        sys.exit(f"data_free: case {args.case} is not implemented yet (issue 6 is in progress)")
+        alanine(args.case.split("_", 1)[1], args.seeds[0])
 
 
 if __name__ == "__main__":

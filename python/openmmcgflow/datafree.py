@@ -49,6 +49,137 @@ class CoordinateEnergy:
         return np.where(finite, energies, np.inf), forces
 
 
+class InternalCoordinateEnergy:
+    """Reduced energy of internal coordinates of a molecule: u(q) = U(x(q)) / kT, for train_data_free.
+
+    q (n, 3N-6) are the (normalized) internal coordinates of ``internal_coordinates`` (a
+    :class:`InternalCoordinates`, e.g. ``systems.alanine_dipeptide().info["internal_coordinates"]``);
+    x(q) is its NeRF build in the canonical frame, which removes the six rigid-body degrees of freedom.
+    ``temperature`` (K) sets kT, so beta = 1 in train_data_free is this temperature.
+
+    Returns (u, -du/dq, v, dv/dq) with v = log|det dx/dq| (the log-volume of the map): the density of q
+    at inverse temperature beta is exp(-beta u(q) + v(q)) / Z. The volume term is not tempered, which is
+    why it is returned apart from u; train_data_free handles it (see there). Non-finite or clashing
+    configurations get u = inf (dropped by the trainer); with ``energy_regularization`` = (e_high, e_max)
+    in kJ/mol, EnergyTarget's logarithmic regularization is applied first.
+    """
+
+    def __init__(self, system, internal_coordinates, temperature, platform="Reference", threads=1,
+                 energy_regularization=None):
+        if not float(temperature) > 0:
+            raise ValueError("temperature must be > 0 K, got %r" % (temperature,))
+        if internal_coordinates.num_atoms != system.getNumParticles():
+            raise ValueError("internal_coordinates: cover %d atoms but the System has %d particles"
+                             % (internal_coordinates.num_atoms, system.getNumParticles()))
+        self.target = EnergyTarget(system, platform=platform, threads=threads)
+        if energy_regularization is not None:
+            self.target.set_energy_regularization(*energy_regularization)
+        self.internal = internal_coordinates
+        self.kT = 0.00831446261815324 * float(temperature)  # kJ/mol
+        self.evaluations = 0
+
+    def cartesian(self, q):
+        """Positions (n, N, 3) in nm of internal coordinates q (n, 3N-6)."""
+        return self.internal.to_cartesian(np.asarray(q, dtype=float))[0]
+
+    def __call__(self, q):
+        q = np.ascontiguousarray(q, dtype=float)
+        x, log_volume = self.internal.to_cartesian(q)
+        energies, forces, finite = self.target.evaluate(x)
+        self.evaluations += len(q)
+        finite = finite & np.isfinite(log_volume)
+        u = np.where(finite, energies / self.kT, np.inf)
+        forces = np.where(finite[:, None, None], forces, 0.0)
+        du_dq = self.internal.to_cartesian_backward(q, dL_dx=-forces / self.kT)
+        dv_dq = self.internal.to_cartesian_backward(q, dL_dlogdet=np.ones(len(q)))
+        return u, -du_dq, np.where(finite, log_volume, 0.0), np.where(finite[:, None], dv_dq, 0.0)
+
+
+class CartesianFrameEnergy:
+    """Reduced energy u = U / kT of the 3N - 6 free Cartesian coordinates of a molecule in a body frame.
+
+    The frame (as the embedded-physics paper fixes six coordinates): ``frame_atoms`` = (a, b, c) with a at
+    the origin, b on the +x axis and c in the xy-plane with y > 0. Model coordinates d (n, 3N - 6) are
+    displacements (nm) of the free coordinates from the reference structure ``positions`` placed in that
+    frame, so a model whose output starts near 0 starts near the reference. ``temperature`` (K) sets kT.
+
+    Returns (u, -du/dd, v, dv/dd) with the log-volume v = log(x_b^2 y_c) of the frame (integrating out
+    the translation and rotation of a Cartesian density leaves the factor x_b^2 y_c), untempered as in
+    InternalCoordinateEnergy. Configurations with x_b <= 0 or y_c <= 0 lie outside the frame: u = inf.
+    """
+
+    def __init__(self, system, positions, frame_atoms, temperature, platform="Reference", threads=1):
+        if not float(temperature) > 0:
+            raise ValueError("temperature must be > 0 K, got %r" % (temperature,))
+        n = system.getNumParticles()
+        a, b, c = (int(i) for i in frame_atoms)
+        if len({a, b, c}) != 3 or not all(0 <= i < n for i in (a, b, c)):
+            raise ValueError("frame_atoms must be three different particle indices in [0, %d), got %r" % (n, frame_atoms))
+        positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+        if len(positions) != n:
+            raise ValueError("positions: %d particles but the System has %d" % (len(positions), n))
+        self.target = EnergyTarget(system, platform=platform, threads=threads)
+        self.kT = 0.00831446261815324 * float(temperature)
+        self.frame_atoms = (a, b, c)
+        self.reference = self.to_frame(positions[None])[0]
+        fixed = {3 * a, 3 * a + 1, 3 * a + 2, 3 * b + 1, 3 * b + 2, 3 * c + 2}
+        self.active = np.array([k for k in range(3 * n) if k not in fixed])
+        self.reference.reshape(-1)[sorted(fixed)] = 0.0  # exactly, not to round-off
+        self._xb = int(np.searchsorted(self.active, 3 * b))
+        self._yc = int(np.searchsorted(self.active, 3 * c + 1))
+        self.evaluations = 0
+
+    def to_frame(self, x):
+        """Positions (m, N, 3) moved into the body frame (rotation and translation only)."""
+        x = np.asarray(x, dtype=float)
+        a, b, c = self.frame_atoms
+        e1 = x[:, b] - x[:, a]
+        e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+        e2 = x[:, c] - x[:, a]
+        e2 -= np.sum(e2 * e1, axis=1, keepdims=True) * e1
+        e2 /= np.linalg.norm(e2, axis=1, keepdims=True)
+        basis = np.stack([e1, e2, np.cross(e1, e2)], axis=2)  # columns: the frame's axes
+        return np.einsum("mij,mjk->mik", x - x[:, a:a + 1], basis)
+
+    def displacements(self, x):
+        """Model coordinates of positions (m, N, 3): their free frame coordinates minus the reference's."""
+        return self.to_frame(x).reshape(len(x), -1)[:, self.active] - self.reference.reshape(-1)[self.active]
+
+    def cartesian(self, d):
+        """Positions (m, N, 3) in the frame of model coordinates d (m, 3N - 6)."""
+        d = np.asarray(d, dtype=float)
+        x = np.repeat(self.reference.reshape(1, -1), len(d), axis=0)
+        x[:, self.active] += d
+        return x.reshape(len(d), -1, 3)
+
+    def __call__(self, d):
+        x = self.cartesian(d)
+        energies, forces, finite = self.target.evaluate(x)
+        self.evaluations += len(d)
+        flat = x.reshape(len(d), -1)
+        xb, yc = flat[:, self.active[self._xb]], flat[:, self.active[self._yc]]
+        finite = finite & (xb > 0) & (yc > 0)
+        u = np.where(finite, energies / self.kT, np.inf)
+        f = np.where(finite[:, None], forces.reshape(len(d), -1)[:, self.active] / self.kT, 0.0)
+        safe_xb, safe_yc = np.where(finite, xb, 1.0), np.where(finite, yc, 1.0)
+        v = np.where(finite, 2 * np.log(safe_xb) + np.log(safe_yc), 0.0)
+        dv = np.zeros_like(f)
+        dv[:, self._xb] = np.where(finite, 2 / safe_xb, 0.0)
+        dv[:, self._yc] = np.where(finite, 1 / safe_yc, 0.0)
+        return u, f, v, dv
+
+
+def _energy_terms(energy, x):
+    """(u, forces, v, dv/dx) of an energy callable returning (u, forces) or (u, forces, v, dv/dx)."""
+    out = energy(x)
+    if len(out) == 2:
+        return out[0], out[1], 0.0, 0.0
+    if len(out) == 4:
+        return out
+    raise ValueError("energy: must return (u, forces) or (u, forces, log_volume, log_volume_gradient), got %d values"
+                     % len(out))
+
+
 @dataclass
 class DataFreeResult:
     """What a run produced: the beta schedule with per-level metrics, and a model per visited beta."""
@@ -64,10 +195,13 @@ class DataFreeResult:
 def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
                     batch=500, evaluation_batch=None, tempering=True, rule="kl", max_relative_increase=0.1,
                     max_step=0.05, kl_floor=1e-3, final_steps=0, final_batch=None, final_learning_rate=None,
-                    learning_rate=1e-3, guard=True, seed=0, progress=True, max_levels=10000, checkpoint=None):
+                    learning_rate=1e-3, guard=True, drop_largest_losses=0, seed=0, progress=True, max_levels=10000,
+                    checkpoint=None):
     """Train ``model`` (SlowFastModel or Flow) by reverse KL against exp(-beta U), tempering beta up.
 
-    energy: callable x (n, D) -> (U (n,), forces (n, D)), e.g. :class:`CoordinateEnergy`.
+    energy: callable x (n, D) -> (U (n,), forces (n, D)), e.g. :class:`CoordinateEnergy`, or
+    -> (U, forces, v, dv/dx) with an untempered log-volume v, e.g. :class:`InternalCoordinateEnergy`:
+    the target at beta is then exp(-beta U + v).
     tempering=False is the baseline: ``initial_steps`` steps at beta_target from the start (pass the
     tempered run's step count to compare at equal cost).
     kl_floor: the smallest KL estimate the relative increase is divided by (see stats.relative_kl_increase).
@@ -84,6 +218,10 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
     position, history, snapshots) is written there atomically after the initial training and after
     every level, and a run started with an existing checkpoint resumes from it, giving bit-identical
     results to an uninterrupted run with the same arguments.
+    guard: True (the papers' gradient guard: skip above 10x, clip above 5x the median norm of the last 50
+    updates), False, or a dict of FlowTrainer guard options, e.g. {"max_consecutive_skips": 10} so that a
+    lasting rise of the gradient scale is clipped instead of stalling training with every update skipped.
+    drop_largest_losses: per step, the k samples with the largest losses are left out of the update.
     Returns a :class:`DataFreeResult`; the model holds the final parameters.
     """
     if rule not in ("kl", "shrink"):
@@ -108,7 +246,9 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
                              % (final_learning_rate,))
     if not all(np.isfinite(r) and r >= 0 for r in final_rates):
         raise ValueError("final_learning_rate must be finite and >= 0, got %r" % (final_learning_rate,))
-    trainer = FlowTrainer(model, {"learning_rate": learning_rate, "guard": bool(guard)})
+    trainer = FlowTrainer(model, {"learning_rate": learning_rate,
+                                  "guard": dict(guard) if isinstance(guard, dict) else bool(guard),
+                                  "drop_largest_losses": int(drop_largest_losses)})
     result = DataFreeResult()
     beta = beta_initial if tempering else beta_target
     stream = [seed * 1_000_003]
@@ -124,8 +264,9 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         for k in range(steps):
             trainer.set_learning_rate(rates[1] + 0.5 * (rates[0] - rates[1]) * (1 + np.cos(np.pi * k / steps)))
             x, _ = trainer.sample(size, next_seed())
-            u, f = energy(x)
-            report = trainer.reverse_kl_step(u, f, beta)
+            u, f, v, dv = _energy_terms(energy, x)
+            # Target exp(-beta u + v): the untempered log-volume v enters as the energy -v / beta.
+            report = trainer.reverse_kl_step(u - v / beta, f + dv / beta, beta)
             loss = report["loss"]
             result.evaluations += len(x)
             if bar is not None:
@@ -137,14 +278,16 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
 
     def level_metrics(beta, update=True):
         x, log_q = trainer.sample(evaluation_batch, next_seed())
-        u, f = energy(x)
+        u, f, v, dv = _energy_terms(energy, x)
         # The evaluation batch is also one more training step (its energies are already paid for),
         # except after the final phase, whose decayed rate a full-rate step would undo.
         if update:
             trainer.set_learning_rate(learning_rate)
-            trainer.reverse_kl_step(u, f, beta)
+            trainer.reverse_kl_step(u - v / beta, f + dv / beta, beta)
         result.evaluations += len(x)
-        return u, log_q
+        # The tempering statistics weigh exp(-beta' u + v) / q for every beta': v is folded into the
+        # proposal's log-density, which is exact for all beta'.
+        return u, log_q - v
 
     bar = tqdm(total=initial_steps + int(final_steps) if not tempering else None, desc="data-free training", disable=not progress,
                unit="step")

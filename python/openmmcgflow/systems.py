@@ -300,6 +300,8 @@ def alanine_dipeptide(solvent="vacuum", minimize=True):
     (C7eq backbone, L form checked with the chirality detector) and energy-minimized.
     info: topology, zmatrix, internal_coordinates (normalized as in the papers: shifted by the
     minimized structure, scales 0.005 nm / 0.15 rad / 0.2 rad, circular torsions unscaled),
+    phi_psi_internal_coordinates (the same, but HA and CB placed by impropers so that only
+    phi_psi_columns = (5, 29), i.e. phi and psi, change with the backbone torsions),
     the phi/psi DihedralCGMap, and the heavy-atom and core-beta slice maps.
     """
     from openmm import app
@@ -328,7 +330,17 @@ def alanine_dipeptide(solvent="vacuum", minimize=True):
         if _core.detect_chirality(positions)[0] != 1:
             raise RuntimeError("minimization changed the chirality of alanine dipeptide")
     ic.set_normalization(positions)
+    # For models whose slow variables are phi and psi (data-free slow/fast model): the same Z-matrix,
+    # except that HA and CB are placed by impropers about CA-C (dihedral to N) instead of torsions about
+    # N-CA (dihedral to the previous C), which move with phi. Then phi (column 5) and psi (column 29) are
+    # the only coordinates that change along the backbone torsions; everything else is a local vibration
+    # or a methyl/amide rotor.
+    phi_psi_zmatrix = _core.ZMatrix([(atom, 8, 14, 6, False) if atom in (9, 10) else (atom, b, a, d, circular)
+                                     for atom, b, a, d, circular in zmatrix.rows])
+    phi_psi_ic = _core.InternalCoordinates(phi_psi_zmatrix)
+    phi_psi_ic.set_normalization(positions)
     info = {"topology": topology, "zmatrix": zmatrix, "internal_coordinates": ic,
+            "phi_psi_internal_coordinates": phi_psi_ic, "phi_psi_columns": (5, 29),
             "phi_psi": _core.DihedralCGMap.alanine_dipeptide_phi_psi(),
             "heavy_atom_map": _core.SliceMap.alanine_dipeptide("heavy_atom"),
             "core_beta_map": _core.SliceMap.alanine_dipeptide("core_beta"), "solvent": solvent}

@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""Data-free coarse-graining of alanine dipeptide (amber96 + OBC, 330 K) from its energy alone.
+
+Two latent models, each over 60 coordinates of the 22-atom molecule with the six rigid-body degrees
+of freedom removed (the densities carry the log-volume of the map to Cartesian coordinates):
+
+--model slowfast (Stupp & Koutsourelakis): the internal-coordinate split of the slow/fast model.
+  Slow z = the 10 free torsions (phi, psi, the two omegas, the amide-H and carbonyl-O torsions and
+  the three methyl rotors) with a circular spline-coupling flow on the 10-torus; fast X = the other 50
+  coordinates (bonds, angles, dependent dihedrals), X | z ~ diagonal Gaussian whose mean and log-std
+  are an MLP of z; the map is the fixed permutation that puts z into the torsion columns of a Z-matrix
+  in which HA and CB hang on impropers (systems.alanine_dipeptide().info[
+  "phi_psi_internal_coordinates"]), so nothing but phi and psi moves with the backbone torsions.
+  Why every torsion is slow, not only phi and psi: a Gaussian on a periodic coordinate is not a
+  density on the circle, and where the torsion is nearly free (a methyl rotor at small beta) reverse
+  KL widens it without bound (the loss falls as log sigma while the energy stays periodic).
+--model encdec (Schoeberl, Zabaras & Koutsourelakis): as in the paper, in Cartesian coordinates with six
+  of them fixed (CA at the origin, N on the x axis, C in the xy-plane: datafree.CartesianFrameEnergy);
+  the model's 60 coordinates are displacements from the minimized structure in that frame.
+  z ~ N(0, I_2), Gaussian decoder q(x | z) (tanh MLP mean, learnable z-independent variances),
+  Gaussian encoder r(z | x); trained on the upper bound of the reverse KL; the encoder's mean is the
+  learned pair of collective variables. amber96 cannot tell L from D alanine and the frame does not
+  either, so D-form samples are mirrored (z -> -z in the frame) before phi and psi are measured.
+
+Both are trained by reverse KL with adaptive tempering (relative-KL rule) from beta_0 to beta = 1
+(330 K), with the gradient guard and trimming of the largest per-sample losses. Prints energy
+evaluations, wall time, which Ramachandran basins the model's own samples populate (C7eq/beta,
+alphaR, alphaL/C7ax; found = at least 0.5 % of samples), the importance-reweighted basin populations,
+the ESS of the importance weights exp(-u + log|det J| - log q), and for encdec how well the encoder
+separates alphaR from C7eq/beta configurations (linear discriminant on z, held-out accuracy). Writes
+out/data_free_alanine_<model>.png (model and reweighted Ramachandran free energies) and the beta
+schedule.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+import openmmcgflow as cg
+from openmmcgflow import datafree
+
+TEMPERATURE = 330.0  # K, the embedded-physics paper's target temperature (beta_target = 1)
+
+# Training settings per model, shared with benchmarks/data_free.py. Why these values: the papers'
+# tempering rule (delta KL_max = 0.1) with delta beta_max = 0.05 from beta_0 = 0.05 (the papers start at
+# 1e-4 and take 1000 steps of 10^4 samples per level, ~10^9 evaluations; this fits ~4 x 10^6 in minutes);
+# Adam at 1e-3; the guard clips instead of stalling after 10 consecutive skips (a lasting rise of the
+# gradient scale when the fast widths shrink otherwise stalls training for good); the 8 largest of 256
+# per-sample losses are dropped (clashing samples with forces ~10^4 kJ/mol/nm would set the direction
+# of the whole update). No energy regularization: capping U makes exp(-beta U) improper in the 58
+# Gaussian directions, and the fast widths then grow without bound.
+SETTINGS = {
+    "slowfast": dict(beta_initial=0.05, initial_steps=1500, steps_per_level=150, batch=256,
+                     max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
+                     guard={"max_consecutive_skips": 10}, drop_largest_losses=8, final_steps=1500,
+                     final_batch=512, final_learning_rate=(1e-3, 1e-5)),
+    "encdec": dict(beta_initial=0.05, initial_steps=1500, steps_per_level=150, batch=256,
+                   max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
+                   guard={"max_consecutive_skips": 10}, drop_largest_losses=8, final_steps=1500,
+                   final_batch=512, final_learning_rate=(1e-3, 1e-5)),
+}
+
+# Basins on the Ramachandran plane, degrees: phi < 0 split by psi into C7eq/beta (psi >= 50 or psi < -150)
+# and alphaR; phi >= 0 is alphaL/C7ax.
+BASINS = ("C7eq/beta", "alphaR", "alphaL/C7ax")
+FOUND_FRACTION = 0.005
+
+
+def make_slow_fast_model(internal_coordinates, slow_columns, seed):
+    dim = internal_coordinates.num_internal
+    latent_of_column = {c: k for k, c in enumerate(slow_columns)}
+    rest = [c for c in range(dim) if c not in latent_of_column]
+    latent_of_column.update({c: len(slow_columns) + k for k, c in enumerate(rest)})
+    return cg.SlowFastModel({
+        # The paper's Table 5 flow: 8 couplings of 4 x 64 on [-4, 4] for 15 Cartesian slow coordinates;
+        # here z is 10 periodic angles: 8 circular couplings with residual 2 x 64 conditioners.
+        "slow": {"dimension": len(slow_columns), "circular": list(range(len(slow_columns))), "num_layers": 8,
+                 "num_bins": 8, "hidden": 64, "num_blocks": 2, "num_threads": 1},
+        # Table 6: ReLU MLP of width 90 for the mean and log-std; started narrow (std e^-1.2 = 0.3 in normalized
+        # units) so the first samples are not clashing.
+        "fast": {"hidden": 90, "num_blocks": 2, "activation": "relu", "initial_log_std": -1.2},
+        "map": {"type": "atom_permutation", "num_atoms": dim, "components_per_atom": 1,
+                "permutation": [latent_of_column[c] for c in range(dim)]},
+        "seed": seed})
+
+
+def make_encoder_decoder_model(dimension, seed, latent_dimension=2):
+    return cg.EncoderDecoderModel({
+        "latent_dimension": latent_dimension, "data_dimension": dimension,
+        # The paper's Tables 3-4: a tanh decoder of width 120 with z-independent learnable variances (here
+        # started at 0.02 nm) and an encoder of width 170 (SELU there; SiLU here).
+        "decoder": {"hidden": 120, "num_blocks": 2, "activation": "tanh", "std": "constant",
+                    "initial_log_std": float(np.log(0.02))},
+        "encoder": {"hidden": 170, "num_blocks": 2, "activation": "silu"},
+        "seed": seed})
+
+
+FRAME_ATOMS = (8, 6, 14)  # CA, N, C: the first three rows of the Z-matrix, so both models share one frame
+
+
+def make_target(kind, system, seed):
+    """(model, energy) for kind 'slowfast' (internal coordinates) or 'encdec' (Cartesian frame)."""
+    if kind == "slowfast":
+        ic = system.info["phi_psi_internal_coordinates"]
+        energy = datafree.InternalCoordinateEnergy(system.system, ic, TEMPERATURE)
+        return make_slow_fast_model(ic, ic.zmatrix.circular_columns, seed), energy
+    if kind == "encdec":
+        energy = datafree.CartesianFrameEnergy(system.system, system.positions, FRAME_ATOMS, TEMPERATURE)
+        return make_encoder_decoder_model(len(energy.active), seed), energy
+    raise ValueError("model must be 'slowfast' or 'encdec', got %r" % (kind,))
+
+
+def basin_of(phi, psi):
+    """0, 1, 2 = C7eq/beta, alphaR, alphaL/C7ax for angles in radians."""
+    phi, psi = np.degrees(phi), np.degrees(psi)
+    beta_region = (psi >= 50) | (psi < -150)
+    return np.where(phi >= 0, 2, np.where(beta_region, 0, 1))
+
+
+def phi_psi(system, energy, q):
+    """phi, psi (rad) of model coordinates q, D-form configurations mirrored to L first, and the fraction mirrored."""
+    x = energy.cartesian(q)
+    mirrored = cg.coordinates.detect_chirality(x) == -1
+    x[mirrored, :, 2] *= -1  # both energies are invariant under the mirror; the frame keeps z -> -z
+    phi, psi = system.info["phi_psi"].map_positions(x).T
+    return phi, psi, float(np.mean(mirrored))
+
+
+def evaluate_samples(model, energy, system, n, seed):
+    """phi, psi (rad) and log importance weights -u + log|det J| - log q of n model samples."""
+    q, log_q = model.sample(n, seed)[:2]
+    u, _, log_volume, _ = energy(q)
+    phi, psi, mirrored = phi_psi(system, energy, q)
+    return phi, psi, np.where(np.isfinite(u), -u + log_volume - log_q, -np.inf), mirrored
+
+
+def basin_report(phi, psi, log_w):
+    basins = basin_of(phi, psi)
+    weights = cg.stats.normalized_weights(log_w)
+    model_fraction = np.array([np.mean(basins == b) for b in range(3)])
+    reweighted = np.array([weights[basins == b].sum() for b in range(3)])
+    return model_fraction, reweighted
+
+
+def basin_configurations(system, center_deg, n, rng, spread_deg=20.0, noise=0.5):
+    """n positions (n, N, 3) in the frame of FRAME_ATOMS with (phi, psi) uniform within +-spread of center
+    and the other normalized internal coordinates perturbed by N(0, noise^2): labelled test configurations."""
+    internal_coordinates = system.info["phi_psi_internal_coordinates"]
+    columns = system.info["phi_psi_columns"]
+    q_ref = internal_coordinates.to_internal(system.positions[None])
+    q_ref = np.asarray(q_ref[0] if isinstance(q_ref, tuple) else q_ref)
+    reference_angles = np.array(system.info["phi_psi"].map_positions(system.positions[None])[0])
+    q = np.repeat(q_ref, n, axis=0) + noise * rng.standard_normal((n, q_ref.shape[1]))
+    for k, column in enumerate(columns):
+        target = np.radians(center_deg[k] + rng.uniform(-spread_deg, spread_deg, n))
+        q[:, column] = np.angle(np.exp(1j * (target - reference_angles[k])))  # shift by the reference, wrap
+    return internal_coordinates.to_cartesian(q)[0]  # canonical frame: rows 0-2 of the Z-matrix = FRAME_ATOMS
+
+
+def alpha_beta_separation(model, energy, system, n=1000, seed=0):
+    """Held-out accuracy of a linear discriminant on the encoder's mean z separating alphaR (phi, psi =
+    -63, -43 deg) from C7eq/beta (-120, 130 deg) configurations; 0.5 = no separation."""
+    rng = np.random.default_rng(seed)
+    alpha = energy.displacements(basin_configurations(system, (-63.0, -43.0), n, rng))
+    beta = energy.displacements(basin_configurations(system, (-120.0, 130.0), n, rng))
+    z = np.vstack([model.encode(alpha), model.encode(beta)])
+    label = np.r_[np.zeros(n), np.ones(n)]
+    train = rng.random(2 * n) < 0.5
+    mean0, mean1 = z[train & (label == 0)].mean(0), z[train & (label == 1)].mean(0)
+    pooled = np.cov(np.vstack([z[train & (label == 0)] - mean0, z[train & (label == 1)] - mean1]).T)
+    direction = np.linalg.solve(pooled + 1e-9 * np.eye(len(mean0)), mean1 - mean0)
+    threshold = direction @ (mean0 + mean1) / 2
+    predicted = (z[~train] @ direction > threshold).astype(float)
+    return float(np.mean(predicted == label[~train]))
+
+
+def run(kind, seed=1, settings=None, progress=True, evaluation_samples=20000):
+    """Train one model; returns a dict of metrics, the model, the result and the evaluation arrays."""
+    system = cg.systems.alanine_dipeptide("obc")
+    model, energy = make_target(kind, system, seed)
+    start = time.perf_counter()
+    result = datafree.train_data_free(model, energy, seed=seed, progress=progress, **(settings or SETTINGS[kind]))
+    wall = time.perf_counter() - start
+    training_evaluations = energy.evaluations
+    phi, psi, log_w, mirrored = evaluate_samples(model, energy, system, evaluation_samples, seed + 10_000)
+    model_fraction, reweighted = basin_report(phi, psi, log_w)
+    metrics = {"energy_evaluations": training_evaluations, "wall_s": wall, "levels": len(result.history),
+               "basins_found": int(np.sum(model_fraction >= FOUND_FRACTION)),
+               "ess_fraction": float(cg.stats.effective_sample_fraction(log_w)),
+               "model_fractions": model_fraction.tolist(), "reweighted_fractions": reweighted.tolist(),
+               "mirrored_fraction": mirrored}
+    if kind == "encdec":
+        metrics["alpha_beta_separation_accuracy"] = alpha_beta_separation(model, energy, system, seed=seed)
+    return metrics, model, result, (phi, psi, log_w)
+
+
+def write_plots(kind, result, samples, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    phi, psi, log_w = samples
+    kT = 0.00831446261815324 * TEMPERATURE
+    paths = [cg.plots.plot_ramachandran(os.path.join(out, f"data_free_alanine_{kind}_model.png"), phi, psi, kT=kT,
+                                        title=f"{kind}: model samples, 330 K"),
+             cg.plots.plot_ramachandran(os.path.join(out, f"data_free_alanine_{kind}_reweighted.png"), phi, psi,
+                                        log_w=log_w, kT=kT, title=f"{kind}: reweighted to exp(-U/kT)")]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    history = result.history
+    ax.plot([h["evaluations"] for h in history], [h["beta"] for h in history], marker=".")
+    ax.set_xlabel("energy evaluations")
+    ax.set_ylabel("beta (1 = 330 K)")
+    ax.set_title("adaptive tempering schedule")
+    fig.tight_layout()
+    path = os.path.join(out, f"data_free_alanine_{kind}_schedule.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return paths + [path]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(SETTINGS), default="slowfast")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", default="out")
+    args = parser.parse_args()
+    metrics, model, result, samples = run(args.model, args.seed)
+    print("beta schedule (beta, KL estimate, ESS fraction, evaluations):")
+    for h in result.history[:: max(1, len(result.history) // 12)] + result.history[-1:]:
+        print(f"  {h['beta']:.4f}  {h['kl']:9.3f}  {h['ess_fraction']:.4f}  {h['evaluations']}")
+    print(json.dumps(metrics, indent=1))
+    for basin, found, weight in zip(BASINS, metrics["model_fractions"], metrics["reweighted_fractions"]):
+        print(f"{basin:12s} model {found:.4f}  reweighted {weight:.4f}")
+    for path in write_plots(args.model, result, samples, args.out):
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

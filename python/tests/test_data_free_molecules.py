@@ -1,0 +1,166 @@
+"""Data-free training on molecules: the internal-coordinate energy, the untempered log-volume term,
+the phi/psi Z-matrix of alanine dipeptide and the alanine example end to end (small budget)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import openmmcgflow as cg
+from openmmcgflow import datafree
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+
+
+@pytest.fixture(scope="module")
+def alanine():
+    return cg.systems.alanine_dipeptide("obc")
+
+
+def reference_internal(ic, positions):
+    q = ic.to_internal(positions[None])
+    return np.asarray(q[0] if isinstance(q, tuple) else q)
+
+
+def test_internal_coordinate_energy_gradients_match_finite_differences(alanine):
+    ic = alanine.info["phi_psi_internal_coordinates"]
+    energy = datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0)
+    rng = np.random.default_rng(4)
+    q = reference_internal(ic, alanine.positions) + 0.3 * rng.standard_normal((1, ic.num_internal))
+    u, forces, v, dv = energy(q)
+    assert np.isfinite(u[0]) and np.isfinite(v[0]) and energy.evaluations == 1
+    h = 1e-5
+    for column in (0, 3, 5, 14, 29, 40, 59):  # bond, angle, phi, dependent dihedral, psi, ...
+        plus, minus = q.copy(), q.copy()
+        plus[0, column] += h
+        minus[0, column] -= h
+        (u_p, _, v_p, _), (u_m, _, v_m, _) = energy(plus), energy(minus)
+        assert (u_p[0] - u_m[0]) / (2 * h) == pytest.approx(-forces[0, column], rel=1e-5, abs=1e-5)
+        assert (v_p[0] - v_m[0]) / (2 * h) == pytest.approx(dv[0, column], rel=1e-5, abs=1e-7)
+    # u is U / kT: the same configuration at twice the temperature has half the reduced energy.
+    hot = datafree.InternalCoordinateEnergy(alanine.system, ic, 660.0)
+    assert hot(q)[0][0] == pytest.approx(u[0] / 2, rel=1e-9)
+
+
+def test_internal_coordinate_energy_rejects_bad_arguments(alanine):
+    ic = alanine.info["phi_psi_internal_coordinates"]
+    with pytest.raises(ValueError, match="temperature"):
+        datafree.InternalCoordinateEnergy(alanine.system, ic, 0.0)
+    with pytest.raises(ValueError, match="internal_coordinates"):
+        datafree.InternalCoordinateEnergy(cg.systems.double_well().system, ic, 300.0)
+
+
+def test_phi_psi_zmatrix_moves_only_phi_and_psi(alanine):
+    """Turning the phi column turns phi by the same angle, keeps psi, the chirality and HA's improper."""
+    ic = alanine.info["phi_psi_internal_coordinates"]
+    assert alanine.info["phi_psi_columns"] == (5, 29)
+    q = np.repeat(reference_internal(ic, alanine.positions), 12, axis=0)
+    shifts = np.linspace(-np.pi, np.pi, 12, endpoint=False)
+    q[:, 5] = shifts
+    x = ic.to_cartesian(q)[0]
+    angles = alanine.info["phi_psi"].map_positions(x)
+    reference = alanine.info["phi_psi"].map_positions(alanine.positions[None])[0]
+    assert np.allclose(np.angle(np.exp(1j * (angles[:, 0] - reference[0] - shifts))), 0, atol=1e-9)
+    assert np.allclose(angles[:, 1], reference[1], atol=1e-9)
+    assert set(cg.coordinates.detect_chirality(x).tolist()) == {1}
+    # With the original Z-matrix HA hangs on a torsion about N-CA and turning phi alone flips the chirality.
+    original = alanine.info["internal_coordinates"]
+    q0 = np.repeat(reference_internal(original, alanine.positions), 12, axis=0)
+    q0[:, 5] = shifts
+    assert len(set(cg.coordinates.detect_chirality(original.to_cartesian(q0)[0]).tolist())) > 1
+
+
+class GaussianWithVolume:
+    """u = |x|^2 / 2 (tempered) and log-volume v = -|x|^2 / 2 (not): the target at beta is
+    N(0, 1 / (beta + 1)) per coordinate, with log Z = (d/2) log(2 pi / (beta + 1))."""
+
+    def __call__(self, x):
+        half = 0.5 * np.sum(x ** 2, axis=1)
+        return half, -x, -half, -x
+
+
+def test_untempered_log_volume_is_part_of_the_target_and_of_the_statistics():
+    flow = cg.Flow({"dimension": 2, "num_layers": 2, "hidden": 16, "num_bins": 8, "bound": 5.0, "seed": 3})
+    result = datafree.train_data_free(flow, GaussianWithVolume(), beta_initial=0.5, initial_steps=400,
+                                      steps_per_level=100, batch=256, max_step=0.25, learning_rate=3e-3,
+                                      evaluation_batch=4000, seed=2, progress=False)
+    assert result.betas[-1] == 1.0
+    x, _ = flow.sample(20000, 9)
+    assert np.var(x, axis=0) == pytest.approx([0.5, 0.5], rel=0.1)   # 1 / (beta + 1), not 1 / beta
+    for h in result.history:
+        assert h["log_z"] == pytest.approx(np.log(2 * np.pi / (h["beta"] + 1)), abs=0.05)
+        assert h["ess_fraction"] > 0.8
+
+
+def test_guard_options_pass_through():
+    flow = cg.Flow({"dimension": 2, "num_layers": 2, "hidden": 8, "seed": 1})
+    result = datafree.train_data_free(flow, GaussianWithVolume(), beta_initial=1.0, initial_steps=5, batch=16,
+                                      guard={"max_consecutive_skips": 3}, drop_largest_losses=2, progress=False)
+    assert result.betas == [1.0]
+    with pytest.raises(cg.CGFlowError, match="guard"):
+        datafree.train_data_free(flow, GaussianWithVolume(), initial_steps=1, guard={"no_such_option": 1},
+                                 progress=False)
+    with pytest.raises(ValueError, match="energy"):
+        datafree.train_data_free(flow, lambda x: (np.zeros(len(x)),), beta_initial=1.0, initial_steps=1,
+                                 progress=False)
+
+
+@pytest.mark.parametrize("kind", ["slowfast", "encdec"])
+def test_alanine_example_runs_end_to_end(kind, tmp_path):
+    sys.path.insert(0, EXAMPLES)
+    import data_free_alanine
+    settings = dict(data_free_alanine.SETTINGS[kind], initial_steps=10, steps_per_level=3, batch=32, max_step=0.5,
+                    final_steps=3, final_batch=32)
+    metrics, model, result, samples = data_free_alanine.run(kind, seed=2, settings=settings, progress=False,
+                                                            evaluation_samples=500)
+    assert result.betas[-1] == 1.0 and metrics["levels"] == len(result.history)
+    assert metrics["energy_evaluations"] == result.evaluations  # training only; the 500 evaluation samples are extra
+    assert 0 <= metrics["basins_found"] <= 3 and 0 < metrics["ess_fraction"] <= 1
+    assert sum(metrics["model_fractions"]) == pytest.approx(1.0)
+    assert sum(metrics["reweighted_fractions"]) == pytest.approx(1.0)
+    if kind == "encdec":
+        assert 0 <= metrics["alpha_beta_separation_accuracy"] <= 1
+    for path in data_free_alanine.write_plots(kind, result, samples, str(tmp_path)):
+        assert os.path.getsize(path) > 1000
+
+
+def test_basin_assignment():
+    sys.path.insert(0, EXAMPLES)
+    import data_free_alanine
+    phi = np.radians([-63.0, -120.0, -80.0, 60.0, 170.0, -150.0])
+    psi = np.radians([-43.0, 130.0, -170.0, 30.0, -60.0, 60.0])
+    assert data_free_alanine.basin_of(phi, psi).tolist() == [1, 0, 0, 2, 2, 0]
+
+
+def test_cartesian_frame_energy(alanine):
+    energy = datafree.CartesianFrameEnergy(alanine.system, alanine.positions, (8, 6, 14), 330.0)
+    assert len(energy.active) == 60
+    # The reference is the structure itself in the frame: zero displacement prices the minimized energy.
+    u0, *_ = energy(np.zeros((1, 60)))
+    raw = datafree.CoordinateEnergy(alanine.system, alanine.positions, np.arange(66))(alanine.positions.reshape(1, -1))[0]
+    assert u0[0] == pytest.approx(raw[0] / energy.kT, rel=1e-9)
+    frame = energy.cartesian(np.zeros((1, 60)))[0]
+    assert np.allclose(frame[8], 0) and np.allclose(frame[6][1:], 0) and frame[6][0] > 0
+    assert frame[14][2] == 0 and frame[14][1] > 0
+    # Any rigid motion of the molecule has zero displacement.
+    rotation = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))[0]
+    rotation *= np.sign(np.linalg.det(rotation))
+    moved = alanine.positions @ rotation.T + np.array([1.0, -2.0, 0.5])
+    assert np.abs(energy.displacements(moved[None])).max() < 1e-12
+    rng = np.random.default_rng(2)
+    d = 0.01 * rng.standard_normal((1, 60))
+    u, f, v, dv = energy(d)
+    h = 1e-6
+    for k in (0, 1, 2, 5, 30, 59):
+        plus, minus = d.copy(), d.copy()
+        plus[0, k] += h
+        minus[0, k] -= h
+        (u_p, _, v_p, _), (u_m, _, v_m, _) = energy(plus), energy(minus)
+        assert (u_p[0] - u_m[0]) / (2 * h) == pytest.approx(-f[0, k], rel=1e-4, abs=1e-3)
+        assert (v_p[0] - v_m[0]) / (2 * h) == pytest.approx(dv[0, k], rel=1e-6, abs=1e-6)
+    # Outside the frame (N on the -x axis): infinite energy, dropped by the trainer.
+    outside = np.zeros((1, 60))
+    outside[0, energy._xb] = -1.0
+    assert not np.isfinite(energy(outside)[0][0])
+    with pytest.raises(ValueError, match="frame_atoms"):
+        datafree.CartesianFrameEnergy(alanine.system, alanine.positions, (8, 8, 14), 330.0)
