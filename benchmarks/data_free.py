@@ -74,26 +74,23 @@ def double_well(seeds):
 
 
 def gmm(dim, seed):
-    system = cg.systems.gaussian_mixture(dim)
-    energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
-    model = data_free_gmm.make_model(dim, seed)
-    start = time.perf_counter()
-    result = datafree.train_data_free(model, energy, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
-                                      batch=500, max_relative_increase=0.1, max_step=0.02, kl_floor=0.02,
-                                      final_steps=500, learning_rate=3e-4, seed=seed, progress=False)
-    wall = time.perf_counter() - start
-    weights = data_free_gmm.mode_weights(system, model)
-    plain = data_free_gmm.make_model(dim, seed)
-    plain_energy = datafree.CoordinateEnergy(system.system, system.positions, system.active)
-    datafree.train_data_free(plain, plain_energy, tempering=False, initial_steps=result.evaluations // 500, batch=500,
-                             learning_rate=3e-4, seed=seed, progress=False)
-    plain_weights = data_free_gmm.mode_weights(system, plain)
-    emit("energy_evaluations", int(result.evaluations), "evaluations")
-    emit("wall_s", wall, "s")
+    metrics, model, plain, tempered, system = data_free_gmm.run(dim, seed, progress=False)
+    data_free_gmm.write_plot(os.path.join("out", f"data_free_gmm{dim}.png"), system, model, plain, tempered)
+    weights, reweighted = np.array(metrics["mode_weights"]), np.array(metrics["mode_weights_reweighted"])
+    print(f"[data_free] gmm{dim}: weights {np.round(weights, 3).tolist()}, reweighted "
+          f"{np.round(reweighted, 3).tolist()}, no tempering {np.round(metrics['mode_weights_no_tempering'], 3).tolist()}",
+          file=sys.stderr)
+    emit("energy_evaluations", int(metrics["energy_evaluations"]), "evaluations")
+    emit("wall_s", metrics["wall_s"], "s")
+    emit("tempering_levels", metrics["levels"], "levels")
     emit("min_mode_weight", weights.min(), "probability")
     emit("max_mode_weight", weights.max(), "probability")
-    emit("modes_found", int(np.sum(weights > 0.05)), "modes")
-    emit("modes_found_no_tempering", int(np.sum(plain_weights > 0.05)), "modes")
+    emit("modes_found", metrics["modes_found"], "modes")
+    emit("modes_found_no_tempering", metrics["modes_found_no_tempering"], "modes")
+    emit("min_mode_weight_reweighted", reweighted.min(), "probability")
+    emit("max_mode_weight_reweighted", reweighted.max(), "probability")
+    emit("ess_fraction", metrics["ess_fraction"], "fraction")
+    emit("slow_share_on_x_z", metrics["slow_share_on_x_z"], "fraction")
 
 
 def alanine(kind, seed):

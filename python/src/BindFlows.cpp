@@ -298,17 +298,27 @@ drop_largest_losses (reverse KL: leave the k largest per-sample losses out of ea
             "One update of mean(beta U + log q) from the last sample(): forces = -dU/dx, shape (n, dimension).")
         .def(
             "forward_kl_step",
-            [](FlowTrainer& t, const InputArray& xs, const py::object& context) {
-                Eigen::MatrixXd x = batchFromNumpy(xs, t.getFlow().getDimension(), "x");
-                auto ctx = contextFromPython(context, t.getFlow().getContextDimension());
+            [](FlowTrainer& t, const InputArray& xs, const py::object& context, const py::object& weights) {
+                Eigen::MatrixXd x = batchFromNumpy(xs, t.getModel().getDimension(), "x");
+                std::optional<Eigen::VectorXd> w;
+                if (!weights.is_none()) {
+                    const std::vector<double> values = vectorFromNumpy(weights.cast<DoubleArray>(), "weights");
+                    w = Eigen::Map<const Eigen::VectorXd>(values.data(), static_cast<Eigen::Index>(values.size()));
+                }
+                // Only a Flow is conditional; other models take no context (and refuse one).
+                auto* flow = dynamic_cast<flows::Flow*>(&t.getModel());
+                auto ctx = contextFromPython(context, flow != nullptr ? flow->getContextDimension() : 0);
                 flows::TrainStepReport report;
                 {
                     py::gil_scoped_release release;
-                    report = t.forwardKLStep(x, pointer(ctx));
+                    report = t.forwardKLStep(x, pointer(ctx), w ? &*w : nullptr);
                 }
                 return reportToDict(report);
             },
-            py::arg("x"), py::arg("context") = py::none(), "One maximum-likelihood update on the rows of x.")
+            py::arg("x"), py::arg("context") = py::none(), py::arg("weights") = py::none(),
+            "One maximum-likelihood (forward-KL) update on the rows of x, optionally weighted (weights (n,), "
+            "finite, >= 0): a Flow or a SlowFastModel (exact log q through the map's inverse); the "
+            "encoder-decoder model has no exact density and raises.")
         .def_property_readonly("step_count", [](FlowTrainer& t) { return t.getOptimizer().getStepCount(); })
         .def_property_readonly("learning_rate", [](FlowTrainer& t) { return t.getOptimizer().getLearningRate(); })
         .def_property_readonly("options", [](FlowTrainer& t) { return jsonToPy(t.getOptions().toJson()); })

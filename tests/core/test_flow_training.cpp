@@ -205,3 +205,35 @@ TEST(FlowFile, CorruptTruncatedAndNewerFilesGiveClearErrors) {
     wrongKind.replace(kindAt + std::string("\\\"kind\\\":\\\"").size(), 4, "flaw");
     EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow(wrongKind, "f"); }).find("expected 'flow'"), std::string::npos);
 }
+
+TEST(FlowTraining, WeightedForwardKLEqualsRepeatedSamplesAndChecksItsWeights) {
+    const json config = {{"dimension", 2}, {"num_layers", 2}, {"hidden", 8}, {"seed", 4}};
+    auto a = Flow::fromConfig(config);
+    auto b = Flow::fromConfig(config);
+    Eigen::MatrixXd x = Eigen::MatrixXd::Random(2, 5);
+    const Eigen::VectorXd weights = (Eigen::VectorXd(5) << 1, 2, 0, 1, 3).finished();
+    Eigen::MatrixXd repeated(2, 7);
+    repeated << x.col(0), x.col(1), x.col(1), x.col(3), x.col(4), x.col(4), x.col(4);
+    FlowTrainer weighted(*a, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    FlowTrainer plain(*b, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    for (int step = 0; step < 3; step++) {
+        // Scaling all weights changes nothing: they are normalized.
+        const Eigen::VectorXd scaled = 2.5 * weights;
+        const TrainStepReport r1 = weighted.forwardKLStep(x, nullptr, &scaled);
+        const TrainStepReport r2 = plain.forwardKLStep(repeated);
+        EXPECT_NEAR(r1.loss, r2.loss, 1e-12);
+    }
+    std::vector<double> pa(a->getNumParameters()), pb(b->getNumParameters());
+    a->getParameters(pa.data());
+    b->getParameters(pb.data());
+    for (size_t k = 0; k < pa.size(); k++)
+        ASSERT_NEAR(pa[k], pb[k], 1e-12) << "parameter " << k;
+    Eigen::VectorXd bad = weights;
+    bad[2] = -1;
+    EXPECT_NE(errorMessage([&] { weighted.forwardKLStep(x, nullptr, &bad); }).find("weights[2]"), std::string::npos);
+    const Eigen::VectorXd shortWeights = Eigen::VectorXd::Ones(3);
+    EXPECT_NE(errorMessage([&] { weighted.forwardKLStep(x, nullptr, &shortWeights); }).find("weights has 3"),
+              std::string::npos);
+    const Eigen::VectorXd zeros = Eigen::VectorXd::Zero(5);
+    EXPECT_NE(errorMessage([&] { weighted.forwardKLStep(x, nullptr, &zeros); }).find("sum to 0"), std::string::npos);
+}

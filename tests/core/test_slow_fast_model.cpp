@@ -88,3 +88,44 @@ TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
     bad["extra"] = 1;
     EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("unknown key \"extra\""), std::string::npos);
 }
+
+TEST(SlowFastModel, LogProbGradientsForForwardKLMatchFiniteDifferences) {
+    SlowFastModel model(smallConfig());
+    perturb(model, 5);
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    model.sample(12, 21, x, logQ);
+    x += 0.05 * Eigen::MatrixXd::Random(x.rows(), x.cols()); // not only the model's own samples
+    Eigen::VectorXd weights = Eigen::VectorXd::Random(x.cols()); // L = sum_i w_i log q(x_i)
+    const size_t P = model.getNumParameters();
+    std::vector<double> grad(P, 0.0), params(P);
+    model.logProbForTraining(x, nullptr, logQ);
+    model.backwardLogProbForTraining(weights, grad.data());
+    model.getParameters(params.data());
+    auto loss = [&]() {
+        Eigen::VectorXd lq;
+        model.logProb(x, lq);
+        return weights.dot(lq);
+    };
+    const double h = 1e-6;
+    int checked = 0;
+    // Every 7th parameter, and all of the map's (the last ones): flow, conditional and map all covered.
+    for (size_t k = 0; k < P; k += (k + 40 < P ? 7 : 1)) {
+        const double saved = params[k];
+        params[k] = saved + h;
+        model.setParameters(params.data());
+        const double plus = loss();
+        params[k] = saved - h;
+        model.setParameters(params.data());
+        const double minus = loss();
+        params[k] = saved;
+        model.setParameters(params.data());
+        const double numeric = (plus - minus) / (2 * h);
+        EXPECT_NEAR(grad[k], numeric, 1e-5 * (1 + std::abs(numeric))) << "parameter " << k;
+        checked++;
+    }
+    EXPECT_GT(checked, 50);
+    // The pass is consumed; a second backward is an error naming what is missing.
+    EXPECT_NE(errorMessage([&] { model.backwardLogProbForTraining(weights, grad.data()); })
+                  .find("needs a preceding logProbForTraining"), std::string::npos);
+}

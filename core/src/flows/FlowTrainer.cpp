@@ -204,24 +204,39 @@ TrainStepReport FlowTrainer::reverseKLStep(const Eigen::VectorXd& energies, cons
     return report;
 }
 
-TrainStepReport FlowTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context) {
-    if (flow == nullptr)
-        throw Error("FlowTrainer::forwardKLStep: maximum likelihood needs a Flow (this trainer trains another model)");
+TrainStepReport FlowTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context,
+                                           const Eigen::VectorXd* weights) {
+    if (weights != nullptr) {
+        if (weights->size() != x.cols())
+            throw Error("FlowTrainer::forwardKLStep: weights has " + std::to_string(weights->size()) +
+                        " entries but x has " + std::to_string(x.cols()) + " samples");
+        for (Eigen::Index i = 0; i < weights->size(); i++)
+            if (!std::isfinite((*weights)[i]) || (*weights)[i] < 0)
+                throw Error("FlowTrainer::forwardKLStep: weights[" + std::to_string(i) + "] = " +
+                            std::to_string((*weights)[i]) + "; weights must be finite and >= 0");
+    }
     Eigen::VectorXd logQ;
-    flow->logProb(x, context, logQ, true);
+    model.logProbForTraining(x, context, logQ); // throws for models without an exact density
     const Eigen::Index n = logQ.size();
     int m = 0;
+    double total = 0;
     for (Eigen::Index i = 0; i < n; i++)
-        m += std::isfinite(logQ[i]);
+        if (std::isfinite(logQ[i])) {
+            m++;
+            total += weights != nullptr ? (*weights)[i] : 1.0;
+        }
+    if (weights != nullptr && m > 0 && !(total > 0))
+        throw Error("FlowTrainer::forwardKLStep: the weights of the samples with a finite log q sum to 0");
     Eigen::VectorXd gradLogQ = Eigen::VectorXd::Zero(n);
     double loss = 0;
     for (Eigen::Index i = 0; i < n; i++)
         if (std::isfinite(logQ[i])) {
-            gradLogQ[i] = -1.0 / m;
-            loss -= logQ[i] / m;
+            const double w = (weights != nullptr ? (*weights)[i] : 1.0) / total;
+            gradLogQ[i] = -w;
+            loss -= w * logQ[i];
         }
-    gradient.assign(flow->getNumParameters(), 0.0);
-    flow->backwardLogProb(gradLogQ, gradient.data());
+    gradient.assign(model.getNumParameters(), 0.0);
+    model.backwardLogProbForTraining(gradLogQ, gradient.data());
     return applyGradient(gradient, loss, m, static_cast<int>(n) - m);
 }
 

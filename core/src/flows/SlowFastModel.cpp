@@ -142,11 +142,55 @@ void SlowFastModel::logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eig
     savedBatch = -1;
 }
 
+void SlowFastModel::logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ) {
+    if (context != nullptr && context->size() > 0)
+        throw Error("SlowFastModel: the model is not conditional, but a context was given");
+    if (x.rows() != dimension)
+        throw Error("SlowFastModel::logProbForTraining: x has " + std::to_string(x.rows()) + " rows, expected " +
+                    std::to_string(dimension));
+    const Eigen::Index n = x.cols();
+    Eigen::MatrixXd y = x;
+    Eigen::VectorXd logDetInverse = Eigen::VectorXd::Zero(n);
+    map->apply(Direction::Inverse, y, nullptr, logDetInverse.data(), *mapWorkspace, true);
+    const Eigen::MatrixXd z = y.topRows(getSlowDimension()), X = y.bottomRows(getFastDimension());
+    Eigen::VectorXd logQz, logQX;
+    flow->logProb(z, nullptr, logQz, true);
+    fast->logProb(z, X, logQX, fastWorkspace, true);
+    logQ = logQz + logQX + logDetInverse;
+    savedBatch = -1; // the workspaces now hold this pass, not a sample
+    savedLogProbBatch = static_cast<int>(n);
+}
+
+void SlowFastModel::backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, double* paramGrad) {
+    if (savedLogProbBatch < 0)
+        throw Error("SlowFastModel::backwardLogProbForTraining: needs a preceding logProbForTraining()");
+    if (gradLogQ.size() != savedLogProbBatch)
+        throw Error("SlowFastModel::backwardLogProbForTraining: gradLogQ has " + std::to_string(gradLogQ.size()) +
+                    " entries, expected " + std::to_string(savedLogProbBatch) + " (the last batch)");
+    savedLogProbBatch = -1;
+    const int dz = getSlowDimension();
+    const size_t flowParams = flow->getNumParameters(), fastParams = fast->getNumParameters();
+    gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
+    double* buffer = gradientBuffer.data();
+    // log q(x) = log q(z) + log q(X | z) + log|det dy/dx|, y = [z; X] = f^-1(x): z enters both densities.
+    Eigen::MatrixXd gradZFromFast, gradXFast, gradZFromFlow;
+    fast->backwardLogProb(gradLogQ, &gradZFromFast, &gradXFast, buffer + flowParams, fastWorkspace);
+    flow->backwardLogProb(gradLogQ, buffer, &gradZFromFlow);
+    Eigen::MatrixXd gradY(dimension, gradLogQ.size());
+    gradY.topRows(dz) = gradZFromFlow + gradZFromFast;
+    gradY.bottomRows(getFastDimension()) = gradXFast;
+    map->backward(gradY, gradLogQ.data(), nullptr, buffer + flowParams + fastParams, *mapWorkspace);
+    if (paramGrad != nullptr)
+        for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)
+            paramGrad[i] += gradientBuffer[i];
+}
+
 void SlowFastModel::sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
                                       Eigen::VectorXd& logQ) {
     if (context != nullptr && context->size() > 0)
         throw Error("SlowFastModel: the model is not conditional, but a context was given");
     run(n, seed, x, logQ, nullptr, true);
+    savedLogProbBatch = -1; // the workspaces now hold the sample
 }
 
 void SlowFastModel::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,

@@ -105,6 +105,13 @@ public:
      */
     void backwardLogProb(const Eigen::VectorXd& gradLogQ, double* paramGrad, Eigen::MatrixXd* gradX = nullptr,
                          Eigen::MatrixXd* gradContext = nullptr);
+    /** logProb(x, context, logQ, true) and backwardLogProb(gradLogQ, paramGrad): the TrainableModel entry points. */
+    void logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ) override {
+        logProb(x, context, logQ, true);
+    }
+    void backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, double* paramGrad) override {
+        backwardLogProb(gradLogQ, paramGrad);
+    }
 
 private:
     enum class PassKind { None, Sample, LogProb };

@@ -93,8 +93,15 @@ public:
      * (dimension x n) = -dU/dx, beta > 0. Shapes must match the sample, else Error.
      */
     TrainStepReport reverseKLStep(const Eigen::VectorXd& energies, const Eigen::MatrixXd& forces, double beta);
-    /** One maximum-likelihood update on the columns of x (and context, as for Flow::logProb()); flows only. */
-    TrainStepReport forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context = nullptr);
+    /**
+     * One maximum-likelihood update on the columns of x (and context, as for Flow::logProb()): loss
+     * -sum_i w_i log q(x_i) / sum_i w_i with w_i = 1, or the given weights (n, finite, >= 0, positive sum;
+     * else Error naming "weights"), e.g. self-normalized importance weights exp(-beta U) / q of the
+     * model's own samples (importance-weighted forward KL, data-free). Models with an exact log q only
+     * (Flow, SlowFastModel). Samples with a non-finite log q are dropped and the weights renormalized.
+     */
+    TrainStepReport forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context = nullptr,
+                                  const Eigen::VectorXd* weights = nullptr);
     /**
      * Apply a gradient computed elsewhere (getNumParameters() values; clipped/guarded in place) as
      * one update; loss and numSamples are only recorded in the report.

@@ -57,6 +57,9 @@ public:
 
     void sampleForTraining(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x,
                            Eigen::VectorXd& logQ) override;
+    /** Exact log q(x) as logProb(), keeping the pass (map, flow and conditional) for forward-KL gradients. */
+    void logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ) override;
+    void backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, double* paramGrad) override;
     void backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
                         Eigen::MatrixXd* gradContext = nullptr, Eigen::MatrixXd* gradBase = nullptr) override;
 
@@ -74,7 +77,8 @@ private:
     // reductions round differently with the destination's alignment, and an aligned buffer owned here
     // makes training bit-reproducible wherever the caller's array happens to lie.
     Eigen::VectorXd gradientBuffer;
-    int savedBatch = -1;
+    int savedBatch = -1;          // batch of the last sampleForTraining(), -1 when consumed
+    int savedLogProbBatch = -1;   // batch of the last logProbForTraining(), -1 when consumed
 };
 
 } // namespace cgflow::flows

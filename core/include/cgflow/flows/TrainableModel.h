@@ -35,6 +35,14 @@ public:
      */
     virtual void backwardSample(const Eigen::MatrixXd& gradX, const Eigen::VectorXd& gradLogQ, double* paramGrad,
                                 Eigen::MatrixXd* gradContext = nullptr, Eigen::MatrixXd* gradBase = nullptr) = 0;
+    /**
+     * Forward-KL (maximum-likelihood) training: the exact log q of given samples x (dimension x n),
+     * keeping the pass for backwardLogProbForTraining(). Models without a tractable density (the
+     * encoder-decoder model, whose q(x) is an integral over z) keep this default, which throws.
+     */
+    virtual void logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ);
+    /** The VJP of the last logProbForTraining(): gradLogQ = dL/dlog q; dL/dparameters ACCUMULATED into paramGrad. */
+    virtual void backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, double* paramGrad);
 };
 
 } // namespace cgflow::flows
