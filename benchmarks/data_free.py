@@ -94,8 +94,13 @@ def gmm(dim, seed):
 
 
 def alanine(kind, seed):
-    metrics, _, result, samples = data_free_alanine.run(kind, seed, progress=False)
-    data_free_alanine.write_plots(kind, result, samples, "out")
+    metrics, model, result, samples = data_free_alanine.run(kind, seed, progress=False)
+    system = cg.systems.alanine_dipeptide("obc")
+    _, energy = data_free_alanine.make_target(kind, system, seed)
+    betas, fractions = data_free_alanine.basin_fractions_by_beta(model, energy, system, result)
+    data_free_alanine.write_plots(kind, result, samples, "out", (betas, fractions))
+    print(f"[data_free] {kind}: basin fractions (model samples) by beta: " +
+          ", ".join(f"{b:.2f}: {np.round(f, 4).tolist()}" for b, f in list(zip(betas, fractions))[::4]), file=sys.stderr)
     emit("energy_evaluations", int(metrics["energy_evaluations"]), "evaluations")
     emit("wall_s", metrics["wall_s"], "s")
     emit("tempering_levels", metrics["levels"], "levels")

@@ -196,7 +196,22 @@ def run(kind, seed=1, settings=None, progress=True, evaluation_samples=20000):
     return metrics, model, result, (phi, psi, log_w)
 
 
-def write_plots(kind, result, samples, out):
+def basin_fractions_by_beta(model, energy, system, result, n=4000, seed=5):
+    """(betas, fractions (levels, 3)) of the model's own samples in each basin at every visited beta,
+    from the per-beta parameter snapshots; the model is left with its final parameters."""
+    final = model.get_parameters()
+    betas = sorted(result.snapshots)
+    fractions = []
+    for beta in betas:
+        model.set_parameters(result.snapshots[beta])
+        q = model.sample(n, seed)[0]
+        phi, psi, _ = phi_psi(system, energy, q)
+        fractions.append(np.bincount(basin_of(phi, psi), minlength=3) / n)
+    model.set_parameters(final)
+    return np.array(betas), np.array(fractions)
+
+
+def write_plots(kind, result, samples, out, by_beta=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -206,12 +221,23 @@ def write_plots(kind, result, samples, out):
                                         title=f"{kind}: model samples, 330 K"),
              cg.plots.plot_ramachandran(os.path.join(out, f"data_free_alanine_{kind}_reweighted.png"), phi, psi,
                                         log_w=log_w, kT=kT, title=f"{kind}: reweighted to exp(-U/kT)")]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, axes = plt.subplots(1, 2 if by_beta is not None else 1, figsize=(10 if by_beta is not None else 5, 3.5),
+                             squeeze=False)
+    ax = axes[0, 0]
     history = result.history
     ax.plot([h["evaluations"] for h in history], [h["beta"] for h in history], marker=".")
     ax.set_xlabel("energy evaluations")
     ax.set_ylabel("beta (1 = 330 K)")
     ax.set_title("adaptive tempering schedule")
+    if by_beta is not None:
+        betas, fractions = by_beta
+        ax = axes[0, 1]
+        for k, basin in enumerate(BASINS):
+            ax.semilogy(betas, np.maximum(fractions[:, k], 1e-4), marker=".", label=basin)
+        ax.set_xlabel("beta (1 = 330 K)")
+        ax.set_ylabel("fraction of model samples")
+        ax.set_title("basins at every visited beta")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out, f"data_free_alanine_{kind}_schedule.png")
     fig.savefig(path, dpi=120)
@@ -226,13 +252,19 @@ def main():
     parser.add_argument("--out", default="out")
     args = parser.parse_args()
     metrics, model, result, samples = run(args.model, args.seed)
+    system = cg.systems.alanine_dipeptide("obc")
+    _, energy = make_target(args.model, system, args.seed)
+    by_beta = basin_fractions_by_beta(model, energy, system, result)
     print("beta schedule (beta, KL estimate, ESS fraction, evaluations):")
     for h in result.history[:: max(1, len(result.history) // 12)] + result.history[-1:]:
         print(f"  {h['beta']:.4f}  {h['kl']:9.3f}  {h['ess_fraction']:.4f}  {h['evaluations']}")
     print(json.dumps(metrics, indent=1))
     for basin, found, weight in zip(BASINS, metrics["model_fractions"], metrics["reweighted_fractions"]):
         print(f"{basin:12s} model {found:.4f}  reweighted {weight:.4f}")
-    for path in write_plots(args.model, result, samples, args.out):
+    print("basin fractions of model samples at visited betas (beta: C7eq/beta, alphaR, alphaL/C7ax):")
+    for beta, f in list(zip(*by_beta))[:: max(1, len(by_beta[0]) // 10)] + [(by_beta[0][-1], by_beta[1][-1])]:
+        print(f"  {beta:.3f}: {f[0]:.4f} {f[1]:.4f} {f[2]:.4f}")
+    for path in write_plots(args.model, result, samples, args.out, by_beta):
         print("wrote", path)
 
 

@@ -219,7 +219,7 @@ class DataFreeResult:
 def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_steps=2000, steps_per_level=100,
                     batch=500, evaluation_batch=None, tempering=True, rule="kl", max_relative_increase=0.1,
                     max_step=0.05, kl_floor=1e-3, final_steps=0, final_batch=None, final_learning_rate=None,
-                    reweighted_steps=0,
+                    reweighted_steps=0, reweighted_steps_per_level=0,
                     learning_rate=1e-3, guard=True, drop_largest_losses=0, seed=0, progress=True, max_levels=10000,
                     checkpoint=None):
     """Train ``model`` (SlowFastModel or Flow) by reverse KL against exp(-beta U), tempering beta up.
@@ -249,6 +249,10 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
     is still data-free (the same energies), but mass-covering, which corrects the weights of separated
     modes that reverse-KL gradients (local, through the few samples between the modes) barely move.
     Needs a model with an exact log q (not the encoder-decoder model).
+    reweighted_steps_per_level: the same weighted forward-KL steps (``batch`` samples, rate
+    ``learning_rate``) after the reverse-KL steps of every level, so that the weights of modes stay
+    right while they separate and the importance weights can still see them (also after the initial
+    steps at beta_initial).
     guard: True (the papers' gradient guard: skip above 10x, clip above 5x the median norm of the last 50
     updates), False, or a dict of FlowTrainer guard options, e.g. {"max_consecutive_skips": 10} so that a
     lasting rise of the gradient scale is clipped instead of stalling training with every update skipped.
@@ -264,8 +268,9 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
             raise ValueError("%s must be >= 1, got %r" % (name, value))
     evaluation_batch = int(evaluation_batch or batch)
     final_batch = int(final_batch or batch)
-    if int(reweighted_steps) < 0:
-        raise ValueError("reweighted_steps must be >= 0, got %r" % (reweighted_steps,))
+    if int(reweighted_steps) < 0 or int(reweighted_steps_per_level) < 0:
+        raise ValueError("reweighted_steps and reweighted_steps_per_level must be >= 0, got %r and %r"
+                         % (reweighted_steps, reweighted_steps_per_level))
     if final_batch < 1 or int(final_steps) < 0:
         raise ValueError("final_batch must be >= 1 and final_steps >= 0, got %r and %r" % (final_batch, final_steps))
     if final_learning_rate is None:
@@ -319,6 +324,12 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
                 bar.update(1)
         return loss
 
+    def level_training(steps, beta, bar):
+        loss = train(steps, beta, bar)
+        if reweighted_steps_per_level:
+            loss = reweighted(int(reweighted_steps_per_level), beta, bar, batch, (learning_rate, learning_rate))
+        return loss
+
     def final_phase(beta, bar):
         loss = train(int(final_steps), beta, bar, final_batch, final_rates) if final_steps else None
         if reweighted_steps:
@@ -343,7 +354,7 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
     bar = tqdm(total=initial_steps + int(final_steps) + int(reweighted_steps) if not tempering else None, desc="data-free training", disable=not progress,
                unit="step")
     if not tempering:
-        loss = train(initial_steps, beta, bar)
+        loss = level_training(initial_steps, beta, bar)
         if has_final:
             loss = final_phase(beta, bar)
         u, log_q = level_metrics(beta, update=not has_final)
@@ -386,7 +397,7 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         result.history, result.evaluations = meta["history"], meta["evaluations"]
         stream[0], beta, loss, start_level = meta["stream"], meta["beta"], meta["loss"], meta["next_level"]
     if start_level is None:
-        loss = train(initial_steps, beta, bar)
+        loss = level_training(initial_steps, beta, bar)
         if beta >= beta_target and has_final:  # beta_initial == beta_target: no level reaches it later
             loss = final_phase(beta, bar)
         start_level = 0
@@ -409,7 +420,7 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
         beta = min(beta_target, beta + step)
         if beta_target - beta < 1e-12:
             beta = beta_target
-        loss = train(steps_per_level, beta, bar)
+        loss = level_training(steps_per_level, beta, bar)
         if beta >= beta_target and has_final:
             loss = final_phase(beta, bar)
         if checkpoint is not None:

@@ -183,3 +183,10 @@ def test_reweighted_forward_kl_steps_move_the_model_to_the_target():
     assert np.allclose(x.var(axis=0), 1.0, rtol=0.15)
     with pytest.raises(ValueError, match="reweighted_steps"):
         cg.datafree.train_data_free(flow, energy, reweighted_steps=-1, progress=False)
+    # The same steps inside the schedule (after every level's reverse-KL steps), here after the initial steps.
+    flow = cg.Flow({"dimension": 2, "num_layers": 2, "hidden": 16, "num_bins": 8, "bound": 6.0, "seed": 5})
+    result = cg.datafree.train_data_free(flow, energy, tempering=False, initial_steps=1, batch=512,
+                                         learning_rate=3e-3, reweighted_steps_per_level=300, seed=3, progress=False)
+    assert result.evaluations == 512 + 300 * 512 + 512
+    x, _ = flow.sample(20000, 4)
+    assert np.allclose(x.mean(axis=0), center, atol=0.1)

@@ -22,21 +22,27 @@ def reference_internal(ic, positions):
     return np.asarray(q[0] if isinstance(q, tuple) else q)
 
 
+def expect_energy_gradients_match_finite_differences(energy, q, columns, h, rel, abs_force):
+    """-du/dq and dv/dq of an energy returning (u, forces, v, dv) against central differences."""
+    u, forces, v, dv = energy(q)
+    assert np.isfinite(u[0]) and np.isfinite(v[0])
+    for column in columns:
+        plus, minus = q.copy(), q.copy()
+        plus[0, column] += h
+        minus[0, column] -= h
+        (u_p, _, v_p, _), (u_m, _, v_m, _) = energy(plus), energy(minus)
+        assert (u_p[0] - u_m[0]) / (2 * h) == pytest.approx(-forces[0, column], rel=rel, abs=abs_force)
+        assert (v_p[0] - v_m[0]) / (2 * h) == pytest.approx(dv[0, column], rel=1e-5, abs=1e-6)
+    return u
+
+
 def test_internal_coordinate_energy_gradients_match_finite_differences(alanine):
     ic = alanine.info["phi_psi_internal_coordinates"]
     energy = datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0)
     rng = np.random.default_rng(4)
     q = reference_internal(ic, alanine.positions) + 0.3 * rng.standard_normal((1, ic.num_internal))
-    u, forces, v, dv = energy(q)
-    assert np.isfinite(u[0]) and np.isfinite(v[0]) and energy.evaluations == 1
-    h = 1e-5
-    for column in (0, 3, 5, 14, 29, 40, 59):  # bond, angle, phi, dependent dihedral, psi, ...
-        plus, minus = q.copy(), q.copy()
-        plus[0, column] += h
-        minus[0, column] -= h
-        (u_p, _, v_p, _), (u_m, _, v_m, _) = energy(plus), energy(minus)
-        assert (u_p[0] - u_m[0]) / (2 * h) == pytest.approx(-forces[0, column], rel=1e-5, abs=1e-5)
-        assert (v_p[0] - v_m[0]) / (2 * h) == pytest.approx(dv[0, column], rel=1e-5, abs=1e-7)
+    # bond, angle, phi, dependent dihedral, psi, ...
+    u = expect_energy_gradients_match_finite_differences(energy, q, (0, 3, 5, 14, 29, 40, 59), 1e-5, 1e-5, 1e-5)
     # u is U / kT: the same configuration at twice the temperature has half the reduced energy.
     hot = datafree.InternalCoordinateEnergy(alanine.system, ic, 660.0)
     assert hot(q)[0][0] == pytest.approx(u[0] / 2, rel=1e-9)
@@ -120,7 +126,11 @@ def test_alanine_example_runs_end_to_end(kind, tmp_path):
     assert sum(metrics["reweighted_fractions"]) == pytest.approx(1.0)
     if kind == "encdec":
         assert 0 <= metrics["alpha_beta_separation_accuracy"] <= 1
-    for path in data_free_alanine.write_plots(kind, result, samples, str(tmp_path)):
+    system = cg.systems.alanine_dipeptide("obc")
+    _, energy = data_free_alanine.make_target(kind, system, 2)
+    by_beta = data_free_alanine.basin_fractions_by_beta(model, energy, system, result, n=200)
+    assert by_beta[1].shape == (len(result.snapshots), 3) and np.allclose(by_beta[1].sum(axis=1), 1)
+    for path in data_free_alanine.write_plots(kind, result, samples, str(tmp_path), by_beta):
         assert os.path.getsize(path) > 1000
 
 
@@ -147,17 +157,8 @@ def test_cartesian_frame_energy(alanine):
     rotation *= np.sign(np.linalg.det(rotation))
     moved = alanine.positions @ rotation.T + np.array([1.0, -2.0, 0.5])
     assert np.abs(energy.displacements(moved[None])).max() < 1e-12
-    rng = np.random.default_rng(2)
-    d = 0.01 * rng.standard_normal((1, 60))
-    u, f, v, dv = energy(d)
-    h = 1e-6
-    for k in (0, 1, 2, 5, 30, 59):
-        plus, minus = d.copy(), d.copy()
-        plus[0, k] += h
-        minus[0, k] -= h
-        (u_p, _, v_p, _), (u_m, _, v_m, _) = energy(plus), energy(minus)
-        assert (u_p[0] - u_m[0]) / (2 * h) == pytest.approx(-f[0, k], rel=1e-4, abs=1e-3)
-        assert (v_p[0] - v_m[0]) / (2 * h) == pytest.approx(dv[0, k], rel=1e-6, abs=1e-6)
+    d = 0.01 * np.random.default_rng(2).standard_normal((1, 60))
+    expect_energy_gradients_match_finite_differences(energy, d, (0, 1, 2, 5, 30, 59), 1e-6, 1e-4, 1e-3)
     # Outside the frame (N on the -x axis): infinite energy, dropped by the trainer.
     outside = np.zeros((1, 60))
     outside[0, energy._xb] = -1.0

@@ -124,41 +124,35 @@ void SlowFastModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::Vect
 }
 
 void SlowFastModel::logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent) {
+    evaluateLogProb(x, logQ, latent, false);
+    savedBatch = -1;
+    savedLogProbBatch = -1;
+}
+
+void SlowFastModel::logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ) {
+    if (context != nullptr && context->size() > 0)
+        throw Error("SlowFastModel: the model is not conditional, but a context was given");
+    evaluateLogProb(x, logQ, nullptr, true);
+    savedBatch = -1; // the workspaces now hold this pass, not a sample
+    savedLogProbBatch = static_cast<int>(x.cols());
+}
+
+void SlowFastModel::evaluateLogProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, bool save) {
     if (x.rows() != dimension)
         throw Error("SlowFastModel::logProb: x has " + std::to_string(x.rows()) + " rows, expected " +
                     std::to_string(dimension));
     const Eigen::Index n = x.cols();
     Eigen::MatrixXd y = x;
     Eigen::VectorXd logDetInverse = Eigen::VectorXd::Zero(n);
-    map->apply(Direction::Inverse, y, nullptr, logDetInverse.data(), *mapWorkspace, false);
+    map->apply(Direction::Inverse, y, nullptr, logDetInverse.data(), *mapWorkspace, save);
     const Eigen::MatrixXd z = y.topRows(getSlowDimension()), X = y.bottomRows(getFastDimension());
     Eigen::VectorXd logQz, logQX;
-    flow->logProb(z, nullptr, logQz);
-    fast->logProb(z, X, logQX, fastWorkspace, false);
+    flow->logProb(z, nullptr, logQz, save);
+    fast->logProb(z, X, logQX, fastWorkspace, save);
     // log|det d y / d x| = -log|det d x / d y|.
     logQ = logQz + logQX + logDetInverse;
     if (latent != nullptr)
         *latent = y;
-    savedBatch = -1;
-}
-
-void SlowFastModel::logProbForTraining(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context, Eigen::VectorXd& logQ) {
-    if (context != nullptr && context->size() > 0)
-        throw Error("SlowFastModel: the model is not conditional, but a context was given");
-    if (x.rows() != dimension)
-        throw Error("SlowFastModel::logProbForTraining: x has " + std::to_string(x.rows()) + " rows, expected " +
-                    std::to_string(dimension));
-    const Eigen::Index n = x.cols();
-    Eigen::MatrixXd y = x;
-    Eigen::VectorXd logDetInverse = Eigen::VectorXd::Zero(n);
-    map->apply(Direction::Inverse, y, nullptr, logDetInverse.data(), *mapWorkspace, true);
-    const Eigen::MatrixXd z = y.topRows(getSlowDimension()), X = y.bottomRows(getFastDimension());
-    Eigen::VectorXd logQz, logQX;
-    flow->logProb(z, nullptr, logQz, true);
-    fast->logProb(z, X, logQX, fastWorkspace, true);
-    logQ = logQz + logQX + logDetInverse;
-    savedBatch = -1; // the workspaces now hold this pass, not a sample
-    savedLogProbBatch = static_cast<int>(n);
 }
 
 void SlowFastModel::backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, double* paramGrad) {

@@ -77,6 +77,8 @@ private:
     // reductions round differently with the destination's alignment, and an aligned buffer owned here
     // makes training bit-reproducible wherever the caller's array happens to lie.
     Eigen::VectorXd gradientBuffer;
+    /** y = f^-1(x), log q(x) and optionally y; with save, the map, flow and conditional keep the pass. */
+    void evaluateLogProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, bool save);
     int savedBatch = -1;          // batch of the last sampleForTraining(), -1 when consumed
     int savedLogProbBatch = -1;   // batch of the last logProbForTraining(), -1 when consumed
 };
