@@ -45,7 +45,8 @@ TEMPERATURE = 330.0  # K, the embedded-physics paper's target temperature (beta_
 
 # Training settings per model, shared with benchmarks/data_free.py. Why these values: the papers'
 # tempering rule (delta KL_max = 0.1) with delta beta_max = 0.05 from beta_0 = 0.05 (the papers start at
-# 1e-4 and take 1000 steps of 10^4 samples per level, ~10^9 evaluations; this fits ~4 x 10^6 in minutes);
+# 1e-4 and take 1000 steps of 10^4 samples per level, ~10^9 evaluations; these settings use 2.4 x 10^6,
+# about 4 minutes here);
 # Adam at 1e-3; the guard clips instead of stalling after 10 consecutive skips (a lasting rise of the
 # gradient scale when the fast widths shrink otherwise stalls training for good); the 8 largest of 256
 # per-sample losses are dropped (clashing samples with forces ~10^4 kJ/mol/nm would set the direction
