@@ -244,8 +244,8 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
     every level, and a run started with an existing checkpoint resumes from it, giving bit-identical
     results to an uninterrupted run with the same arguments.
     reweighted_steps: after the final phase, this many steps of importance-weighted forward KL at
-    beta_target (each: final_batch samples of the model, self-normalized weights exp(-beta U + v) / q, one
-    weighted maximum-likelihood step; rates as final_learning_rate). Not part of the papers' method: it
+    beta_target (each: final_batch samples of the model, self-normalized weights exp(-beta U + v) / q with
+    the largest 1 % capped, one weighted maximum-likelihood step; rates as final_learning_rate). Not part of the papers' method: it
     is still data-free (the same energies), but mass-covering, which corrects the weights of separated
     modes that reverse-KL gradients (local, through the few samples between the modes) barely move.
     Needs a model with an exact log q (not the encoder-decoder model).
@@ -318,8 +318,16 @@ def train_data_free(model, energy, beta_target=1.0, beta_initial=0.01, initial_s
             x, log_q = trainer.sample(size, next_seed())
             u, _, v, _ = _energy_terms(energy, x)
             log_w = np.where(np.isfinite(u), -beta * u + v - log_q, -np.inf)
-            loss = trainer.forward_kl_step(x, weights=stats.normalized_weights(log_w))["loss"]
             result.evaluations += len(x)
+            finite = int(np.sum(np.isfinite(log_w)))
+            if finite == 0:  # nothing to learn from this batch; a later one will have finite energies
+                if bar is not None:
+                    bar.update(1)
+                continue
+            # The largest 1 % of the weights capped at the smallest of them, so that one sample from the
+            # tail cannot carry a whole step (the clipping of the papers' weighted estimates).
+            log_w = stats.clip_top_k(log_w, max(1, finite // 100))
+            loss = trainer.forward_kl_step(x, weights=stats.normalized_weights(log_w))["loss"]
             if bar is not None:
                 bar.update(1)
         return loss

@@ -183,6 +183,20 @@ def test_reweighted_forward_kl_steps_move_the_model_to_the_target():
     assert np.allclose(x.var(axis=0), 1.0, rtol=0.15)
     with pytest.raises(ValueError, match="reweighted_steps"):
         cg.datafree.train_data_free(flow, energy, reweighted_steps=-1, progress=False)
+    # A batch whose energies are all infinite is skipped (counted, no update), not an error.
+    calls = []
+
+    def infinite_in_the_reweighted_phase(x):  # calls: initial step, 2 reweighted steps, final metrics
+        calls.append(len(x))
+        u, f = energy(x)
+        return (np.full(len(x), np.inf), f) if len(calls) in (2, 3) else (u, f)
+
+    before = flow.get_parameters()
+    frozen = cg.datafree.train_data_free(flow, infinite_in_the_reweighted_phase, tempering=False, initial_steps=1,
+                                         learning_rate=0.0, reweighted_steps=2, final_batch=16, batch=16,
+                                         final_learning_rate=(1e-2, 1e-2), seed=1, progress=False)
+    assert calls == [16, 16, 16, 16] and frozen.evaluations == 64
+    assert np.array_equal(flow.get_parameters(), before)  # rate 0 at first, then both batches skipped
     # The same steps inside the schedule (after every level's reverse-KL steps), here after the initial steps.
     flow = cg.Flow({"dimension": 2, "num_layers": 2, "hidden": 16, "num_bins": 8, "bound": 6.0, "seed": 5})
     result = cg.datafree.train_data_free(flow, energy, tempering=False, initial_steps=1, batch=512,
