@@ -2,6 +2,7 @@
 #include "cgflow/Error.h"
 #include "cgflow/flows/GaussianConditional.h"
 
+#include <Eigen/Cholesky>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,7 +30,7 @@ Eigen::MatrixXd randomMatrix(Eigen::Index rows, Eigen::Index cols, uint64_t seed
     return m;
 }
 
-GaussianConditionalOptions smallOptions(bool conditionalStd) {
+GaussianConditionalOptions smallOptions(bool conditionalStd, bool fullCovariance = false) {
     GaussianConditionalOptions options;
     options.conditionSize = 3;
     options.outputSize = 4;
@@ -38,6 +39,7 @@ GaussianConditionalOptions smallOptions(bool conditionalStd) {
     options.activation = Activation::Tanh; // smooth, for finite differences
     options.conditionalStd = conditionalStd;
     options.initialLogStd = -0.5;
+    options.fullCovariance = fullCovariance;
     return options;
 }
 
@@ -126,9 +128,10 @@ TEST(GaussianConditional, SampleIsReparametrizedAndItsLogqIsLogProb) {
 
 TEST(GaussianConditional, SampleGradientsMatchFiniteDifferences) {
     const double h = 1e-6;
-    for (bool conditionalStd : {true, false}) {
-        SCOPED_TRACE(modeName(conditionalStd));
-        GaussianConditional q(smallOptions(conditionalStd));
+    for (int mode = 0; mode < 4; mode++) {
+        const bool conditionalStd = mode % 2 == 0, full = mode >= 2;
+        SCOPED_TRACE(std::string(modeName(conditionalStd)) + (full ? ", full covariance" : ", diagonal"));
+        GaussianConditional q(smallOptions(conditionalStd, full));
         randomize(q, 31);
         const int n = 3;
         Eigen::MatrixXd z = randomMatrix(3, n, 32), eps = randomMatrix(4, n, 33);
@@ -195,9 +198,10 @@ TEST(GaussianConditional, SampleGradientsMatchFiniteDifferences) {
 
 TEST(GaussianConditional, LogProbGradientsMatchFiniteDifferences) {
     const double h = 1e-6;
-    for (bool conditionalStd : {true, false}) {
-        SCOPED_TRACE(modeName(conditionalStd));
-        GaussianConditional q(smallOptions(conditionalStd));
+    for (int mode = 0; mode < 4; mode++) {
+        const bool conditionalStd = mode % 2 == 0, full = mode >= 2;
+        SCOPED_TRACE(std::string(modeName(conditionalStd)) + (full ? ", full covariance" : ", diagonal"));
+        GaussianConditional q(smallOptions(conditionalStd, full));
         randomize(q, 41);
         const int n = 3;
         Eigen::MatrixXd z = randomMatrix(3, n, 42), X = randomMatrix(4, n, 43);
@@ -242,6 +246,63 @@ TEST(GaussianConditional, LogProbGradientsMatchFiniteDifferences) {
             q.setParameters(params);
             const double numeric = (lossPlus - lossMinus) / (2 * h);
             EXPECT_NEAR(paramGrad[p] + 2.0, numeric, 1e-7 * (1 + std::abs(numeric))) << "parameter " << p;
+        }
+    }
+}
+
+TEST(GaussianConditional, FullCovarianceIsTheGaussianOfMDiagSigma2MTransposed) {
+    for (bool conditionalStd : {true, false}) {
+        SCOPED_TRACE(modeName(conditionalStd));
+        GaussianConditional q(smallOptions(conditionalStd, true));
+        const GaussianConditional diagonal(smallOptions(conditionalStd, false));
+        ASSERT_EQ(q.getNumParameters(), diagonal.getNumParameters() + 6); // 4 x 3 / 2 entries of M
+        randomize(q, 51);
+        const std::vector<double> params = q.getParameters();
+        // M from the last six parameters, row by row below the diagonal.
+        Eigen::MatrixXd M = Eigen::MatrixXd::Identity(4, 4);
+        size_t k = params.size() - 6;
+        for (int i = 1; i < 4; i++)
+            for (int j = 0; j < i; j++)
+                M(i, j) = params[k++];
+        const int n = 5;
+        Eigen::MatrixXd z = randomMatrix(3, n, 52), X = randomMatrix(4, n, 53, 2.0), eps = randomMatrix(4, n, 54), mu, s;
+        q.meanAndLogStd(z, mu, s);
+        GaussianConditional::Workspace ws;
+        Eigen::VectorXd logq;
+        q.logProb(z, X, logq, ws, false);
+        for (int j = 0; j < n; j++) {
+            const Eigen::MatrixXd sigma = M * s.col(j).array().exp().square().matrix().asDiagonal() * M.transpose();
+            const Eigen::LLT<Eigen::MatrixXd> llt(sigma);
+            const Eigen::VectorXd r = X.col(j) - mu.col(j);
+            const double logDet = 2 * llt.matrixL().toDenseMatrix().diagonal().array().log().sum();
+            const double expected = -0.5 * r.dot(llt.solve(r)) - 0.5 * logDet - 4 * halfLogTwoPi;
+            EXPECT_NEAR(logq[j], expected, 1e-11);
+        }
+        Eigen::MatrixXd Xs;
+        Eigen::VectorXd logqSample, check;
+        q.sample(z, eps, Xs, logqSample, ws, false);
+        EXPECT_LT((Xs - mu - M * (s.array().exp() * eps.array()).matrix()).cwiseAbs().maxCoeff(), 1e-13);
+        q.logProb(z, Xs, check, ws, false);
+        EXPECT_LT((logqSample - check).cwiseAbs().maxCoeff(), 1e-11);
+        // Initialization starts uncorrelated: M = I, so the same parameters otherwise give the diagonal model.
+        q.initializeParameters(3);
+        GaussianConditional plain(smallOptions(conditionalStd, false));
+        plain.initializeParameters(3);
+        const std::vector<double> init = q.getParameters();
+        for (size_t p = init.size() - 6; p < init.size(); p++)
+            EXPECT_EQ(init[p], 0.0);
+        // Round trip through the config, and the error for a bad value.
+        auto copy = GaussianConditional::fromConfig(q.getConfig());
+        EXPECT_TRUE(copy->getOptions().fullCovariance);
+        EXPECT_EQ(q.getConfig()["covariance"], "full");
+        EXPECT_EQ(plain.getConfig()["covariance"], "diagonal");
+        nlohmann::json bad = q.getConfig();
+        bad["covariance"] = "dense";
+        try {
+            GaussianConditional::fromConfig(bad);
+            FAIL() << "expected an Error";
+        } catch (const cgflow::Error& e) {
+            EXPECT_NE(std::string(e.what()).find("\"covariance\" must be"), std::string::npos) << e.what();
         }
     }
 }

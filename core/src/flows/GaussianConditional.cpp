@@ -65,23 +65,49 @@ GaussianConditional::GaussianConditional(const GaussianConditionalOptions& optio
                               options.activation, true);
     if (!options.conditionalStd)
         freeLogStd = Eigen::VectorXd::Zero(options.outputSize);
+    if (options.fullCovariance)
+        mixing = Eigen::MatrixXd::Identity(options.outputSize, options.outputSize);
     initializeParameters(0);
 }
 
-size_t GaussianConditional::getNumParameters() const {
+size_t GaussianConditional::mixingOffset() const {
     return network.getNumParameters() + static_cast<size_t>(freeLogStd.size());
+}
+
+size_t GaussianConditional::getNumParameters() const {
+    const size_t d = static_cast<size_t>(options.outputSize);
+    return mixingOffset() + (options.fullCovariance ? d * (d - 1) / 2 : 0);
 }
 
 void GaussianConditional::getParameters(double* out) const {
     network.getParameters(out);
     if (!options.conditionalStd)
         Eigen::Map<Eigen::VectorXd>(out + network.getNumParameters(), freeLogStd.size()) = freeLogStd;
+    if (options.fullCovariance) {
+        double* m = out + mixingOffset();
+        for (int i = 1; i < options.outputSize; i++)
+            for (int j = 0; j < i; j++)
+                *m++ = mixing(i, j);
+    }
 }
 
 void GaussianConditional::setParameters(const double* in) {
     network.setParameters(in);
     if (!options.conditionalStd)
         freeLogStd = Eigen::Map<const Eigen::VectorXd>(in + network.getNumParameters(), freeLogStd.size());
+    if (options.fullCovariance) {
+        const double* m = in + mixingOffset();
+        for (int i = 1; i < options.outputSize; i++)
+            for (int j = 0; j < i; j++)
+                mixing(i, j) = *m++;
+    }
+}
+
+void GaussianConditional::accumulateMixingGradient(const Eigen::MatrixXd& g, double* paramGrad) const {
+    double* m = paramGrad + mixingOffset();
+    for (int i = 1; i < options.outputSize; i++)
+        for (int j = 0; j < i; j++)
+            *m++ += g(i, j);
 }
 
 std::vector<double> GaussianConditional::getParameters() const {
@@ -108,6 +134,8 @@ void GaussianConditional::initializeParameters(uint64_t seed) {
     } else {
         freeLogStd.setConstant(options.initialLogStd);
     }
+    if (options.fullCovariance)
+        mixing.setIdentity(); // uncorrelated at the start, as the diagonal model
 }
 
 void GaussianConditional::evaluateNetwork(const Eigen::MatrixXd& z, Workspace& ws) const {
@@ -142,8 +170,11 @@ void GaussianConditional::sample(const Eigen::MatrixXd& z, const Eigen::MatrixXd
         ws.scale = ws.out.bottomRows(d).array().exp().matrix();
     else
         ws.scale = freeLogStd.array().exp().matrix().replicate(1, n);
-    X = ws.out.topRows(d) + (ws.scale.array() * eps.array()).matrix();
-    // With eps fixed: log N(mu + sigma eps; mu, sigma^2) = -sum(s) - sum(eps^2)/2 - d log(2 pi)/2.
+    if (options.fullCovariance)
+        X = ws.out.topRows(d) + mixing.triangularView<Eigen::UnitLower>() * (ws.scale.array() * eps.array()).matrix();
+    else
+        X = ws.out.topRows(d) + (ws.scale.array() * eps.array()).matrix();
+    // With eps fixed (det M = 1): log N(mu + sigma eps; mu, sigma^2) = -sum(s) - sum(eps^2)/2 - d log(2 pi)/2.
     logq.resize(n);
     for (Eigen::Index j = 0; j < n; j++) {
         const double sumLogStd = options.conditionalStd ? ws.out.col(j).tail(d).sum() : freeLogStd.sum();
@@ -169,7 +200,12 @@ void GaussianConditional::logProb(const Eigen::MatrixXd& z, const Eigen::MatrixX
         ws.scale = (-ws.out.bottomRows(d).array()).exp().matrix();
     else
         ws.scale = (-freeLogStd.array()).exp().matrix().replicate(1, n);
-    ws.noise = ((X - ws.out.topRows(d)).array() * ws.scale.array()).matrix(); // r = (X - mu) / sigma
+    if (options.fullCovariance) {
+        ws.noise = mixing.triangularView<Eigen::UnitLower>().solve(X - ws.out.topRows(d)); // w = M^-1 (X - mu)
+        ws.noise.array() *= ws.scale.array();                                            // r = w / sigma
+    } else {
+        ws.noise = ((X - ws.out.topRows(d)).array() * ws.scale.array()).matrix(); // r = (X - mu) / sigma
+    }
     logq.resize(n);
     for (Eigen::Index j = 0; j < n; j++) {
         const double sumLogStd = options.conditionalStd ? ws.out.col(j).tail(d).sum() : freeLogStd.sum();
@@ -216,10 +252,19 @@ void GaussianConditional::backwardSample(const Eigen::MatrixXd* gradX, const Eig
         throw Error("GaussianConditional::backwardSample: gradLogq has " + std::to_string(gradLogq->size()) +
                     " entries, expected the batch " + std::to_string(n) + " of the saved sample");
     ws.gradOut.resize(network.getOutputSize(), n);
-    // X = mu + exp(s) eps: dX/dmu = 1, dX/ds = exp(s) eps. logq = -sum(s) + const: dlogq/ds = -1.
+    // X = mu + M y with y = exp(s) eps: dL/dmu = dL/dX, dL/dy = M^T dL/dX, dL/ds = dL/dy exp(s) eps,
+    // dL/dM = dL/dX y^T (strictly lower part). logq = -sum(s) + const: dlogq/ds = -1.
     if (gradX != nullptr) {
         ws.gradOut.topRows(d) = *gradX;
-        ws.gradLogStd = (gradX->array() * ws.scale.array() * ws.noise.array()).matrix();
+        if (options.fullCovariance) {
+            const Eigen::MatrixXd y = (ws.scale.array() * ws.noise.array()).matrix();
+            ws.gradLogStd = ((mixing.transpose().triangularView<Eigen::UnitUpper>() * *gradX).array() *
+                             y.array()).matrix();
+            if (paramGrad != nullptr)
+                accumulateMixingGradient(*gradX * y.transpose(), paramGrad);
+        } else {
+            ws.gradLogStd = (gradX->array() * ws.scale.array() * ws.noise.array()).matrix();
+        }
     } else {
         ws.gradOut.topRows(d).setZero();
         ws.gradLogStd.setZero(d, n);
@@ -239,13 +284,25 @@ void GaussianConditional::backwardLogProb(const Eigen::VectorXd& gradLogq, Eigen
     if (gradLogq.size() != n)
         throw Error("GaussianConditional::backwardLogProb: gradLogq has " + std::to_string(gradLogq.size()) +
                     " entries, expected the batch " + std::to_string(n) + " of the saved logProb");
-    // logq = -sum(s) - sum(r^2)/2 + const with r = (X - mu) exp(-s):
-    // dlogq/dmu = r exp(-s), dlogq/dX = -r exp(-s), dlogq/ds = r^2 - 1.
+    // logq = -sum(s) - sum(r^2)/2 + const with r = w exp(-s), w = M^-1 (X - mu):
+    // dlogq/dw = -r exp(-s), a = dlogq/d(X - mu) = M^-T dlogq/dw, dlogq/dmu = -a, dlogq/dX = a,
+    // dlogq/dM = -a w^T (strictly lower part), dlogq/ds = r^2 - 1. Without M: a = -r exp(-s).
     ws.gradOut.resize(network.getOutputSize(), n);
     const Eigen::ArrayXXd weighted = (ws.noise.array() * ws.scale.array()).rowwise() * gradLogq.transpose().array();
-    ws.gradOut.topRows(d) = weighted.matrix();
-    if (gradX != nullptr)
-        *gradX = -weighted.matrix();
+    if (options.fullCovariance) {
+        const Eigen::MatrixXd a = mixing.transpose().triangularView<Eigen::UnitUpper>().solve(-weighted.matrix());
+        ws.gradOut.topRows(d) = -a;
+        if (gradX != nullptr)
+            *gradX = a;
+        if (paramGrad != nullptr) {
+            const Eigen::MatrixXd w = (ws.noise.array() / ws.scale.array()).matrix();
+            accumulateMixingGradient(-a * w.transpose(), paramGrad);
+        }
+    } else {
+        ws.gradOut.topRows(d) = weighted.matrix();
+        if (gradX != nullptr)
+            *gradX = -weighted.matrix();
+    }
     ws.gradLogStd = ((ws.noise.array().square() - 1.0).rowwise() * gradLogq.transpose().array()).matrix();
     if (options.conditionalStd)
         ws.gradOut.bottomRows(d) = ws.gradLogStd;
@@ -260,7 +317,8 @@ nlohmann::json GaussianConditional::getConfig() const {
             {"num_blocks", options.numBlocks},
             {"activation", nn::activationName(options.activation)},
             {"std", options.conditionalStd ? "conditional" : "constant"},
-            {"initial_log_std", options.initialLogStd}};
+            {"initial_log_std", options.initialLogStd},
+            {"covariance", options.fullCovariance ? "full" : "diagonal"}};
 }
 
 std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohmann::json& config) {
@@ -268,7 +326,8 @@ std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohm
     if (!config.is_object())
         throw Error(prefix + "must be a JSON object");
     static const char* const allowed[] = {"type",       "condition_dimension", "output_dimension", "hidden",
-                                          "num_blocks", "activation",          "std",              "initial_log_std"};
+                                          "num_blocks", "activation",          "std",              "initial_log_std",
+                                          "covariance"};
     for (auto it = config.begin(); it != config.end(); ++it) {
         bool known = false;
         for (const char* key : allowed)
@@ -276,7 +335,7 @@ std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohm
         if (!known)
             throw Error(prefix + "unknown key \"" + it.key() +
                         "\" (expected \"condition_dimension\", \"output_dimension\", \"hidden\", \"num_blocks\", "
-                        "\"activation\", \"std\", \"initial_log_std\")");
+                        "\"activation\", \"std\", \"initial_log_std\", \"covariance\")");
     }
     if (config.contains("type") && (!config["type"].is_string() || config["type"].get<std::string>() != configName))
         throw Error(prefix + "\"type\" must be \"" + configName + "\", got " + config["type"].dump());
@@ -302,6 +361,13 @@ std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohm
         if (!v.is_number() || !std::isfinite(v.get<double>()))
             throw Error(prefix + "\"initial_log_std\" must be a finite number, got " + v.dump());
         options.initialLogStd = v.get<double>();
+    }
+    if (config.contains("covariance")) {
+        const nlohmann::json& v = config["covariance"];
+        if (!v.is_string() || (v.get<std::string>() != "diagonal" && v.get<std::string>() != "full"))
+            throw Error(prefix + "\"covariance\" must be \"diagonal\" or \"full\" (a learnable unit-lower-triangular "
+                                 "mixing of the fine-scale noise), got " + v.dump());
+        options.fullCovariance = v.get<std::string>() == "full";
     }
     return std::make_unique<GaussianConditional>(options);
 }

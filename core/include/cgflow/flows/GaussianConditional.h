@@ -31,6 +31,13 @@ struct GaussianConditionalOptions {
     bool conditionalStd = true;
     /** The log-std every output starts at after initializeParameters() (finite). */
     double initialLogStd = 0.0;
+    /**
+     * false: diagonal covariance (the papers' model). true: covariance M diag(exp(2 s(z))) M^T with a
+     * learnable z-independent unit-lower-triangular M, i.e. X = mu(z) + M (exp(s(z)) * eps): the
+     * correlations of the fine-scale coordinates (bond lengths and angles of a molecule), which a diagonal
+     * Gaussian misses, at d(d-1)/2 extra parameters and an unchanged log-determinant (det M = 1).
+     */
+    bool fullCovariance = false;
 };
 
 /**
@@ -44,7 +51,8 @@ struct GaussianConditionalOptions {
  *
  * Batches are stored one sample per column: z (dim z x n), X and eps (dim X x n), logq (n).
  * Parameters: the network's (nn::ResidualMLP flat order), then, with conditionalStd = false, the dim X
- * log-stds. Like the network, the object is const during sample/logProb/backward and keeps all per-call
+ * log-stds, then, with fullCovariance, the strictly lower entries of M row by row (M(1,0), M(2,0), M(2,1), ...).
+ * Like the network, the object is const during sample/logProb/backward and keeps all per-call
  * state in a Workspace, so threads can share it with one Workspace each.
  */
 class GaussianConditional {
@@ -53,7 +61,7 @@ public:
     struct Workspace {
         nn::ResidualMLP::Workspace network;
         Eigen::MatrixXd out;      // the network's output (mu, and s when conditional)
-        Eigen::MatrixXd noise;    // sample: eps; logProb: r = (X - mu) exp(-s)
+        Eigen::MatrixXd noise;    // sample: eps; logProb: r = M^-1 (X - mu) exp(-s)
         Eigen::MatrixXd scale;    // sample: exp(s); logProb: exp(-s)
         Eigen::MatrixXd gradOut;  // dL/d(network output)
         Eigen::MatrixXd gradLogStd; // dL/ds (dim X x n)
@@ -94,7 +102,8 @@ public:
     void meanAndLogStd(const Eigen::MatrixXd& z, Eigen::MatrixXd& mu, Eigen::MatrixXd& logStd) const;
 
     /**
-     * Reparametrized sampling: X = mu(z) + exp(s(z)) * eps (elementwise), and
+     * Reparametrized sampling: X = mu(z) + exp(s(z)) * eps (elementwise; with fullCovariance
+     * X = mu(z) + M (exp(s(z)) * eps)), and
      * logq = log N(X; mu, exp(s)^2) summed over dimensions = -sum(s) - sum(eps^2) / 2 - dim X log(2 pi) / 2.
      * eps: standard-normal noise from the caller (dim X x n). X and logq are resized.
      */
@@ -126,7 +135,7 @@ public:
     /**
      * {"type": "gaussian_conditional", "condition_dimension": dim z, "output_dimension": dim X,
      *  "hidden": h, "num_blocks": b, "activation": name, "std": "conditional" | "constant",
-     *  "initial_log_std": s0}
+     *  "initial_log_std": s0, "covariance": "diagonal" | "full"}
      */
     nlohmann::json getConfig() const;
     /**
@@ -140,10 +149,14 @@ private:
     void evaluateNetwork(const Eigen::MatrixXd& z, Workspace& ws) const;
     void checkSaved(const Workspace& ws, Workspace::Pass pass, const char* what) const;
     void backpropagate(Workspace& ws, Eigen::MatrixXd* gradZ, double* paramGrad) const;
+    /** Accumulates the strictly lower part of g (dim X x dim X, dL/dM) into paramGrad's M block. */
+    void accumulateMixingGradient(const Eigen::MatrixXd& g, double* paramGrad) const;
+    size_t mixingOffset() const;
 
     GaussianConditionalOptions options;
     nn::ResidualMLP network;
     Eigen::VectorXd freeLogStd; // with !conditionalStd
+    Eigen::MatrixXd mixing;     // M, unit lower triangular (with fullCovariance; else empty)
 };
 
 } // namespace cgflow::flows
