@@ -250,7 +250,7 @@ TEST(GaussianConditional, LogProbGradientsMatchFiniteDifferences) {
     }
 }
 
-TEST(GaussianConditional, FullCovarianceIsTheGaussianOfMDiagSigma2MTransposed) {
+TEST(GaussianConditional, FullCovarianceIsTheGaussianOfDMMTransposedD) {
     for (bool conditionalStd : {true, false}) {
         SCOPED_TRACE(modeName(conditionalStd));
         GaussianConditional q(smallOptions(conditionalStd, true));
@@ -271,7 +271,8 @@ TEST(GaussianConditional, FullCovarianceIsTheGaussianOfMDiagSigma2MTransposed) {
         Eigen::VectorXd logq;
         q.logProb(z, X, logq, ws, false);
         for (int j = 0; j < n; j++) {
-            const Eigen::MatrixXd sigma = M * s.col(j).array().exp().square().matrix().asDiagonal() * M.transpose();
+            const Eigen::MatrixXd D = s.col(j).array().exp().matrix().asDiagonal();
+            const Eigen::MatrixXd sigma = D * M * M.transpose() * D;
             const Eigen::LLT<Eigen::MatrixXd> llt(sigma);
             const Eigen::VectorXd r = X.col(j) - mu.col(j);
             const double logDet = 2 * llt.matrixL().toDenseMatrix().diagonal().array().log().sum();
@@ -281,7 +282,7 @@ TEST(GaussianConditional, FullCovarianceIsTheGaussianOfMDiagSigma2MTransposed) {
         Eigen::MatrixXd Xs;
         Eigen::VectorXd logqSample, check;
         q.sample(z, eps, Xs, logqSample, ws, false);
-        EXPECT_LT((Xs - mu - M * (s.array().exp() * eps.array()).matrix()).cwiseAbs().maxCoeff(), 1e-13);
+        EXPECT_LT((Xs - mu - (s.array().exp() * (M * eps).array()).matrix()).cwiseAbs().maxCoeff(), 1e-13);
         q.logProb(z, Xs, check, ws, false);
         EXPECT_LT((logqSample - check).cwiseAbs().maxCoeff(), 1e-11);
         // Initialization starts uncorrelated: M = I, so the same parameters otherwise give the diagonal model.

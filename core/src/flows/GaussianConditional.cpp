@@ -171,7 +171,7 @@ void GaussianConditional::sample(const Eigen::MatrixXd& z, const Eigen::MatrixXd
     else
         ws.scale = freeLogStd.array().exp().matrix().replicate(1, n);
     if (options.fullCovariance)
-        X = ws.out.topRows(d) + mixing.triangularView<Eigen::UnitLower>() * (ws.scale.array() * eps.array()).matrix();
+        X = ws.out.topRows(d) + (ws.scale.array() * (mixing.triangularView<Eigen::UnitLower>() * eps).array()).matrix();
     else
         X = ws.out.topRows(d) + (ws.scale.array() * eps.array()).matrix();
     // With eps fixed (det M = 1): log N(mu + sigma eps; mu, sigma^2) = -sum(s) - sum(eps^2)/2 - d log(2 pi)/2.
@@ -201,8 +201,9 @@ void GaussianConditional::logProb(const Eigen::MatrixXd& z, const Eigen::MatrixX
     else
         ws.scale = (-freeLogStd.array()).exp().matrix().replicate(1, n);
     if (options.fullCovariance) {
-        ws.noise = mixing.triangularView<Eigen::UnitLower>().solve(X - ws.out.topRows(d)); // w = M^-1 (X - mu)
-        ws.noise.array() *= ws.scale.array();                                            // r = w / sigma
+        // r = M^-1 t with t = (X - mu) / sigma
+        ws.noise = mixing.triangularView<Eigen::UnitLower>().solve(
+            ((X - ws.out.topRows(d)).array() * ws.scale.array()).matrix());
     } else {
         ws.noise = ((X - ws.out.topRows(d)).array() * ws.scale.array()).matrix(); // r = (X - mu) / sigma
     }
@@ -252,16 +253,16 @@ void GaussianConditional::backwardSample(const Eigen::MatrixXd* gradX, const Eig
         throw Error("GaussianConditional::backwardSample: gradLogq has " + std::to_string(gradLogq->size()) +
                     " entries, expected the batch " + std::to_string(n) + " of the saved sample");
     ws.gradOut.resize(network.getOutputSize(), n);
-    // X = mu + M y with y = exp(s) eps: dL/dmu = dL/dX, dL/dy = M^T dL/dX, dL/ds = dL/dy exp(s) eps,
-    // dL/dM = dL/dX y^T (strictly lower part). logq = -sum(s) + const: dlogq/ds = -1.
+    // X = mu + exp(s) * (M eps): dL/dmu = dL/dX, dL/ds = dL/dX exp(s) (M eps), dL/dM = (exp(s) dL/dX) eps^T
+    // (strictly lower part). logq = -sum(s) + const: dlogq/ds = -1.
     if (gradX != nullptr) {
         ws.gradOut.topRows(d) = *gradX;
         if (options.fullCovariance) {
-            const Eigen::MatrixXd y = (ws.scale.array() * ws.noise.array()).matrix();
-            ws.gradLogStd = ((mixing.transpose().triangularView<Eigen::UnitUpper>() * *gradX).array() *
-                             y.array()).matrix();
+            const Eigen::MatrixXd mixed = mixing.triangularView<Eigen::UnitLower>() * ws.noise;
+            ws.gradLogStd = (gradX->array() * ws.scale.array() * mixed.array()).matrix();
             if (paramGrad != nullptr)
-                accumulateMixingGradient(*gradX * y.transpose(), paramGrad);
+                accumulateMixingGradient((gradX->array() * ws.scale.array()).matrix() * ws.noise.transpose(),
+                                         paramGrad);
         } else {
             ws.gradLogStd = (gradX->array() * ws.scale.array() * ws.noise.array()).matrix();
         }
@@ -284,25 +285,31 @@ void GaussianConditional::backwardLogProb(const Eigen::VectorXd& gradLogq, Eigen
     if (gradLogq.size() != n)
         throw Error("GaussianConditional::backwardLogProb: gradLogq has " + std::to_string(gradLogq.size()) +
                     " entries, expected the batch " + std::to_string(n) + " of the saved logProb");
-    // logq = -sum(s) - sum(r^2)/2 + const with r = w exp(-s), w = M^-1 (X - mu):
-    // dlogq/dw = -r exp(-s), a = dlogq/d(X - mu) = M^-T dlogq/dw, dlogq/dmu = -a, dlogq/dX = a,
-    // dlogq/dM = -a w^T (strictly lower part), dlogq/ds = r^2 - 1. Without M: a = -r exp(-s).
+    // logq = -sum(s) - sum(r^2)/2 + const with r = M^-1 t, t = (X - mu) exp(-s):
+    // b = dlogq/dt = M^-T (-r), dlogq/dX = b exp(-s) = -dlogq/dmu, dlogq/ds = -b t - 1, dlogq/dM = -b r^T
+    // (strictly lower part). Without M: b = -r, t = r, so dlogq/ds = r^2 - 1.
     ws.gradOut.resize(network.getOutputSize(), n);
-    const Eigen::ArrayXXd weighted = (ws.noise.array() * ws.scale.array()).rowwise() * gradLogq.transpose().array();
     if (options.fullCovariance) {
-        const Eigen::MatrixXd a = mixing.transpose().triangularView<Eigen::UnitUpper>().solve(-weighted.matrix());
-        ws.gradOut.topRows(d) = -a;
+        const Eigen::MatrixXd b = mixing.transpose().triangularView<Eigen::UnitUpper>().solve(
+            (-(ws.noise.array().rowwise() * gradLogq.transpose().array())).matrix());
+        const Eigen::MatrixXd t = mixing.triangularView<Eigen::UnitLower>() * ws.noise;
+        const Eigen::ArrayXXd dX = b.array() * ws.scale.array();
+        ws.gradOut.topRows(d) = -dX.matrix();
         if (gradX != nullptr)
-            *gradX = a;
-        if (paramGrad != nullptr) {
-            const Eigen::MatrixXd w = (ws.noise.array() / ws.scale.array()).matrix();
-            accumulateMixingGradient(-a * w.transpose(), paramGrad);
-        }
-    } else {
-        ws.gradOut.topRows(d) = weighted.matrix();
-        if (gradX != nullptr)
-            *gradX = -weighted.matrix();
+            *gradX = dX.matrix();
+        if (paramGrad != nullptr)
+            accumulateMixingGradient(-b * ws.noise.transpose(), paramGrad);
+        ws.gradLogStd = (-(b.array() * t.array())).matrix();
+        ws.gradLogStd.rowwise() -= gradLogq.transpose();
+        if (options.conditionalStd)
+            ws.gradOut.bottomRows(d) = ws.gradLogStd;
+        backpropagate(ws, gradZ, paramGrad);
+        return;
     }
+    const Eigen::ArrayXXd weighted = (ws.noise.array() * ws.scale.array()).rowwise() * gradLogq.transpose().array();
+    ws.gradOut.topRows(d) = weighted.matrix();
+    if (gradX != nullptr)
+        *gradX = -weighted.matrix();
     ws.gradLogStd = ((ws.noise.array().square() - 1.0).rowwise() * gradLogq.transpose().array()).matrix();
     if (options.conditionalStd)
         ws.gradOut.bottomRows(d) = ws.gradLogStd;
