@@ -37,7 +37,7 @@ struct GaussianConditionalOptions {
      * of the fine-scale coordinates (bond lengths and angles of a molecule), which a diagonal Gaussian misses,
      * at d(d-1)/2 extra parameters and an unchanged log-determinant (det M = 1). M acts on the standardized
      * noise, so its entries are dimensionless whatever the scales of the coordinates (mixing the scaled
-     * noise instead gave gradients ~10^6 for M from stiff bonds and stalled Adam on alanine dipeptide).
+     * noise instead inflated Adam's second moments ~10^5-fold on alanine dipeptide and stalled training).
      */
     bool fullCovariance = false;
 };
