@@ -45,6 +45,19 @@ int readInt(const nlohmann::json& config, const char* key, int fallback, bool re
     return v.get<int>();
 }
 
+// A two-valued string field: true for `first`, false for `second`, `fallback` when absent; otherwise an Error
+// that reads '"key" must be "first" <explanation>, got <value>'.
+bool readChoice(const nlohmann::json& config, const char* key, const char* first, const char* second,
+                const char* explanation, bool fallback) {
+    if (!config.contains(key))
+        return fallback;
+    const nlohmann::json& v = config[key];
+    if (!v.is_string() || (v.get<std::string>() != first && v.get<std::string>() != second))
+        throw Error(std::string(configName) + " config: \"" + key + "\" must be \"" + first + "\" " + explanation +
+                    ", got " + v.dump());
+    return v.get<std::string>() == first;
+}
+
 } // namespace
 
 GaussianConditional::GaussianConditional(const GaussianConditionalOptions& optionsIn) : options(optionsIn) {
@@ -356,26 +369,18 @@ std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohm
             throw Error(prefix + "\"activation\" must be a string, got " + config["activation"].dump());
         options.activation = nn::parseActivation(config["activation"].get<std::string>());
     }
-    if (config.contains("std")) {
-        const nlohmann::json& v = config["std"];
-        if (!v.is_string() || (v.get<std::string>() != "conditional" && v.get<std::string>() != "constant"))
-            throw Error(prefix + "\"std\" must be \"conditional\" (log-std from the network) or \"constant\" "
-                                 "(a learnable z-independent log-std), got " + v.dump());
-        options.conditionalStd = v.get<std::string>() == "conditional";
-    }
+    options.conditionalStd = readChoice(config, "std", "conditional", "constant",
+                                        "(log-std from the network) or \"constant\" (a learnable z-independent log-std)",
+                                        options.conditionalStd);
     if (config.contains("initial_log_std")) {
         const nlohmann::json& v = config["initial_log_std"];
         if (!v.is_number() || !std::isfinite(v.get<double>()))
             throw Error(prefix + "\"initial_log_std\" must be a finite number, got " + v.dump());
         options.initialLogStd = v.get<double>();
     }
-    if (config.contains("covariance")) {
-        const nlohmann::json& v = config["covariance"];
-        if (!v.is_string() || (v.get<std::string>() != "diagonal" && v.get<std::string>() != "full"))
-            throw Error(prefix + "\"covariance\" must be \"diagonal\" or \"full\" (a learnable unit-lower-triangular "
-                                 "mixing of the fine-scale noise), got " + v.dump());
-        options.fullCovariance = v.get<std::string>() == "full";
-    }
+    options.fullCovariance = !readChoice(config, "covariance", "diagonal", "full",
+                                         "or \"full\" (a learnable unit-lower-triangular mixing of the fine-scale noise)",
+                                         !options.fullCovariance);
     return std::make_unique<GaussianConditional>(options);
 }
 
