@@ -86,6 +86,19 @@ gaussian_conditional config, "map": {"type": "right_stochastic_linear", "num_ato
             }
             return py::make_tuple(rows(x), vector(logQ), rows(latent));
         }, py::arg("n"), py::arg("seed"), "(x (n, dimension), log q(x), latent [z, X] (n, dimension))")
+        .def("sample_given_slow", [](SlowFastModel& s, const Array& z, uint64_t seed) {
+            if (z.ndim() != 2 || z.shape(1) != s.getSlowDimension())
+                throw Error("z: expected shape (n, " + std::to_string(s.getSlowDimension()) + ")");
+            Eigen::MatrixXd slow = Eigen::Map<const Eigen::MatrixXd>(z.data(), s.getSlowDimension(), z.shape(0));
+            Eigen::MatrixXd x;
+            Eigen::VectorXd logQ, logQFast;
+            {
+                py::gil_scoped_release release;
+                s.sampleGivenSlow(slow, seed, x, logQ, &logQFast);
+            }
+            return py::make_tuple(rows(x), vector(logQ), vector(logQFast));
+        }, py::arg("z"), py::arg("seed"),
+           "Back-mapping: (x (n, dimension), joint log q(x), log q(X | z)) with X | z drawn for the given slow z (n, slow_dimension)")
         .def("log_prob", [](SlowFastModel& s, const Array& x) {
             if (x.ndim() != 2 || x.shape(1) != s.getDimension())
                 throw Error("x: expected shape (n, " + std::to_string(s.getDimension()) + ")");

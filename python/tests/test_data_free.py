@@ -76,6 +76,36 @@ def test_slow_fast_model_with_a_full_covariance_fast_block():
         cg.SlowFastModel({**base, "fast": {"covariance": "dense"}})
 
 
+def test_sample_given_slow_back_maps_from_the_conditional():
+    """Back-mapping: sample_given_slow(z, seed) keeps z, draws X | z (for the model's own z and seed it is
+    sample() again), returns the model's exact log q, and with many draws at one z the fast part has the
+    conditional's mean and the covariance D M M^T D of its mixing."""
+    base = {"slow": {"dimension": 1, "coupling": "elementwise", "num_layers": 2, "hidden": 8},
+            "map": {"type": "atom_permutation", "num_atoms": 3, "components_per_atom": 1, "permutation": [2, 0, 1]},
+            "seed": 4}
+    model = cg.SlowFastModel({**base, "fast": {"hidden": 8, "covariance": "full", "initial_log_std": -1.0}})
+    p = model.get_parameters()
+    p[-1] = 0.8  # the one mixing entry M[1, 0]
+    model.set_parameters(p)
+    x, log_q, latent = model.sample(30, 5)
+    x2, log_q2, log_q_fast = model.sample_given_slow(latent[:, :1], 5)
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_allclose(log_q2, log_q, atol=1e-10)
+    z = np.full((20000, 1), 0.3)
+    x, log_q, log_q_fast = model.sample_given_slow(z, 6)
+    np.testing.assert_allclose(model.log_prob(x)[0], log_q, atol=1e-9)
+    log_q_z = log_q - log_q_fast  # log q(z): the same for every draw at one z
+    assert np.ptp(log_q_z) < 1e-10
+    latent = x[:, [1, 2, 0]]     # y = P^-1 x for the permutation [2, 0, 1]
+    np.testing.assert_allclose(latent[:, 0], 0.3, atol=1e-12)
+    covariance = np.cov(latent[:, 1:].T)
+    std = np.sqrt(np.diag(covariance))
+    # Correlation of M = [[1, 0], [0.8, 1]]: 0.8 / sqrt(1.64)
+    assert abs(covariance[0, 1] / (std[0] * std[1]) - 0.8 / np.sqrt(1.64)) < 0.02
+    with pytest.raises(cg.CGFlowError, match="expected shape"):
+        model.sample_given_slow(np.zeros((3, 2)), 1)
+
+
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     system = cg.systems.double_well()
     sys.path.insert(0, EXAMPLES)

@@ -58,6 +58,35 @@ TEST(SlowFastModel, LogQOfSamplesIsTheExactChangeOfVariables) {
     EXPECT_EQ(x, x2);
 }
 
+TEST(SlowFastModel, SampleGivenSlowBackMapsWithTheSameFastNoiseAndExactDensities) {
+    SlowFastModel model(smallConfig());
+    perturb(model, 2);
+    Eigen::MatrixXd x, latent;
+    Eigen::VectorXd logQ;
+    model.sample(40, 11, x, logQ, &latent);
+    // The seed's fast stream is shared with sample(): given sample()'s own z, the same x comes back.
+    Eigen::MatrixXd xGiven;
+    Eigen::VectorXd logQGiven, logQFast;
+    const Eigen::MatrixXd z = latent.topRows(2);
+    model.sampleGivenSlow(z, 11, xGiven, logQGiven, &logQFast);
+    EXPECT_LT((xGiven - x).cwiseAbs().maxCoeff(), 1e-12);
+    EXPECT_LT((logQGiven - logQ).cwiseAbs().maxCoeff(), 1e-10);
+    // Any z, here one slow point repeated: the fast parts differ, z is kept, and log q is the model's density.
+    Eigen::MatrixXd zRepeated = z.col(0).replicate(1, 6), xRepeated, latentBack;
+    Eigen::VectorXd logQRepeated, logQBack, logQFastRepeated;
+    model.sampleGivenSlow(zRepeated, 12, xRepeated, logQRepeated, &logQFastRepeated);
+    model.logProb(xRepeated, logQBack, &latentBack);
+    EXPECT_LT((logQRepeated - logQBack).cwiseAbs().maxCoeff(), 1e-9);
+    EXPECT_LT((latentBack.topRows(2) - zRepeated).cwiseAbs().maxCoeff(), 1e-10);
+    EXPECT_GT((latentBack.bottomRows(2).col(0) - latentBack.bottomRows(2).col(1)).norm(), 1e-3);
+    // log q(x) - log q(X | z) is the same for every fast draw: log q(z) - log|det J| does not depend on X.
+    const Eigen::VectorXd rest = logQRepeated - logQFastRepeated;
+    EXPECT_LT(rest.maxCoeff() - rest.minCoeff(), 1e-10);
+    EXPECT_NE(errorMessage([&] { model.sampleGivenSlow(Eigen::MatrixXd::Zero(3, 2), 1, xGiven, logQGiven); })
+                  .find("slow dimension"),
+              std::string::npos);
+}
+
 TEST(SlowFastModel, PathwiseGradientsMatchFiniteDifferences) {
     SlowFastModel model(smallConfig());
     perturb(model, 2);

@@ -123,6 +123,32 @@ void SlowFastModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::Vect
     savedBatch = -1;
 }
 
+void SlowFastModel::sampleGivenSlow(const Eigen::MatrixXd& z, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ,
+                                    Eigen::VectorXd* logQFast) {
+    const int dz = getSlowDimension(), dX = getFastDimension();
+    if (z.rows() != dz)
+        throw Error("SlowFastModel::sampleGivenSlow: z has " + std::to_string(z.rows()) + " rows, expected the slow dimension " +
+                    std::to_string(dz));
+    if (!z.allFinite())
+        throw Error("SlowFastModel::sampleGivenSlow: z has non-finite entries");
+    const Eigen::Index n = z.cols();
+    Eigen::VectorXd logQz, logQX;
+    flow->logProb(z, nullptr, logQz);
+    Eigen::MatrixXd eps(dX, n), X;
+    BaseDensity(std::vector<BaseKind>(dX, BaseKind::StandardNormal)).sample(seed + fastStreamOffset, 0, eps);
+    fast->sample(z, eps, X, logQX, fastWorkspace, false);
+    x.resize(dimension, n);
+    x.topRows(dz) = z;
+    x.bottomRows(dX) = X;
+    Eigen::VectorXd logDet = Eigen::VectorXd::Zero(n);
+    map->apply(Direction::Forward, x, nullptr, logDet.data(), *mapWorkspace, false);
+    logQ = logQz + logQX - logDet;
+    if (logQFast != nullptr)
+        *logQFast = logQX;
+    savedBatch = -1;  // the workspaces no longer hold a training pass
+    savedLogProbBatch = -1;
+}
+
 void SlowFastModel::logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent) {
     evaluateLogProb(x, logQ, latent, false);
     savedBatch = -1;

@@ -52,6 +52,14 @@ public:
 
     /** Samples without keeping the pass: x (dimension x n), log q(x), and optionally y = [z; X]. */
     void sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent = nullptr);
+    /**
+     * Back-mapping: all-atom samples for given slow variables z (slowDimension x n). X | z is drawn from
+     * the seed's fast stream (the same noise sample() uses for that seed), x = f([z; X]); logQ receives
+     * the joint log q(x) = log q(z) + log q(X | z) - log|det J_f| and logQFast (if non-null) log q(X | z).
+     * Nothing is kept for training.
+     */
+    void sampleGivenSlow(const Eigen::MatrixXd& z, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ,
+                         Eigen::VectorXd* logQFast = nullptr);
     /** Exact log q(x): y = f^-1(x), then log q(z) + log q(X | z) - log|det J_f|. */
     void logProb(const Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent = nullptr);
 
