@@ -11,7 +11,8 @@ adaptive tempering and, for the same number of energy evaluations, without; aver
 --case ala2_slowfast, ala2_encdec: alanine dipeptide (amber96 + OBC, 330 K), data-free, with the
   slow/fast model in internal coordinates or the encoder-decoder model (examples/data_free_alanine.py):
   energy_evaluations, wall_s, basins_found (0-3, from the model's own samples), ess_fraction,
-  basin_fraction_<basin> and basin_fraction_reweighted_<basin>, and for encdec
+  basin_fraction_<basin> and basin_fraction_reweighted_<basin> (also for the alphaL-proper and C7ax
+  minima inside alphaL/C7ax), and for encdec
   alpha_beta_separation_accuracy. Writes the Ramachandran PNGs to out/.
 """
 import argparse
@@ -108,6 +109,9 @@ def alanine(kind, seed):
     emit("ess_fraction", metrics["ess_fraction"], "fraction")
     for name, model, reweighted in zip(("c7eq_beta", "alpha_r", "alpha_l"), metrics["model_fractions"],
                                        metrics["reweighted_fractions"]):
+        emit(f"basin_fraction_{name}", model, "fraction")
+        emit(f"basin_fraction_reweighted_{name}", reweighted, "fraction")
+    for name, (model, reweighted) in metrics["alpha_l_cores"].items():
         emit(f"basin_fraction_{name}", model, "fraction")
         emit(f"basin_fraction_reweighted_{name}", reweighted, "fraction")
     if "alpha_beta_separation_accuracy" in metrics:

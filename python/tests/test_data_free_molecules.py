@@ -116,7 +116,7 @@ def test_alanine_example_runs_end_to_end(kind, tmp_path):
     sys.path.insert(0, EXAMPLES)
     import data_free_alanine
     settings = dict(data_free_alanine.SETTINGS[kind], initial_steps=10, steps_per_level=3, batch=32, max_step=0.5,
-                    final_steps=3, final_batch=32)
+                    final_steps=3, final_batch=32, drop_largest_losses=1)
     metrics, model, result, samples = data_free_alanine.run(kind, seed=2, settings=settings, progress=False,
                                                             evaluation_samples=500)
     assert result.betas[-1] == 1.0 and metrics["levels"] == len(result.history)
@@ -140,6 +140,13 @@ def test_basin_assignment():
     phi = np.radians([-63.0, -120.0, -80.0, 60.0, 170.0, -150.0])
     psi = np.radians([-43.0, 130.0, -170.0, 30.0, -60.0, 60.0])
     assert data_free_alanine.basin_of(phi, psi).tolist() == [1, 0, 0, 2, 2, 0]
+    # The minima inside phi > 0: alphaL proper (60, 30) and C7ax (75, -65); (170, -60) and the
+    # psi ~ 150 plateau at phi = 80 are alphaL/C7ax by basin but in neither minimum.
+    phi = np.radians([60.0, 75.0, 170.0, 80.0, -63.0])
+    psi = np.radians([30.0, -65.0, -60.0, 150.0, -43.0])
+    cores = data_free_alanine.core_masks(phi, psi)
+    assert cores["alpha_l_proper"].tolist() == [True, False, False, False, False]
+    assert cores["c7ax"].tolist() == [False, True, False, False, False]
 
 
 def test_cartesian_frame_energy(alanine):
