@@ -97,11 +97,23 @@ void SlowFastModel::run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorX
                         bool save) {
     if (n < 0)
         throw Error("SlowFastModel: n must be >= 0, got " + std::to_string(n));
-    const int dz = getSlowDimension(), dX = getFastDimension();
     Eigen::MatrixXd z;
-    Eigen::VectorXd logQz, logQX;
+    Eigen::VectorXd logQz;
     flow->sample(n, seed, nullptr, z, logQz, save);
+    completeSample(z, logQz, seed, x, logQ, latent, nullptr, save);
+    if (save) {
+        savedZ = z;
+        savedBatch = n;
+    }
+}
+
+void SlowFastModel::completeSample(const Eigen::MatrixXd& z, const Eigen::VectorXd& logQz, uint64_t seed,
+                                   Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent,
+                                   Eigen::VectorXd* logQFast, bool save) {
+    const int dz = getSlowDimension(), dX = getFastDimension();
+    const Eigen::Index n = z.cols();
     Eigen::MatrixXd eps(dX, n), X;
+    Eigen::VectorXd logQX;
     BaseDensity(std::vector<BaseKind>(dX, BaseKind::StandardNormal)).sample(seed + fastStreamOffset, 0, eps);
     fast->sample(z, eps, X, logQX, fastWorkspace, save);
     x.resize(dimension, n);
@@ -112,10 +124,8 @@ void SlowFastModel::run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorX
     Eigen::VectorXd logDet = Eigen::VectorXd::Zero(n);
     map->apply(Direction::Forward, x, nullptr, logDet.data(), *mapWorkspace, save);
     logQ = logQz + logQX - logDet;
-    if (save) {
-        savedZ = z;
-        savedBatch = n;
-    }
+    if (logQFast != nullptr)
+        *logQFast = logQX;
 }
 
 void SlowFastModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent) {
@@ -125,26 +135,15 @@ void SlowFastModel::sample(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::Vect
 
 void SlowFastModel::sampleGivenSlow(const Eigen::MatrixXd& z, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ,
                                     Eigen::VectorXd* logQFast) {
-    const int dz = getSlowDimension(), dX = getFastDimension();
+    const int dz = getSlowDimension();
     if (z.rows() != dz)
         throw Error("SlowFastModel::sampleGivenSlow: z has " + std::to_string(z.rows()) + " rows, expected the slow dimension " +
                     std::to_string(dz));
     if (!z.allFinite())
         throw Error("SlowFastModel::sampleGivenSlow: z has non-finite entries");
-    const Eigen::Index n = z.cols();
-    Eigen::VectorXd logQz, logQX;
+    Eigen::VectorXd logQz;
     flow->logProb(z, nullptr, logQz);
-    Eigen::MatrixXd eps(dX, n), X;
-    BaseDensity(std::vector<BaseKind>(dX, BaseKind::StandardNormal)).sample(seed + fastStreamOffset, 0, eps);
-    fast->sample(z, eps, X, logQX, fastWorkspace, false);
-    x.resize(dimension, n);
-    x.topRows(dz) = z;
-    x.bottomRows(dX) = X;
-    Eigen::VectorXd logDet = Eigen::VectorXd::Zero(n);
-    map->apply(Direction::Forward, x, nullptr, logDet.data(), *mapWorkspace, false);
-    logQ = logQz + logQX - logDet;
-    if (logQFast != nullptr)
-        *logQFast = logQX;
+    completeSample(z, logQz, seed, x, logQ, nullptr, logQFast, false);
     savedBatch = -1;  // the workspaces no longer hold a training pass
     savedLogProbBatch = -1;
 }

@@ -73,6 +73,9 @@ public:
 
 private:
     void run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, bool save);
+    /** The fast half of a sample at slow z with log q(z) = logQz: X | z from the seed's fast stream, x = f([z; X]). */
+    void completeSample(const Eigen::MatrixXd& z, const Eigen::VectorXd& logQz, uint64_t seed, Eigen::MatrixXd& x,
+                        Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, Eigen::VectorXd* logQFast, bool save);
 
     std::unique_ptr<Flow> flow;
     std::unique_ptr<GaussianConditional> fast;
