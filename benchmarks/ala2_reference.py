@@ -100,8 +100,9 @@ def main():
     emit("simulated_ns", chunks * chunk * 1e-6, "ns")
     emit("wall_s", wall, "s")
     os.makedirs(args.out, exist_ok=True)
-    np.savez(os.path.join(args.out, "ala2_reference_free_energy.npz"), free_energy=free_energy, phi=axis, psi=axis,
-             history=history, kT=kT)
+    path = os.path.join(args.out, "ala2_reference_free_energy.npz")
+    np.savez(path + ".tmp.npz", free_energy=free_energy, phi=axis, psi=axis, history=history, kT=kT)
+    os.replace(path + ".tmp.npz", path)  # atomic: a kill never leaves half a file
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -55,8 +55,9 @@ TEMPERATURE = 330.0  # K, the embedded-physics paper's target temperature (beta_
 # the chirality). No energy regularization: capping U makes exp(-beta U) improper in the 58
 # Gaussian directions, and the fast widths then grow without bound.
 # slowfast uses batches of 1024 (2048 in the final phase): against 256 (512) at the same step counts, 4x
-# the evaluations raised the ESS at 330 K from 0.038 to 0.18 (seed 1) and brought the reweighted alphaR
-# share to 0.17, the reference's (benchmarks/ala2_reference.py); alphaL is lost either way (README).
+# the evaluations raised the phi > 0 share of the samples (0.00065 -> 0.0015 seed 1, 0.001 -> 0.0016 seed 2)
+# and the ESS at 330 K for seed 1 (0.038 -> 0.18; seed 2 fell, 0.018 -> 0.008); the alphaL and C7ax
+# minima are lost either way (README).
 SETTINGS = {
     "slowfast": dict(beta_initial=0.05, initial_steps=1500, steps_per_level=150, batch=1024,
                      max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
@@ -161,11 +162,13 @@ def evaluate_samples(model, energy, system, n, seed):
 
 
 def basin_report(phi, psi, log_w):
+    """Model and reweighted fractions of the three basins, and {core: [model, reweighted]} of ALPHA_L_CORES."""
     basins = basin_of(phi, psi)
     weights = cg.stats.normalized_weights(log_w)
     model_fraction = np.array([np.mean(basins == b) for b in range(3)])
     reweighted = np.array([weights[basins == b].sum() for b in range(3)])
-    return model_fraction, reweighted
+    cores = {name: [float(np.mean(mask)), float(weights[mask].sum())] for name, mask in core_masks(phi, psi).items()}
+    return model_fraction, reweighted, cores
 
 
 def basin_configurations(system, center_deg, n, rng, spread_deg=20.0, noise=0.5):
@@ -209,9 +212,7 @@ def run(kind, seed=1, settings=None, progress=True, evaluation_samples=20000):
     wall = time.perf_counter() - start
     training_evaluations = energy.evaluations
     phi, psi, log_w, mirrored = evaluate_samples(model, energy, system, evaluation_samples, seed + 10_000)
-    model_fraction, reweighted = basin_report(phi, psi, log_w)
-    weights = cg.stats.normalized_weights(log_w)
-    cores = {name: [float(np.mean(mask)), float(weights[mask].sum())] for name, mask in core_masks(phi, psi).items()}
+    model_fraction, reweighted, cores = basin_report(phi, psi, log_w)
     metrics = {"energy_evaluations": training_evaluations, "wall_s": wall, "levels": len(result.history),
                "basins_found": int(np.sum(model_fraction >= FOUND_FRACTION)),
                "ess_fraction": float(cg.stats.effective_sample_fraction(log_w)),
