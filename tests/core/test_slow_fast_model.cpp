@@ -24,6 +24,19 @@ nlohmann::json smallConfig() {
             {"seed", 3}};
 }
 
+/**
+ * With the fast flow: circular slow variables (so the flow's context carries angle features), a full-covariance
+ * Gaussian and affine couplings on the 3 fast coordinates.
+ */
+nlohmann::json fastFlowConfig() {
+    return {{"slow", {{"dimension", 2}, {"circular", {0}}, {"num_layers", 2}, {"hidden", 8}, {"num_threads", 1}}},
+            {"fast", {{"hidden", 8}, {"num_blocks", 1}, {"activation", "relu"}, {"covariance", "full"}}},
+            {"fast_flow", {{"coupling", "affine"}, {"num_layers", 2}, {"hidden", 8}, {"num_threads", 1}}},
+            {"map", {{"type", "right_stochastic_linear"}, {"num_atoms", 5}, {"components_per_atom", 1},
+                     {"initial_logit_noise", 0.5}}},
+            {"seed", 3}};
+}
+
 /** Non-trivial parameters: small noise on everything, so no network outputs exactly zero. */
 void perturb(SlowFastModel& model, unsigned seed) {
     std::vector<double> p(model.getNumParameters());
@@ -118,8 +131,11 @@ TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
     EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("unknown key \"extra\""), std::string::npos);
 }
 
-TEST(SlowFastModel, LogProbGradientsForForwardKLMatchFiniteDifferences) {
-    SlowFastModel model(smallConfig());
+namespace {
+
+/** L = sum_i w_i log q(x_i) on points near the model's samples: logProbForTraining's gradients against central differences. */
+void expectLogProbGradientsMatch(const nlohmann::json& config) {
+    SlowFastModel model(config);
     perturb(model, 5);
     Eigen::MatrixXd x;
     Eigen::VectorXd logQ;
@@ -157,4 +173,105 @@ TEST(SlowFastModel, LogProbGradientsForForwardKLMatchFiniteDifferences) {
     // The pass is consumed; a second backward is an error naming what is missing.
     EXPECT_NE(errorMessage([&] { model.backwardLogProbForTraining(weights, grad.data()); })
                   .find("needs a preceding logProbForTraining"), std::string::npos);
+}
+
+} // namespace
+
+TEST(SlowFastModel, LogProbGradientsForForwardKLMatchFiniteDifferences) {
+    expectLogProbGradientsMatch(smallConfig());
+}
+
+TEST(SlowFastModel, FastFlowStartsAtTheIdentityAndKeepsLogQExact) {
+    nlohmann::json withoutFlow = fastFlowConfig();
+    withoutFlow.erase("fast_flow");
+    SlowFastModel model(fastFlowConfig()), plain(withoutFlow);
+    ASSERT_TRUE(model.hasFastFlow());
+    ASSERT_FALSE(plain.hasFastFlow());
+    EXPECT_EQ(model.getFastFlow().getDimension(), 3);
+    EXPECT_EQ(model.getFastFlow().getContextCircular(), (std::vector<bool>{true, false}));
+    EXPECT_EQ(model.getNumParameters(), plain.getNumParameters() + model.getFastFlow().getNumParameters());
+    // A fresh fast flow is the identity: the same samples and densities as the model without it.
+    Eigen::MatrixXd x, xPlain;
+    Eigen::VectorXd logQ, logQPlain;
+    model.sample(30, 4, x, logQ);
+    plain.sample(30, 4, xPlain, logQPlain);
+    EXPECT_LT((x - xPlain).cwiseAbs().maxCoeff(), 1e-12);
+    EXPECT_LT((logQ - logQPlain).cwiseAbs().maxCoeff(), 1e-10);
+    // Trained (perturbed) parameters: log q of the samples equals logProb's inverse pass, the config round-trips.
+    perturb(model, 7);
+    Eigen::MatrixXd latent, latentBack;
+    Eigen::VectorXd logQBack;
+    model.sample(40, 5, x, logQ, &latent);
+    model.logProb(x, logQBack, &latentBack);
+    EXPECT_LT((logQ - logQBack).cwiseAbs().maxCoeff(), 1e-9);
+    EXPECT_LT((latent - latentBack).cwiseAbs().maxCoeff(), 1e-10);
+    SlowFastModel rebuilt(model.getConfig());
+    std::vector<double> p(model.getNumParameters());
+    model.getParameters(p.data());
+    rebuilt.setParameters(p.data());
+    Eigen::MatrixXd xRebuilt;
+    Eigen::VectorXd logQRebuilt;
+    rebuilt.sample(40, 5, xRebuilt, logQRebuilt);
+    EXPECT_EQ(x, xRebuilt);
+    EXPECT_EQ(logQ, logQRebuilt);
+}
+
+TEST(SlowFastModel, FastFlowConditionalDensityIsNormalized) {
+    // x = [z; X] (identity permutation), dim z = 1, dim X = 2: at a fixed z0, the integral over X of q(z0, X)
+    // is q(z0), i.e. log q(X | z) with the fast flow is a normalized density (a missing or doubled noise
+    // density term would scale it by a z- and X-dependent factor).
+    const nlohmann::json config = {
+        {"slow", {{"dimension", 1}, {"num_layers", 2}, {"coupling", "elementwise"}, {"hidden", 8}, {"num_threads", 1}}},
+        {"fast", {{"hidden", 8}, {"num_blocks", 1}, {"activation", "tanh"}, {"covariance", "full"}}},
+        {"fast_flow", {{"coupling", "spline"}, {"num_layers", 2}, {"hidden", 8}, {"num_threads", 1}}},
+        {"map", {{"type", "atom_permutation"}, {"num_atoms", 3}, {"components_per_atom", 1}, {"permutation", {0, 1, 2}}}},
+        {"seed", 1}};
+    SlowFastModel model(config);
+    perturb(model, 3);
+    const double z0 = 0.3;
+    Eigen::MatrixXd xz;
+    Eigen::VectorXd logQz, logQFast;
+    model.sampleGivenSlow(Eigen::MatrixXd::Constant(1, 1, z0), 1, xz, logQz, &logQFast);
+    const double logQOfZ = logQz[0] - logQFast[0];
+    const int m = 321;
+    const double lo = -8, h = 16.0 / (m - 1);
+    Eigen::MatrixXd grid(3, m * m);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < m; j++)
+            grid.col(i * m + j) << z0, lo + i * h, lo + j * h;
+    Eigen::VectorXd logQ;
+    model.logProb(grid, logQ);
+    const double integral = (logQ.array() - logQOfZ).exp().sum() * h * h;
+    EXPECT_NEAR(integral, 1.0, 2e-3);
+}
+
+TEST(SlowFastModel, FastFlowGradientsMatchFiniteDifferences) {
+    // Both Gaussians: the noise gradients of GaussianConditional differ with and without the mixing M.
+    for (const char* covariance : {"full", "diagonal"}) {
+        SCOPED_TRACE(covariance);
+        nlohmann::json config = fastFlowConfig();
+        config["fast"]["covariance"] = covariance;
+        SlowFastModel model(config);
+        perturb(model, 4);
+        // Pathwise (reverse KL): every 5th parameter and the last 60 (the fast flow's output layers and the map).
+        cgflowtest::expectPathwiseGradientsMatch(model, 6, 19, 5, 60);
+        // log q for forward KL: every 7th and the last 40.
+        expectLogProbGradientsMatch(config);
+    }
+}
+
+TEST(SlowFastModel, FastFlowConfigErrorsNameTheProblem) {
+    nlohmann::json bad = fastFlowConfig();
+    bad["fast_flow"] = 3;
+    EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("\"fast_flow\" must be a flow config"), std::string::npos);
+    bad = fastFlowConfig();
+    bad["fast_flow"]["dimension"] = 2;
+    EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("dimension dim X = 3"), std::string::npos);
+    bad = fastFlowConfig();
+    bad["fast_flow"]["base"] = "truncated_normal";
+    EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("base must be standard normal"), std::string::npos);
+    nlohmann::json plain = fastFlowConfig();
+    plain.erase("fast_flow");
+    SlowFastModel model(plain);
+    EXPECT_NE(errorMessage([&] { model.getFastFlow(); }).find("no fast flow"), std::string::npos);
 }

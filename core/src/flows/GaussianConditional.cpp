@@ -255,7 +255,8 @@ void GaussianConditional::backpropagate(Workspace& ws, Eigen::MatrixXd* gradZ, d
 }
 
 void GaussianConditional::backwardSample(const Eigen::MatrixXd* gradX, const Eigen::VectorXd* gradLogq,
-                                         Eigen::MatrixXd* gradZ, double* paramGrad, Workspace& ws) const {
+                                         Eigen::MatrixXd* gradZ, double* paramGrad, Workspace& ws,
+                                         Eigen::MatrixXd* gradEps) const {
     checkSaved(ws, Workspace::Pass::Sample, "backwardSample");
     const int d = options.outputSize;
     const Eigen::Index n = ws.batch;
@@ -285,45 +286,61 @@ void GaussianConditional::backwardSample(const Eigen::MatrixXd* gradX, const Eig
     }
     if (gradLogq != nullptr)
         ws.gradLogStd.rowwise() -= gradLogq->transpose();
+    if (gradEps != nullptr) {
+        // dX/deps = diag(exp(s)) M, d logq / d eps = -eps.
+        if (gradX != nullptr) {
+            const Eigen::MatrixXd scaled = (gradX->array() * ws.scale.array()).matrix();
+            if (options.fullCovariance)
+                *gradEps = mixing.transpose().triangularView<Eigen::UnitUpper>() * scaled;
+            else
+                *gradEps = scaled;
+        } else {
+            gradEps->setZero(d, n);
+        }
+        if (gradLogq != nullptr)
+            *gradEps -= (ws.noise.array().rowwise() * gradLogq->transpose().array()).matrix();
+    }
     if (options.conditionalStd)
         ws.gradOut.bottomRows(d) = ws.gradLogStd;
     backpropagate(ws, gradZ, paramGrad);
 }
 
 void GaussianConditional::backwardLogProb(const Eigen::VectorXd& gradLogq, Eigen::MatrixXd* gradZ,
-                                          Eigen::MatrixXd* gradX, double* paramGrad, Workspace& ws) const {
+                                          Eigen::MatrixXd* gradX, double* paramGrad, Workspace& ws,
+                                          const Eigen::MatrixXd* gradNoise) const {
     checkSaved(ws, Workspace::Pass::LogProb, "backwardLogProb");
     const int d = options.outputSize;
     const Eigen::Index n = ws.batch;
     if (gradLogq.size() != n)
         throw Error("GaussianConditional::backwardLogProb: gradLogq has " + std::to_string(gradLogq.size()) +
                     " entries, expected the batch " + std::to_string(n) + " of the saved logProb");
-    // logq = -sum(s) - sum(r^2)/2 + const with r = M^-1 t, t = (X - mu) exp(-s):
-    // b = dlogq/dt = M^-T (-r), dlogq/dX = b exp(-s) = -dlogq/dmu, dlogq/ds = -b t - 1, dlogq/dM = -b r^T
-    // (strictly lower part). Without M: b = -r, t = r, so dlogq/ds = r^2 - 1.
+    if (gradNoise != nullptr && (gradNoise->rows() != d || gradNoise->cols() != n))
+        throw Error("GaussianConditional::backwardLogProb: gradNoise is " +
+                    shapeString(gradNoise->rows(), gradNoise->cols()) + ", expected " + shapeString(d, n) +
+                    " (dim X x the batch of the saved logProb)");
+    // logq = -sum(s) - sum(r^2)/2 + const with r = M^-1 t, t = (X - mu) exp(-s). With a = dL/dr
+    // = -r gradLogq (+ gradNoise): b = dL/dt = M^-T a, dL/dX = b exp(-s) = -dL/dmu, dL/ds = -b t - gradLogq,
+    // dL/dM = -b r^T (strictly lower part). Without M: b = a and t = r.
+    Eigen::MatrixXd a = (-(ws.noise.array().rowwise() * gradLogq.transpose().array())).matrix();
+    if (gradNoise != nullptr)
+        a += *gradNoise;
     ws.gradOut.resize(network.getOutputSize(), n);
+    Eigen::MatrixXd b, t;
     if (options.fullCovariance) {
-        const Eigen::MatrixXd b = mixing.transpose().triangularView<Eigen::UnitUpper>().solve(
-            (-(ws.noise.array().rowwise() * gradLogq.transpose().array())).matrix());
-        const Eigen::MatrixXd t = mixing.triangularView<Eigen::UnitLower>() * ws.noise;
-        const Eigen::ArrayXXd dX = b.array() * ws.scale.array();
-        ws.gradOut.topRows(d) = -dX.matrix();
-        if (gradX != nullptr)
-            *gradX = dX.matrix();
+        b = mixing.transpose().triangularView<Eigen::UnitUpper>().solve(a);
+        t = mixing.triangularView<Eigen::UnitLower>() * ws.noise;
         if (paramGrad != nullptr)
             accumulateMixingGradient(-b * ws.noise.transpose(), paramGrad);
-        ws.gradLogStd = (-(b.array() * t.array())).matrix();
-        ws.gradLogStd.rowwise() -= gradLogq.transpose();
-        if (options.conditionalStd)
-            ws.gradOut.bottomRows(d) = ws.gradLogStd;
-        backpropagate(ws, gradZ, paramGrad);
-        return;
+    } else {
+        b = std::move(a);
+        t = ws.noise;
     }
-    const Eigen::ArrayXXd weighted = (ws.noise.array() * ws.scale.array()).rowwise() * gradLogq.transpose().array();
-    ws.gradOut.topRows(d) = weighted.matrix();
+    const Eigen::MatrixXd dX = (b.array() * ws.scale.array()).matrix();
+    ws.gradOut.topRows(d) = -dX;
     if (gradX != nullptr)
-        *gradX = -weighted.matrix();
-    ws.gradLogStd = ((ws.noise.array().square() - 1.0).rowwise() * gradLogq.transpose().array()).matrix();
+        *gradX = dX;
+    ws.gradLogStd = (-(b.array() * t.array())).matrix();
+    ws.gradLogStd.rowwise() -= gradLogq.transpose();
     if (options.conditionalStd)
         ws.gradOut.bottomRows(d) = ws.gradLogStd;
     backpropagate(ws, gradZ, paramGrad);

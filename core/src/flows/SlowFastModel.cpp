@@ -3,6 +3,7 @@
 #include "cgflow/Error.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 
+#include <cmath>
 #include <set>
 
 namespace cgflow::flows {
@@ -12,6 +13,16 @@ using nlohmann::json;
 namespace {
 
 constexpr uint64_t fastStreamOffset = 0x9E3779B97F4A7C15ull;
+const double halfLogTwoPi = 0.5 * std::log(2.0 * M_PI);
+
+/**
+ * log q(X | z) with the fast flow: the Gaussian's logq = -sum(s) - |u|^2/2 - d log(2 pi)/2 treats its noise u
+ * as standard normal; u = g(eps; z) has the fast flow's density log q_g(u | z) instead.
+ */
+void replaceNoiseDensity(Eigen::VectorXd& logQX, const Eigen::MatrixXd& u, const Eigen::VectorXd& logQg) {
+    for (Eigen::Index j = 0; j < u.cols(); j++)
+        logQX[j] += 0.5 * u.col(j).squaredNorm() + static_cast<double>(u.rows()) * halfLogTwoPi + logQg[j];
+}
 
 std::unique_ptr<Bijection> makeMap(const json& config, int dimension) {
     if (!config.is_object() || !config.contains("type") || !config["type"].is_string())
@@ -32,8 +43,9 @@ SlowFastModel::SlowFastModel(const json& config) {
     if (!config.is_object())
         throw Error("slow_fast model config: must be an object with \"slow\", \"fast\" and \"map\"");
     for (const auto& item : config.items())
-        if (!std::set<std::string>{"slow", "fast", "map", "seed"}.count(item.key()))
-            throw Error("slow_fast model config: unknown key \"" + item.key() + "\" (expected slow, fast, map, seed)");
+        if (!std::set<std::string>{"slow", "fast", "fast_flow", "map", "seed"}.count(item.key()))
+            throw Error("slow_fast model config: unknown key \"" + item.key() +
+                        "\" (expected slow, fast, fast_flow, map, seed)");
     for (const char* key : {"slow", "fast", "map"})
         if (!config.contains(key))
             throw Error(std::string("slow_fast model config: \"") + key + "\" is required");
@@ -60,29 +72,78 @@ SlowFastModel::SlowFastModel(const json& config) {
     if (fast->getConditionSize() != flow->getDimension() || fast->getOutputSize() != dimension - flow->getDimension())
         throw Error("slow_fast model config: the fast conditional must map dim z = " + std::to_string(flow->getDimension()) +
                     " to dim X = " + std::to_string(dimension - flow->getDimension()));
+    if (config.contains("fast_flow")) {
+        json fastFlowConfig = config["fast_flow"];
+        if (!fastFlowConfig.is_object())
+            throw Error("slow_fast model config: \"fast_flow\" must be a flow config object");
+        const int dz = flow->getDimension(), dX = dimension - dz;
+        if (!fastFlowConfig.contains("dimension"))
+            fastFlowConfig["dimension"] = dX;
+        if (!fastFlowConfig.contains("context_dimension"))
+            fastFlowConfig["context_dimension"] = dz;
+        if (!fastFlowConfig.contains("context_circular")) {
+            json circularContext = json::array();
+            const std::vector<bool> slowCircular = flow->getCircular();
+            for (int i = 0; i < dz; i++)
+                if (slowCircular[i])
+                    circularContext.push_back(i);
+            fastFlowConfig["context_circular"] = circularContext;
+        }
+        fastFlow = Flow::fromConfig(fastFlowConfig);
+        if (fastFlow->getDimension() != dX || fastFlow->getContextDimension() != dz)
+            throw Error("slow_fast model config: the fast flow must have dimension dim X = " + std::to_string(dX) +
+                        " and context dimension dim z = " + std::to_string(dz) + ", got " +
+                        std::to_string(fastFlow->getDimension()) + " and " +
+                        std::to_string(fastFlow->getContextDimension()));
+        for (BaseKind kind : fastFlow->getBase().getKinds())
+            if (kind != BaseKind::StandardNormal)
+                throw Error("slow_fast model config: the fast flow's base must be standard normal in every dimension "
+                            "(it transforms the Gaussian's noise), got \"" + baseKindName(kind) + "\"");
+    }
     mapWorkspace = map->createWorkspace();
     if (config.contains("seed"))
         initializeParameters(config["seed"].get<uint64_t>());
 }
 
 json SlowFastModel::getConfig() const {
-    return {{"slow", flow->getConfig()}, {"fast", fast->getConfig()}, {"map", map->getConfig()}};
+    json config = {{"slow", flow->getConfig()}, {"fast", fast->getConfig()}, {"map", map->getConfig()}};
+    if (fastFlow)
+        config["fast_flow"] = fastFlow->getConfig();
+    return config;
+}
+
+Flow& SlowFastModel::getFastFlow() {
+    if (!fastFlow)
+        throw Error("SlowFastModel::getFastFlow: the model has no fast flow (no \"fast_flow\" in its config)");
+    return *fastFlow;
+}
+
+size_t SlowFastModel::fastFlowOffset() const {
+    return flow->getNumParameters() + fast->getNumParameters();
+}
+
+size_t SlowFastModel::mapOffset() const {
+    return fastFlowOffset() + (fastFlow ? fastFlow->getNumParameters() : 0);
 }
 
 size_t SlowFastModel::getNumParameters() const {
-    return flow->getNumParameters() + fast->getNumParameters() + map->getNumParameters();
+    return mapOffset() + map->getNumParameters();
 }
 
 void SlowFastModel::getParameters(double* out) const {
     flow->getParameters(out);
     fast->getParameters(out + flow->getNumParameters());
-    map->getParameters(out + flow->getNumParameters() + fast->getNumParameters());
+    if (fastFlow)
+        fastFlow->getParameters(out + fastFlowOffset());
+    map->getParameters(out + mapOffset());
 }
 
 void SlowFastModel::setParameters(const double* in) {
     flow->setParameters(in);
     fast->setParameters(in + flow->getNumParameters());
-    map->setParameters(in + flow->getNumParameters() + fast->getNumParameters());
+    if (fastFlow)
+        fastFlow->setParameters(in + fastFlowOffset());
+    map->setParameters(in + mapOffset());
     savedBatch = -1;
 }
 
@@ -90,6 +151,8 @@ void SlowFastModel::initializeParameters(uint64_t seed) {
     flow->initializeParameters(seed);
     fast->initializeParameters(seed + 1);
     map->initializeParameters(seed + 2);
+    if (fastFlow)
+        fastFlow->initializeParameters(seed + 3);
     savedBatch = -1;
 }
 
@@ -115,7 +178,15 @@ void SlowFastModel::completeSample(const Eigen::MatrixXd& z, const Eigen::Vector
     Eigen::MatrixXd eps(dX, n), X;
     Eigen::VectorXd logQX;
     BaseDensity(std::vector<BaseKind>(dX, BaseKind::StandardNormal)).sample(seed + fastStreamOffset, 0, eps);
-    fast->sample(z, eps, X, logQX, fastWorkspace, save);
+    if (fastFlow) {
+        Eigen::MatrixXd u;
+        Eigen::VectorXd logQg;
+        fastFlow->transformFromBase(eps, &z, u, logQg, save);
+        fast->sample(z, u, X, logQX, fastWorkspace, save);
+        replaceNoiseDensity(logQX, u, logQg);
+    } else {
+        fast->sample(z, eps, X, logQX, fastWorkspace, save);
+    }
     x.resize(dimension, n);
     x.topRows(dz) = z;
     x.bottomRows(dX) = X;
@@ -174,6 +245,11 @@ void SlowFastModel::evaluateLogProb(const Eigen::MatrixXd& x, Eigen::VectorXd& l
     Eigen::VectorXd logQz, logQX;
     flow->logProb(z, nullptr, logQz, save);
     fast->logProb(z, X, logQX, fastWorkspace, save);
+    if (fastFlow) {
+        Eigen::VectorXd logQg;
+        fastFlow->logProb(fastWorkspace.noise, &z, logQg, save);  // the Gaussian's standardized noise r
+        replaceNoiseDensity(logQX, fastWorkspace.noise, logQg);
+    }
     // log|det d y / d x| = -log|det d x / d y|.
     logQ = logQz + logQX + logDetInverse;
     if (latent != nullptr)
@@ -188,17 +264,24 @@ void SlowFastModel::backwardLogProbForTraining(const Eigen::VectorXd& gradLogQ, 
                     " entries, expected " + std::to_string(savedLogProbBatch) + " (the last batch)");
     savedLogProbBatch = -1;
     const int dz = getSlowDimension();
-    const size_t flowParams = flow->getNumParameters(), fastParams = fast->getNumParameters();
+    const size_t flowParams = flow->getNumParameters();
     gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
     double* buffer = gradientBuffer.data();
     // log q(x) = log q(z) + log q(X | z) + log|det dy/dx|, y = [z; X] = f^-1(x): z enters both densities.
-    Eigen::MatrixXd gradZFromFast, gradXFast, gradZFromFlow;
-    fast->backwardLogProb(gradLogQ, &gradZFromFast, &gradXFast, buffer + flowParams, fastWorkspace);
+    // With the fast flow, log q(X | z) = logq_Gaussian + |r|^2/2 + log q_g(r | z), r the Gaussian's noise.
+    Eigen::MatrixXd gradZFromFast, gradXFast, gradZFromFlow, gradNoise;
+    Eigen::MatrixXd gradZFromFastFlow = Eigen::MatrixXd::Zero(dz, gradLogQ.size());
+    if (fastFlow) {
+        fastFlow->backwardLogProb(gradLogQ, buffer + fastFlowOffset(), &gradNoise, &gradZFromFastFlow);
+        gradNoise += (fastWorkspace.noise.array().rowwise() * gradLogQ.transpose().array()).matrix();
+    }
+    fast->backwardLogProb(gradLogQ, &gradZFromFast, &gradXFast, buffer + flowParams, fastWorkspace,
+                          fastFlow ? &gradNoise : nullptr);
     flow->backwardLogProb(gradLogQ, buffer, &gradZFromFlow);
     Eigen::MatrixXd gradY(dimension, gradLogQ.size());
-    gradY.topRows(dz) = gradZFromFlow + gradZFromFast;
+    gradY.topRows(dz) = gradZFromFlow + gradZFromFast + gradZFromFastFlow;
     gradY.bottomRows(getFastDimension()) = gradXFast;
-    map->backward(gradY, gradLogQ.data(), nullptr, buffer + flowParams + fastParams, *mapWorkspace);
+    map->backward(gradY, gradLogQ.data(), nullptr, buffer + mapOffset(), *mapWorkspace);
     if (paramGrad != nullptr)
         for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)
             paramGrad[i] += gradientBuffer[i];
@@ -224,17 +307,26 @@ void SlowFastModel::backwardSample(const Eigen::MatrixXd& gradX, const Eigen::Ve
                     " and gradLogQ " + std::to_string(n) + " long (the last sample)");
     savedBatch = -1;
     const int dz = getSlowDimension(), dX = getFastDimension();
-    const size_t flowParams = flow->getNumParameters(), fastParams = fast->getNumParameters();
+    const size_t flowParams = flow->getNumParameters();
     // log q = log q(z) + log q(X|z) - logDet: dL/dlogDet = -dL/dlog q.
     gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
     double* buffer = gradientBuffer.data();
     Eigen::MatrixXd grad = gradX;
     Eigen::VectorXd gradLogDet = -gradLogQ;
-    map->backward(grad, gradLogDet.data(), nullptr, buffer + flowParams + fastParams, *mapWorkspace);
+    map->backward(grad, gradLogDet.data(), nullptr, buffer + mapOffset(), *mapWorkspace);
     const Eigen::MatrixXd gradXFast = grad.bottomRows(dX);
-    Eigen::MatrixXd gradZFromFast;
-    fast->backwardSample(&gradXFast, &gradLogQ, &gradZFromFast, buffer + flowParams, fastWorkspace);
+    Eigen::MatrixXd gradZFromFast, gradNoise;
+    fast->backwardSample(&gradXFast, &gradLogQ, &gradZFromFast, buffer + flowParams, fastWorkspace,
+                         fastFlow ? &gradNoise : nullptr);
     Eigen::MatrixXd gradZ = grad.topRows(dz) + gradZFromFast;
+    if (fastFlow) {
+        // The Gaussian's noise u = g(eps; z) (its workspace's noise): log q(X | z) also carries +|u|^2/2 and
+        // log q_g(u | z), whose sample pass the fast flow kept.
+        gradNoise += (fastWorkspace.noise.array().rowwise() * gradLogQ.transpose().array()).matrix();
+        Eigen::MatrixXd gradZFromFastFlow = Eigen::MatrixXd::Zero(dz, n);
+        fastFlow->backwardSample(gradNoise, gradLogQ, buffer + fastFlowOffset(), &gradZFromFastFlow);
+        gradZ += gradZFromFastFlow;
+    }
     flow->backwardSample(gradZ, gradLogQ, buffer);
     if (paramGrad != nullptr)
         for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)

@@ -121,17 +121,24 @@ public:
      * X depends on z and the parameters through mu and s; logq only through s (d logq / d mu = 0 and
      * d logq / d s = -1 per dimension when eps is fixed). If gradZ is non-null it is resized and SET to
      * dL/dz (dim z x n); if paramGrad is non-null, dL/dparams is ACCUMULATED into
-     * paramGrad[0 .. getNumParameters()).
+     * paramGrad[0 .. getNumParameters()). gradEps (if non-null) is resized and SET to dL/deps, the
+     * gradient of L(X, logq) with respect to the noise passed to sample() (X through mu + exp(s) (M eps),
+     * logq through -sum(eps^2)/2): for callers whose eps is itself the output of a trainable map (the
+     * SlowFastModel's fast flow).
      */
     void backwardSample(const Eigen::MatrixXd* gradX, const Eigen::VectorXd* gradLogq, Eigen::MatrixXd* gradZ,
-                        double* paramGrad, Workspace& ws) const;
+                        double* paramGrad, Workspace& ws, Eigen::MatrixXd* gradEps = nullptr) const;
     /**
      * Vector-Jacobian product of the last logProb(..., save = true) with ws: from gradLogq = dL/dlogq (n),
      * gradZ (if non-null) is resized and SET to dL/dz, gradX (if non-null) to dL/dX (the X passed to
-     * logProb), and dL/dparams is ACCUMULATED into paramGrad (if non-null).
+     * logProb), and dL/dparams is ACCUMULATED into paramGrad (if non-null). gradNoise (if non-null,
+     * dim X x n) is a further upstream gradient dL/dr with respect to the standardized noise
+     * r = M^-1 (X - mu) exp(-s) that logProb() leaves in ws.noise, for callers that feed r on into a
+     * trainable map (the SlowFastModel's fast flow); it is propagated to X, z and the parameters with
+     * the gradient of logq.
      */
     void backwardLogProb(const Eigen::VectorXd& gradLogq, Eigen::MatrixXd* gradZ, Eigen::MatrixXd* gradX,
-                         double* paramGrad, Workspace& ws) const;
+                         double* paramGrad, Workspace& ws, const Eigen::MatrixXd* gradNoise = nullptr) const;
 
     std::string getTypeName() const { return "gaussian_conditional"; }
     /**

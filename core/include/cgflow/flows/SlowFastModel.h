@@ -28,9 +28,18 @@ namespace cgflow::flows {
  * noise eps ~ N(0, I) uses the seed's own second stream (seed + 0x9E3779B97F4A7C15), so a seed fixes
  * every sample independently of batch splits. Parameters: [flow | conditional | map], in one vector.
  *
+ * Optional fast flow (not in the papers): X = mu(z) + exp(s(z)) * (M g(eps; z)) with g a conditional
+ * normalizing flow (context z) on the standardized fast noise, started at the identity, so
+ * log q(X | z) = log q_g(g(eps; z) | z) - sum(s(z)). The Gaussian's correlations and shape are then
+ * z-dependent and non-Gaussian: what a conformation-dependent fine-scale distribution (the bond angles
+ * of a peptide in alphaL against C7eq) needs, and what a single z-independent M cannot give.
+ *
  * Config: {"slow": flow config (builder or explicit), "fast": gaussian_conditional config (its
- * condition/output dimensions are filled in from the flow and the map when omitted), "map":
- * {"type": "right_stochastic_linear" | "atom_permutation", ...}, "seed": s}. getConfig() is explicit.
+ * condition/output dimensions are filled in from the flow and the map when omitted), "fast_flow"
+ * (optional): flow config with a standard-normal base of dim X and context z ("dimension",
+ * "context_dimension" and "context_circular" filled in from the fast conditional and the slow flow when
+ * omitted), "map": {"type": "right_stochastic_linear" | "atom_permutation", ...}, "seed": s}. getConfig()
+ * is explicit. Parameters: [slow flow | fast conditional | fast flow | map].
  */
 class SlowFastModel : public TrainableModel {
 public:
@@ -42,12 +51,15 @@ public:
     int getFastDimension() const { return dimension - flow->getDimension(); }
     Flow& getSlowFlow() { return *flow; }
     const GaussianConditional& getFastConditional() const { return *fast; }
+    bool hasFastFlow() const { return fastFlow != nullptr; }
+    /** The conditional flow on the fast noise; Error when the model has none. */
+    Flow& getFastFlow();
     const Bijection& getMap() const { return *map; }
 
     size_t getNumParameters() const override;
     void getParameters(double* out) const override;
     void setParameters(const double* in) override;
-    /** Each part from its own seed: flow seed, conditional seed + 1, map seed + 2. */
+    /** Each part from its own seed: flow seed, conditional seed + 1, map seed + 2, fast flow seed + 3. */
     void initializeParameters(uint64_t seed);
 
     /** Samples without keeping the pass: x (dimension x n), log q(x), and optionally y = [z; X]. */
@@ -77,8 +89,12 @@ private:
     void completeSample(const Eigen::MatrixXd& z, const Eigen::VectorXd& logQz, uint64_t seed, Eigen::MatrixXd& x,
                         Eigen::VectorXd& logQ, Eigen::MatrixXd* latent, Eigen::VectorXd* logQFast, bool save);
 
+    size_t fastFlowOffset() const;  // of the fast flow's parameters in the flat vector
+    size_t mapOffset() const;
+
     std::unique_ptr<Flow> flow;
     std::unique_ptr<GaussianConditional> fast;
+    std::unique_ptr<Flow> fastFlow;  // null without "fast_flow"
     std::unique_ptr<Bijection> map;
     int dimension = 0;
     GaussianConditional::Workspace fastWorkspace;
