@@ -58,13 +58,16 @@ void bindDataFree(py::module_& m) {
     py::class_<SlowFastModel>(m, "SlowFastModel", R"doc(
 The data-free CG latent model: z ~ flow (slow), X | z ~ diagonal Gaussian (fast), x = A [z; X] with a
 learnable right-stochastic (or permutation) map. Config: {"slow": flow config, "fast":
-gaussian_conditional config, "map": {"type": "right_stochastic_linear", "num_atoms": M,
-"components_per_atom": k, ...}, "seed": s}. Train it with FlowTrainer(model, options).)doc")
+gaussian_conditional config, "fast_flow" (optional): flow config of a conditional flow (context z,
+standard-normal base) on the Gaussian's noise, started at the identity, for a z-dependent shape of X | z,
+"map": {"type": "right_stochastic_linear", "num_atoms": M, "components_per_atom": k, ...}, "seed": s}.
+Train it with FlowTrainer(model, options).)doc")
         .def(py::init([](const py::object& config) { return std::make_unique<SlowFastModel>(pyToJson(config)); }),
              py::arg("config"))
         .def_property_readonly("config", [](const SlowFastModel& s) { return jsonToPy(s.getConfig()); })
         .def_property_readonly("dimension", &SlowFastModel::getDimension)
         .def_property_readonly("slow_dimension", &SlowFastModel::getSlowDimension)
+        .def_property_readonly("has_fast_flow", &SlowFastModel::hasFastFlow)
         .def_property_readonly("num_parameters", &SlowFastModel::getNumParameters)
         .def("get_parameters", [](const SlowFastModel& s) {
             Eigen::VectorXd p(s.getNumParameters());

@@ -76,6 +76,36 @@ def test_slow_fast_model_with_a_full_covariance_fast_block():
         cg.SlowFastModel({**base, "fast": {"covariance": "dense"}})
 
 
+def test_fast_flow_learns_a_z_dependent_correlation_the_gaussian_cannot():
+    """"fast_flow": a conditional flow (context z) on the fast Gaussian's noise. On data whose fast correlation
+    changes sign with z (X2 = 0.9 tanh(2 z) X1 + 0.3 noise), the z-independent mixing M averages it away,
+    while the fast flow fits it: held-out log-likelihood gain ~0.9 nats exact (E 0.5 log(1 + 9 tanh^2(2 z))),
+    asserted > 0.5. A fresh fast flow is the identity (same samples as the model without it)."""
+    base = {"slow": {"dimension": 1, "coupling": "elementwise", "num_layers": 2, "hidden": 8},
+            "fast": {"hidden": 16, "covariance": "full"},
+            "map": {"type": "atom_permutation", "num_atoms": 3, "components_per_atom": 1, "permutation": [0, 1, 2]},
+            "seed": 2}
+    gaussian = cg.SlowFastModel(base)
+    flowed = cg.SlowFastModel({**base, "fast_flow": {"coupling": "affine", "num_layers": 2, "hidden": 16}})
+    assert flowed.has_fast_flow and not gaussian.has_fast_flow
+    np.testing.assert_allclose(flowed.sample(20, 1)[0], gaussian.sample(20, 1)[0], atol=1e-12)
+    copy = cg.SlowFastModel.from_bytes(flowed.to_bytes())
+    assert copy.has_fast_flow and copy.num_parameters == flowed.num_parameters
+
+    def correlated(n, seed):
+        rng = np.random.default_rng(seed)
+        z, x1 = rng.normal(size=n), rng.normal(size=n)
+        return np.stack([z, x1, 0.9 * np.tanh(2 * z) * x1 + 0.3 * rng.normal(size=n)], axis=1)
+
+    train, held_out = correlated(3000, 0), correlated(3000, 1)
+    for model in (gaussian, flowed):
+        cg.datafree.train_forward_kl(model, train, steps=1500, batch=200, learning_rate=1e-2, progress=False)
+    gain = flowed.log_prob(held_out)[0].mean() - gaussian.log_prob(held_out)[0].mean()
+    assert gain > 0.5, gain
+    x, log_q, _ = flowed.sample(50, 3)
+    np.testing.assert_allclose(flowed.log_prob(x)[0], log_q, atol=1e-9)
+
+
 def test_sample_given_slow_back_maps_from_the_conditional():
     """Back-mapping: sample_given_slow(z, seed) keeps z, draws X | z (for the model's own z and seed it is
     sample() again), returns the model's exact log q, and with many draws at one z the fast part has the
