@@ -197,8 +197,8 @@ def alpha_beta_separation(model, energy, system, n=1000, seed=0):
     """Held-out accuracy of a linear discriminant on the encoder's mean z separating alphaR (phi, psi =
     -63, -43 deg) from C7eq/beta (-120, 130 deg) configurations; 0.5 = no separation."""
     rng = np.random.default_rng(seed)
-    alpha = energy.displacements(basin_configurations(system, (-63.0, -43.0), n, rng))
-    beta = energy.displacements(basin_configurations(system, (-120.0, 130.0), n, rng))
+    alpha = energy.model_coordinates(basin_configurations(system, (-63.0, -43.0), n, rng))
+    beta = energy.model_coordinates(basin_configurations(system, (-120.0, 130.0), n, rng))
     z = np.vstack([model.encode(alpha), model.encode(beta)])
     label = np.r_[np.zeros(n), np.ones(n)]
     train = rng.random(2 * n) < 0.5

@@ -82,6 +82,10 @@ class InternalCoordinateEnergy:
         """Positions (n, N, 3) in nm of internal coordinates q (n, 3N-6)."""
         return self.internal.to_cartesian(np.asarray(q, dtype=float))[0]
 
+    def model_coordinates(self, x):
+        """Internal coordinates q (m, 3N-6) of positions (m, N, 3): the inverse of cartesian() up to rigid motion."""
+        return self.internal.to_internal(np.asarray(x, dtype=float))[0]
+
     def __call__(self, q):
         q = np.ascontiguousarray(q, dtype=float)
         x, log_volume = self.internal.to_cartesian(q)
@@ -141,8 +145,9 @@ class CartesianFrameEnergy:
         basis = np.stack([e1, e2, np.cross(e1, e2)], axis=2)  # columns: the frame's axes
         return np.einsum("mij,mjk->mik", x - x[:, a:a + 1], basis)
 
-    def displacements(self, x):
-        """Model coordinates of positions (m, N, 3): their free frame coordinates minus the reference's."""
+    def model_coordinates(self, x):
+        """Model coordinates d (m, 3N-6) of positions (m, N, 3): their free frame coordinates minus the
+        reference's (the inverse of cartesian() up to rigid motion)."""
         return self.to_frame(x).reshape(len(x), -1)[:, self.active] - self.reference.reshape(-1)[self.active]
 
     def cartesian(self, d):

@@ -46,6 +46,11 @@ def test_internal_coordinate_energy_gradients_match_finite_differences(alanine):
     # u is U / kT: the same configuration at twice the temperature has half the reduced energy.
     hot = datafree.InternalCoordinateEnergy(alanine.system, ic, 660.0)
     assert hot(q)[0][0] == pytest.approx(u[0] / 2, rel=1e-9)
+    # model_coordinates inverts cartesian, whatever the rigid motion of the positions.
+    rotation = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    rotation *= np.sign(np.linalg.det(rotation))
+    moved = energy.cartesian(q) @ rotation.T + np.array([0.3, -1.0, 2.0])
+    assert np.abs(energy.model_coordinates(moved) - q).max() < 1e-9
 
 
 def test_internal_coordinate_energy_rejects_bad_arguments(alanine):
@@ -163,7 +168,7 @@ def test_cartesian_frame_energy(alanine):
     rotation = np.linalg.qr(np.random.default_rng(1).standard_normal((3, 3)))[0]
     rotation *= np.sign(np.linalg.det(rotation))
     moved = alanine.positions @ rotation.T + np.array([1.0, -2.0, 0.5])
-    assert np.abs(energy.displacements(moved[None])).max() < 1e-12
+    assert np.abs(energy.model_coordinates(moved[None])).max() < 1e-12
     d = 0.01 * np.random.default_rng(2).standard_normal((1, 60))
     expect_energy_gradients_match_finite_differences(energy, d, (0, 1, 2, 5, 30, 59), 1e-6, 1e-4, 1e-3)
     # Outside the frame (N on the -x axis): infinite energy, dropped by the trainer.
