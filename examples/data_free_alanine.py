@@ -10,8 +10,8 @@ of freedom removed (the densities carry the log-volume of the map to Cartesian c
   coordinates (bonds, angles, dependent dihedrals), X | z ~ Gaussian whose mean and log-std are an
   MLP of z, with a learned z-independent correlation of the standardized noise and a conditional flow
   (context z) on that noise, so that the fast block's correlations and shape depend on the conformation
-  (the papers' model is diagonal: "covariance": "diagonal" and no "fast_flow"); the map is the fixed permutation that puts z into the torsion
-  columns of a Z-matrix in which HA and CB hang on impropers (systems.alanine_dipeptide().info[
+  (the papers' model is diagonal: "covariance": "diagonal" and no "fast_flow"); the map is the fixed
+  permutation that puts z into the torsion columns of a Z-matrix in which HA and CB hang on impropers (systems.alanine_dipeptide().info[
   "phi_psi_internal_coordinates"]), so nothing but phi and psi moves with the backbone torsions.
   Why every torsion is slow, not only phi and psi: a Gaussian on a periodic coordinate is not a
   density on the circle, and where the torsion is nearly free (a methyl rotor at small beta) reverse
@@ -104,7 +104,7 @@ def make_slow_fast_model(internal_coordinates, slow_columns, seed):
         # the 10 torsions as context, started at the identity. The z-independent M cannot follow how the bond
         # angles' correlations change between C7eq, alphaR and alphaL; the misfit that left in alphaL was
         # what reverse KL pruned it by (README). Same budget: ESS at 330 K 0.18 -> 0.47 (seed 1) and
-        # 0.008 -> 0.26 (seed 2), reweighted populations within 0.02 of the reference.
+        # 0.008 -> 0.27 (seed 2), reweighted populations within 0.02 of the reference.
         "fast_flow": {"coupling": "affine", "num_layers": 4, "hidden": 64, "num_threads": 1},
         "map": {"type": "atom_permutation", "num_atoms": dim, "components_per_atom": 1,
                 "permutation": [latent_of_column[c] for c in range(dim)]},
