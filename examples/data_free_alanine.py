@@ -11,8 +11,8 @@ of freedom removed (the densities carry the log-volume of the map to Cartesian c
   MLP of z, with a learned z-independent correlation of the standardized noise and a conditional flow
   (context z) on that noise, so that the fast block's correlations and shape depend on the conformation
   (the papers' model is diagonal: "covariance": "diagonal" and no "fast_flow"); the map is the fixed
-  permutation that puts z into the torsion columns of a Z-matrix in which HA and CB hang on impropers (systems.alanine_dipeptide().info[
-  "phi_psi_internal_coordinates"]), so nothing but phi and psi moves with the backbone torsions.
+  permutation that puts z into the torsion columns of a Z-matrix in which HA and CB hang on impropers
+  (systems.alanine_dipeptide().info["phi_psi_internal_coordinates"]), so nothing but phi and psi moves with the backbone torsions.
   Why every torsion is slow, not only phi and psi: a Gaussian on a periodic coordinate is not a
   density on the circle, and where the torsion is nearly free (a methyl rotor at small beta) reverse
   KL widens it without bound (the loss falls as log sigma while the energy stays periodic).
