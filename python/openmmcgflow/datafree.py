@@ -62,10 +62,18 @@ class InternalCoordinateEnergy:
     why it is returned apart from u; train_data_free handles it (see there). Non-finite or clashing
     configurations get u = inf (dropped by the trainer); with ``energy_regularization`` = (e_high, e_max)
     in kJ/mol, EnergyTarget's logarithmic regularization is applied first.
+
+    ``open_torsions``: None, or {column: cut} for circular columns (cut in that column's coordinate,
+    radians in [-pi, pi)). Each such torsion is then an open coordinate y on the real line,
+    theta = c + pi tanh(y / pi) with c = cut + pi (wrapped): theta covers the circle once, minus the cut.
+    A model with a density on R (a Gaussian decoder) then has a proper density on the circle, which a
+    Gaussian put directly on a periodic coordinate does not (reverse KL widens it without bound where
+    the torsion is free). The model coordinates are then y in those columns; v gains the log-Jacobian
+    sum log(1 - tanh^2(y / pi)). Put the cut on a barrier: density near it is squeezed into tanh's tails.
     """
 
     def __init__(self, system, internal_coordinates, temperature, platform="Reference", threads=1,
-                 energy_regularization=None):
+                 energy_regularization=None, open_torsions=None):
         if not float(temperature) > 0:
             raise ValueError("temperature must be > 0 K, got %r" % (temperature,))
         if internal_coordinates.num_atoms != system.getNumParticles():
@@ -77,26 +85,67 @@ class InternalCoordinateEnergy:
         self.internal = internal_coordinates
         self.kT = 0.00831446261815324 * float(temperature)  # kJ/mol
         self.evaluations = 0
+        self._open_columns, self._open_centers = self._check_open_torsions(open_torsions)
+
+    def _check_open_torsions(self, open_torsions):
+        if open_torsions is None:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        if not isinstance(open_torsions, dict):
+            raise ValueError("open_torsions: must be None or a dict {column: cut}, got %r" % (type(open_torsions),))
+        circular = set(int(c) for c in self.internal.zmatrix.circular_columns)
+        columns, centers = [], []
+        for column, cut in sorted(open_torsions.items()):
+            if int(column) not in circular:
+                raise ValueError("open_torsions: column %r is not a circular column (those are %s)"
+                                 % (column, sorted(circular)))
+            if not (np.isfinite(cut) and -np.pi <= cut < np.pi):
+                raise ValueError("open_torsions: the cut of column %r must be in [-pi, pi), got %r" % (column, cut))
+            columns.append(int(column))
+            centers.append(np.angle(np.exp(1j * (float(cut) + np.pi))))
+        return np.array(columns, dtype=int), np.array(centers)
+
+    def _internal(self, y):
+        """(q, dq/dy on the open columns, log|dq/dy|, its gradient) of model coordinates y (n, 3N-6)."""
+        q = np.array(y, dtype=float)
+        if len(self._open_columns) == 0:
+            return q, None, np.zeros(len(q)), None
+        t = np.tanh(q[:, self._open_columns] / np.pi)
+        q[:, self._open_columns] = np.angle(np.exp(1j * (self._open_centers + np.pi * t)))
+        derivative = 1.0 - t * t
+        with np.errstate(divide="ignore"):  # |y| beyond ~60: tanh = 1 in doubles, on the cut; v = -inf, u = inf
+            log_jacobian = np.sum(np.log(derivative), axis=1)
+        return q, derivative, log_jacobian, -2.0 * t / np.pi
 
     def cartesian(self, q):
-        """Positions (n, N, 3) in nm of internal coordinates q (n, 3N-6)."""
-        return self.internal.to_cartesian(np.asarray(q, dtype=float))[0]
+        """Positions (n, N, 3) in nm of model coordinates (internal coordinates, torsions opened if asked) q (n, 3N-6)."""
+        return self.internal.to_cartesian(self._internal(q)[0])[0]
 
     def model_coordinates(self, x):
-        """Internal coordinates q (m, 3N-6) of positions (m, N, 3): the inverse of cartesian() up to rigid motion."""
-        return self.internal.to_internal(np.asarray(x, dtype=float))[0]
+        """Model coordinates (m, 3N-6) of positions (m, N, 3): the inverse of cartesian() up to rigid motion
+        (a torsion exactly on its cut maps to +-inf)."""
+        q = np.array(self.internal.to_internal(np.asarray(x, dtype=float))[0])
+        if len(self._open_columns):
+            offset = np.angle(np.exp(1j * (q[:, self._open_columns] - self._open_centers)))  # in (-pi, pi]
+            with np.errstate(divide="ignore"):
+                q[:, self._open_columns] = np.pi * np.arctanh(offset / np.pi)
+        return q
 
-    def __call__(self, q):
-        q = np.ascontiguousarray(q, dtype=float)
+    def __call__(self, y):
+        y = np.ascontiguousarray(y, dtype=float)
+        q, dq_dy, log_jacobian, dlog_jacobian = self._internal(y)
         x, log_volume = self.internal.to_cartesian(q)
         energies, forces, finite = self.target.evaluate(x)
         self.evaluations += len(q)
-        finite = finite & np.isfinite(log_volume)
+        finite = finite & np.isfinite(log_volume) & np.isfinite(log_jacobian)
         u = np.where(finite, energies / self.kT, np.inf)
         forces = np.where(finite[:, None, None], forces, 0.0)
-        du_dq = self.internal.to_cartesian_backward(q, dL_dx=-forces / self.kT)
-        dv_dq = self.internal.to_cartesian_backward(q, dL_dlogdet=np.ones(len(q)))
-        return u, -du_dq, np.where(finite, log_volume, 0.0), np.where(finite[:, None], dv_dq, 0.0)
+        du = self.internal.to_cartesian_backward(q, dL_dx=-forces / self.kT)
+        dv = self.internal.to_cartesian_backward(q, dL_dlogdet=np.ones(len(q)))
+        if dq_dy is not None:  # the chain rule through theta(y), and the open map's own log-Jacobian
+            du[:, self._open_columns] *= dq_dy
+            dv[:, self._open_columns] = dv[:, self._open_columns] * dq_dy + dlog_jacobian
+            log_volume = log_volume + log_jacobian
+        return u, -du, np.where(finite, log_volume, 0.0), np.where(finite[:, None], dv, 0.0)
 
 
 class CartesianFrameEnergy:

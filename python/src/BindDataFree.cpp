@@ -141,7 +141,8 @@ Train it with FlowTrainer(model, options).)doc")
 The embedded-physics CG model: z ~ N(0, I), Gaussian decoder q(x | z), Gaussian encoder r(z | x).
 Its per-sample "log q" is the bound's surrogate log q(z) + log q(x|z) - log r(z|x), so FlowTrainer's
 reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dimension", "data_dimension",
-"decoder": {...}, "encoder": {...}, "seed"}.)doc")
+"decoder": {...}, "encoder": {...}, "prior" (optional: a flow config, q(z) learned instead of N(0, I);
+"dimension" filled in), "seed"}.)doc")
         .def(py::init([](const py::object& config) {
                  return std::make_unique<flows::EncoderDecoderModel>(pyToJson(config));
              }),
@@ -149,6 +150,7 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
         .def_property_readonly("config", [](const flows::EncoderDecoderModel& e) { return jsonToPy(e.getConfig()); })
         .def_property_readonly("dimension", &flows::EncoderDecoderModel::getDimension)
         .def_property_readonly("latent_dimension", &flows::EncoderDecoderModel::getLatentDimension)
+        .def_property_readonly("has_prior_flow", &flows::EncoderDecoderModel::hasPriorFlow)
         .def_property_readonly("num_parameters", &flows::EncoderDecoderModel::getNumParameters)
         .def("get_parameters", [](const flows::EncoderDecoderModel& e) {
             Eigen::VectorXd p(e.getNumParameters());

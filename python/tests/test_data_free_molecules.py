@@ -53,6 +53,51 @@ def test_internal_coordinate_energy_gradients_match_finite_differences(alanine):
     assert np.abs(energy.model_coordinates(moved) - q).max() < 1e-9
 
 
+def test_open_torsions_are_a_proper_change_of_variables(alanine):
+    """theta = c + pi tanh(y / pi) on phi (cut at 120 deg) and a methyl rotor (cut opposite the reference):
+    gradients of u and of v (now with the map's log-Jacobian) against finite differences, the map's
+    log-Jacobian against the numerical derivative of theta, the round trip, and the cut's position."""
+    ic = alanine.info["phi_psi_internal_coordinates"]
+    phi_column, psi_column = alanine.info["phi_psi_columns"]
+    reference = alanine.info["phi_psi"].map_positions(alanine.positions[None])[0]
+    cut_phi = float(np.angle(np.exp(1j * (np.radians(120.0) - reference[0]))))
+    rotor = [c for c in ic.zmatrix.circular_columns if c not in (phi_column, psi_column)][0]
+    plain = datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0)
+    energy = datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0,
+                                               open_torsions={phi_column: cut_phi, rotor: -np.pi})
+    rng = np.random.default_rng(6)
+    y = reference_internal(ic, alanine.positions) + 0.3 * rng.standard_normal((1, ic.num_internal))
+    y[0, phi_column], y[0, rotor] = 2.5, -1.7
+    expect_energy_gradients_match_finite_differences(energy, y, (0, phi_column, rotor, psi_column), 1e-5, 1e-5, 1e-5)
+    # The same configuration through both energies: equal u; v differs by log(dtheta/dy) of the two columns.
+    q = energy.model_coordinates(energy.cartesian(y))
+    assert np.abs(q - y).max() < 1e-8
+    q_plain = plain.model_coordinates(energy.cartesian(y))
+    u, _, v, _ = energy(y)
+    u_plain, _, v_plain, _ = plain(q_plain)
+    assert u[0] == pytest.approx(u_plain[0], rel=1e-10)
+    h = 1e-6
+    log_derivatives = 0.0
+    for column in (phi_column, rotor):
+        plus, minus = y.copy(), y.copy()
+        plus[0, column] += h
+        minus[0, column] -= h
+        dtheta = np.angle(np.exp(1j * (plain.model_coordinates(energy.cartesian(plus))[0, column]
+                                       - plain.model_coordinates(energy.cartesian(minus))[0, column]))) / (2 * h)
+        log_derivatives += np.log(dtheta)
+    assert v[0] - v_plain[0] == pytest.approx(log_derivatives, abs=1e-6)
+    # y -> +-inf approaches phi = 120 deg from both sides; y = 0 is the opposite angle, -60 deg.
+    ends = y.repeat(3, axis=0)
+    ends[:, phi_column] = (-60.0, 0.0, 60.0)
+    phi = np.degrees(alanine.info["phi_psi"].map_positions(energy.cartesian(ends))[:, 0])
+    assert phi[0] == pytest.approx(120.0, abs=1e-6) and phi[2] == pytest.approx(120.0, abs=1e-6)
+    assert phi[1] == pytest.approx(-60.0, abs=1e-9)
+    with pytest.raises(ValueError, match="open_torsions: column 0 is not a circular column"):
+        datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0, open_torsions={0: 0.0})
+    with pytest.raises(ValueError, match="open_torsions: the cut of column"):
+        datafree.InternalCoordinateEnergy(alanine.system, ic, 330.0, open_torsions={phi_column: 4.0})
+
+
 def test_internal_coordinate_energy_rejects_bad_arguments(alanine):
     ic = alanine.info["phi_psi_internal_coordinates"]
     with pytest.raises(ValueError, match="temperature"):

@@ -26,8 +26,9 @@ EncoderDecoderModel::EncoderDecoderModel(const json& config) {
     if (!config.is_object())
         throw Error("encoder_decoder model config: must be an object");
     for (const auto& item : config.items())
-        if (!std::set<std::string>{"latent_dimension", "data_dimension", "decoder", "encoder", "seed"}.count(item.key()))
-            throw Error("encoder_decoder model config: unknown key \"" + item.key() + "\"");
+        if (!std::set<std::string>{"latent_dimension", "data_dimension", "decoder", "encoder", "prior", "seed"}.count(item.key()))
+            throw Error("encoder_decoder model config: unknown key \"" + item.key() +
+                        "\" (expected latent_dimension, data_dimension, decoder, encoder, prior, seed)");
     const int d = requiredDimension(config, "latent_dimension"), D = requiredDimension(config, "data_dimension");
     json decoderConfig = config.value("decoder", json::object());
     json encoderConfig = config.value("encoder", json::object());
@@ -41,33 +42,61 @@ EncoderDecoderModel::EncoderDecoderModel(const json& config) {
     encoderConfig["output_dimension"] = d;
     decoder = GaussianConditional::fromConfig(decoderConfig);
     encoder = GaussianConditional::fromConfig(encoderConfig);
+    if (config.contains("prior")) {
+        json priorConfig = config["prior"];
+        if (!priorConfig.is_object())
+            throw Error("encoder_decoder model config: \"prior\" must be a flow config object");
+        if (!priorConfig.contains("dimension"))
+            priorConfig["dimension"] = d;
+        prior = Flow::fromConfig(priorConfig);
+        if (prior->getDimension() != d)
+            throw Error("encoder_decoder model config: the prior flow must have dimension latent_dimension = " +
+                        std::to_string(d) + ", got " + std::to_string(prior->getDimension()));
+        if (prior->getContextDimension() > 0)
+            throw Error("encoder_decoder model config: the prior flow must not be conditional");
+    }
     if (config.contains("seed"))
         initializeParameters(config["seed"].get<uint64_t>());
 }
 
 json EncoderDecoderModel::getConfig() const {
-    return {{"latent_dimension", getLatentDimension()}, {"data_dimension", getDimension()},
-            {"decoder", decoder->getConfig()}, {"encoder", encoder->getConfig()}};
+    json config = {{"latent_dimension", getLatentDimension()}, {"data_dimension", getDimension()},
+                   {"decoder", decoder->getConfig()}, {"encoder", encoder->getConfig()}};
+    if (prior)
+        config["prior"] = prior->getConfig();
+    return config;
+}
+
+Flow& EncoderDecoderModel::getPriorFlow() {
+    if (!prior)
+        throw Error("EncoderDecoderModel::getPriorFlow: the model's q(z) is N(0, I) (no \"prior\" in its config)");
+    return *prior;
 }
 
 size_t EncoderDecoderModel::getNumParameters() const {
-    return decoder->getNumParameters() + encoder->getNumParameters();
+    return priorOffset() + (prior ? prior->getNumParameters() : 0);
 }
 
 void EncoderDecoderModel::getParameters(double* out) const {
     decoder->getParameters(out);
     encoder->getParameters(out + decoder->getNumParameters());
+    if (prior)
+        prior->getParameters(out + priorOffset());
 }
 
 void EncoderDecoderModel::setParameters(const double* in) {
     decoder->setParameters(in);
     encoder->setParameters(in + decoder->getNumParameters());
+    if (prior)
+        prior->setParameters(in + priorOffset());
     savedBatch = -1;
 }
 
 void EncoderDecoderModel::initializeParameters(uint64_t seed) {
     decoder->initializeParameters(seed);
     encoder->initializeParameters(seed + 1);
+    if (prior)
+        prior->initializeParameters(seed + 2);
     savedBatch = -1;
 }
 
@@ -76,12 +105,16 @@ void EncoderDecoderModel::run(int n, uint64_t seed, Eigen::MatrixXd& x, Eigen::V
     if (n < 0)
         throw Error("EncoderDecoderModel: n must be >= 0, got " + std::to_string(n));
     const int d = getLatentDimension(), D = getDimension();
-    const BaseDensity latentBase(std::vector<BaseKind>(d, BaseKind::StandardNormal));
     Eigen::MatrixXd z(d, n), eps(D, n);
-    latentBase.sample(seed, 0, z);
-    BaseDensity(std::vector<BaseKind>(D, BaseKind::StandardNormal)).sample(seed + decoderStreamOffset, 0, eps);
     Eigen::VectorXd logQz(n), logQx, logR;
-    latentBase.logProb(z, logQz.data());
+    if (prior) {
+        prior->sample(n, seed, nullptr, z, logQz, save);
+    } else {
+        const BaseDensity latentBase(std::vector<BaseKind>(d, BaseKind::StandardNormal));
+        latentBase.sample(seed, 0, z);
+        latentBase.logProb(z, logQz.data());
+    }
+    BaseDensity(std::vector<BaseKind>(D, BaseKind::StandardNormal)).sample(seed + decoderStreamOffset, 0, eps);
     decoder->sample(z, eps, x, logQx, decoderWorkspace, save);
     encoder->logProb(x, z, logR, encoderWorkspace, save);
     logQ = logQz + logQx - logR;
@@ -121,13 +154,18 @@ void EncoderDecoderModel::backwardSample(const Eigen::MatrixXd& gradX, const Eig
     savedBatch = -1;
     gradientBuffer.setZero(static_cast<Eigen::Index>(getNumParameters()));
     double* buffer = gradientBuffer.data();
-    // s = log q(z) + log q(x|z) - log r(z|x): r contributes -dL/ds through its parameters and through
-    // x (its condition); z is fixed noise, so nothing flows to it.
+    // s = log q(z) + log q(x|z) - log r(z|x): r contributes -dL/ds through its parameters, through x (its
+    // condition) and through z (its output). With N(0, I), z is fixed noise and nothing flows to it; with
+    // the prior flow, z = T(base) and dL/dz (from r, from the decoder's mean and std, and from log q(z)
+    // itself, which the flow's backward adds) goes into the flow.
     const Eigen::VectorXd gradLogR = -gradLogQ;
-    Eigen::MatrixXd gradXFromEncoder;
-    encoder->backwardLogProb(gradLogR, &gradXFromEncoder, nullptr, buffer + decoder->getNumParameters(), encoderWorkspace);
+    Eigen::MatrixXd gradXFromEncoder, gradZFromEncoder, gradZFromDecoder;
+    encoder->backwardLogProb(gradLogR, &gradXFromEncoder, prior ? &gradZFromEncoder : nullptr,
+                             buffer + decoder->getNumParameters(), encoderWorkspace);
     const Eigen::MatrixXd totalGradX = gradX + gradXFromEncoder;
-    decoder->backwardSample(&totalGradX, &gradLogQ, nullptr, buffer, decoderWorkspace);
+    decoder->backwardSample(&totalGradX, &gradLogQ, prior ? &gradZFromDecoder : nullptr, buffer, decoderWorkspace);
+    if (prior)
+        prior->backwardSample(gradZFromEncoder + gradZFromDecoder, gradLogQ, buffer + priorOffset());
     if (paramGrad != nullptr)
         for (Eigen::Index i = 0; i < gradientBuffer.size(); i++)
             paramGrad[i] += gradientBuffer[i];
