@@ -178,6 +178,30 @@ def test_encoder_decoder_model_from_python():
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
 
 
+def test_encoder_decoder_model_with_a_flow_prior_trains_the_prior():
+    """A flow prior q(z): its parameters follow the decoder's and encoder's in the vector, the config keeps
+    it, and reverse-KL steps move them (the bound's gradient reaches z = T(base)); a bad prior is refused."""
+    config = {"latent_dimension": 1, "data_dimension": 2, "decoder": {"hidden": 8}, "encoder": {"hidden": 8},
+              "prior": {"coupling": "elementwise", "num_layers": 2, "num_bins": 8, "bound": 5, "num_threads": 1},
+              "seed": 3}
+    model = cg.EncoderDecoderModel(config)
+    plain = cg.EncoderDecoderModel({k: v for k, v in config.items() if k != "prior"})
+    assert model.has_prior_flow and not plain.has_prior_flow
+    assert model.config["prior"]["dimension"] == 1
+    num_prior = model.num_parameters - plain.num_parameters
+    assert num_prior > 0
+    before = model.get_parameters()[-num_prior:].copy()
+    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
+    losses = []
+    for step in range(40):
+        x, _ = trainer.sample(128, step)
+        losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    assert np.abs(model.get_parameters()[-num_prior:] - before).max() > 1e-3
+    with pytest.raises(cg.CGFlowError, match="latent_dimension = 1"):
+        cg.EncoderDecoderModel(dict(config, prior={"dimension": 2, "num_layers": 2}))
+
+
 def test_final_phase_options_and_their_errors():
     system = cg.systems.double_well()
     sys.path.insert(0, EXAMPLES)

@@ -161,7 +161,7 @@ def test_guard_options_pass_through():
                                  progress=False)
 
 
-@pytest.mark.parametrize("kind", ["slowfast", "encdec"])
+@pytest.mark.parametrize("kind", ["slowfast", "encdec", "encdec_ic"])
 def test_alanine_example_runs_end_to_end(kind, tmp_path):
     sys.path.insert(0, EXAMPLES)
     import data_free_alanine
@@ -174,7 +174,7 @@ def test_alanine_example_runs_end_to_end(kind, tmp_path):
     assert 0 <= metrics["basins_found"] <= 3 and 0 < metrics["ess_fraction"] <= 1
     assert sum(metrics["model_fractions"]) == pytest.approx(1.0)
     assert sum(metrics["reweighted_fractions"]) == pytest.approx(1.0)
-    if kind == "encdec":
+    if kind.startswith("encdec"):
         assert 0 <= metrics["alpha_beta_separation_accuracy"] <= 1
     system = cg.systems.alanine_dipeptide("obc")
     _, energy = data_free_alanine.make_target(kind, system, 2)
