@@ -8,9 +8,10 @@ adaptive tempering and, for the same number of energy evaluations, without; aver
 --case gmm4, gmm20: the 4-D / 20-D three-mode Gaussian mixture (examples/data_free_gmm.py settings),
   first seed: energy_evaluations, wall_s, min_mode_weight, max_mode_weight, modes_found,
   modes_found_no_tempering, min_mode_weight_reweighted, max_mode_weight_reweighted, ess_fraction
---case ala2_slowfast, ala2_encdec, ala2_encdec_ic: alanine dipeptide (amber96 + OBC, 330 K), data-free,
-  with the slow/fast model in internal coordinates, the encoder-decoder model in the paper's Cartesian
-  frame, or its variant on internal coordinates with open torsions (examples/data_free_alanine.py):
+--case ala2_slowfast, ala2_encdec, ala2_encdec_cartesian: alanine dipeptide (amber96 + OBC, 330 K),
+  data-free, with the slow/fast model in internal coordinates, the encoder-decoder model on internal
+  coordinates with open torsions, or the encoder-decoder in the paper's Cartesian frame
+  (examples/data_free_alanine.py):
   energy_evaluations, wall_s, basins_found (0-3, from the model's own samples), ess_fraction,
   basin_fraction_<basin> and basin_fraction_reweighted_<basin> (also for the alphaL-proper and C7ax
   minima inside alphaL/C7ax), and for encdec
@@ -32,7 +33,7 @@ from data_free_double_well import SETTINGS, baseline_settings, make_model  # noq
 import data_free_alanine  # noqa: E402
 import data_free_gmm  # noqa: E402
 
-CASES = ("double_well", "gmm4", "gmm20", "ala2_slowfast", "ala2_encdec", "ala2_encdec_ic")
+CASES = ("double_well", "gmm4", "gmm20", "ala2_slowfast", "ala2_encdec", "ala2_encdec_cartesian")
 
 
 def emit(name, value, unit):

@@ -16,20 +16,22 @@ of freedom removed (the densities carry the log-volume of the map to Cartesian c
   Why every torsion is slow, not only phi and psi: a Gaussian on a periodic coordinate is not a
   density on the circle, and where the torsion is nearly free (a methyl rotor at small beta) reverse
   KL widens it without bound (the loss falls as log sigma while the energy stays periodic).
---model encdec (Schoeberl, Zabaras & Koutsourelakis): as in the paper, in Cartesian coordinates with six
-  of them fixed (CA at the origin, N on the x axis, C in the xy-plane: datafree.CartesianFrameEnergy);
-  the model's 60 coordinates are displacements from the minimized structure in that frame.
-  z ~ N(0, I_2), Gaussian decoder q(x | z) (tanh MLP mean, learnable z-independent variances),
-  Gaussian encoder r(z | x); trained on the upper bound of the reverse KL; the encoder's mean is the
-  learned pair of collective variables. amber96 cannot tell L from D alanine and the frame does not
-  either, so D-form samples are mirrored (z -> -z in the frame) before phi and psi are measured.
---model encdec_ic (not in the papers): the same bound, but the decoder works on the internal coordinates
-  of slowfast with every free torsion made an open coordinate (theta = c + pi tanh(y / pi), the cut c on
-  a barrier: phi = 120 deg, psi = -120 deg, opposite the reference for the other eight), a decoder with
-  a z-dependent std and a full covariance, and a learned flow prior q(z). ESS at 330 K 0.08 against 1e-4
-  for encdec at the same budget (seed 1), but alphaR is still lost (README).
+--model encdec_cartesian (Schoeberl, Zabaras & Koutsourelakis): as in the paper, in Cartesian coordinates
+  with six of them fixed (CA at the origin, N on the x axis, C in the xy-plane:
+  datafree.CartesianFrameEnergy); the model's 60 coordinates are displacements from the minimized
+  structure in that frame. z ~ N(0, I_2), Gaussian decoder q(x | z) (tanh MLP mean, learnable
+  z-independent variances), Gaussian encoder r(z | x); trained on the upper bound of the reverse KL; the
+  encoder's mean is the learned pair of collective variables. amber96 cannot tell L from D alanine and
+  the frame does not either, so D-form samples are mirrored (z -> -z in the frame) before phi and psi
+  are measured. At this budget it loses alphaR (README).
+--model encdec: the same bound, latent dimension and networks, but the decoder works on the internal
+  coordinates of slowfast with every free torsion made an open coordinate (theta = c + pi tanh(y / pi),
+  the cut c on a barrier: phi = 120 deg, psi = -120 deg, opposite the reference for the other eight);
+  not in the papers: a decoder with a z-dependent std and a full covariance, a learned flow prior q(z),
+  and 1000 steps per level. It keeps alphaR: reweighted C7eq/beta 0.82, alphaR 0.18, ESS 0.07,
+  separation 1.0 (seed 1, 10^7 evaluations); alphaL/C7ax is not found (README).
 
-Both are trained by reverse KL with adaptive tempering (relative-KL rule) from beta_0 to beta = 1
+All are trained by reverse KL with adaptive tempering (relative-KL rule) from beta_0 to beta = 1
 (330 K), with the gradient guard and trimming of the largest per-sample losses. Prints energy
 evaluations, wall time, which Ramachandran basins the model's own samples populate (C7eq/beta,
 alphaR, alphaL/C7ax; found = at least 0.1 % of samples), the importance-reweighted basin populations,
@@ -53,7 +55,7 @@ TEMPERATURE = 330.0  # K, the embedded-physics paper's target temperature (beta_
 # Training settings per model, shared with benchmarks/data_free.py. Why these values: the papers'
 # tempering rule (delta KL_max = 0.1) with delta beta_max = 0.05 from beta_0 = 0.05 (the papers start at
 # 1e-4 and take 1000 steps of 10^4 samples per level, ~10^9 evaluations; these settings use 10^7 for
-# slowfast, about 10 minutes here, and 2.4 x 10^6 for encdec);
+# slowfast and encdec, about 12 minutes each here, and 2.4 x 10^6 for encdec_cartesian);
 # Adam at 1e-3; the guard clips instead of stalling after 10 consecutive skips (a lasting rise of the
 # gradient scale when the fast widths shrink otherwise stalls training for good); the largest 3 % of the
 # per-sample losses are dropped (clashing samples with forces ~10^4 kJ/mol/nm would set the direction
@@ -69,16 +71,16 @@ SETTINGS = {
                      max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
                      guard={"max_consecutive_skips": 10}, drop_largest_losses=32, final_steps=1500,
                      final_batch=2048, final_learning_rate=(1e-3, 1e-5)),
-    "encdec": dict(beta_initial=0.05, initial_steps=1500, steps_per_level=150, batch=256,
-                   max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
-                   guard={"max_consecutive_skips": 10}, drop_largest_losses=8, final_steps=1500,
-                   final_batch=512, final_learning_rate=(1e-3, 1e-5)),
+    "encdec_cartesian": dict(beta_initial=0.05, initial_steps=1500, steps_per_level=150, batch=256,
+                             max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, learning_rate=1e-3,
+                             guard={"max_consecutive_skips": 10}, drop_largest_losses=8, final_steps=1500,
+                             final_batch=512, final_learning_rate=(1e-3, 1e-5)),
 }
-# encdec_ic: the same schedule with 1000 steps per level (10^7 evaluations, as slowfast). The decoder first
+# encdec: the same schedule with 1000 steps per level (10^7 evaluations, as slowfast). The decoder first
 # smears psi over -90..180 deg and must split it into alphaR and C7eq/beta as the barrier rises (beta ~ 0.3-0.5);
-# with 150 steps per level it contracts into C7eq/beta instead (alphaR 0.05 % of the samples at beta = 1), with
+# with 150 steps per level it contracts into C7eq/beta instead (alphaR 0.02 % of the samples at beta = 1), with
 # 400 it keeps 2.3 %, with 1000 9.4 % (reweighted 0.18, the reference's), seed 1.
-SETTINGS["encdec_ic"] = dict(SETTINGS["encdec"], steps_per_level=1000)
+SETTINGS["encdec"] = dict(SETTINGS["encdec_cartesian"], steps_per_level=1000)
 
 # Basins on the Ramachandran plane, degrees: phi < 0 split by psi into C7eq/beta (psi >= 50 or psi < -150)
 # and alphaR; phi >= 0 is alphaL/C7ax.
@@ -122,7 +124,7 @@ def make_slow_fast_model(internal_coordinates, slow_columns, seed):
 
 
 def make_encoder_decoder_model(dimension, seed, latent_dimension=2, internal=False):
-    """The paper's model (Cartesian frame), or with internal=True the encdec_ic variant."""
+    """The paper's model (encdec_cartesian), or with internal=True the encdec model on internal coordinates."""
     # The paper's Tables 3-4: a tanh decoder of width 120 with z-independent learnable variances (here
     # started at 0.02 nm) and an encoder of width 170 (SELU there; SiLU here).
     decoder = {"hidden": 120, "num_blocks": 2, "activation": "tanh", "std": "constant",
@@ -131,9 +133,10 @@ def make_encoder_decoder_model(dimension, seed, latent_dimension=2, internal=Fal
               "encoder": {"hidden": 170, "num_blocks": 2, "activation": "silu"}, "seed": seed}
     if internal:
         # Normalized internal coordinates (std 0.3 ~ 1.5 pm bonds, 2.6 deg angles, 17 deg torsions at the
-        # start). A z-dependent std and a full covariance: ESS 0.0013 (diagonal, constant) -> 0.03 (full) ->
-        # 0.08 (full, z-dependent), seed 1. The flow prior changed nothing measurable (ESS 0.0013 with and
-        # 0.0011 without, diagonal); kept because it costs nothing and q(z) is then learned.
+        # start). A z-dependent std and a full covariance, at 150 steps per level (seed 1): ESS 0.0013
+        # (diagonal, constant) -> 0.03 (full) -> 0.08 (full, z-dependent). The flow prior changed nothing
+        # measurable there (ESS 0.0013 with, 0.0011 without; alphaR lost either way); kept as q(z) is then
+        # learned at no measurable cost. Not ablated at 1000 steps per level.
         decoder.update({"std": "conditional", "covariance": "full", "initial_log_std": -1.2})
         config["prior"] = {"coupling": "spline", "num_layers": 4, "hidden": 64, "num_blocks": 2, "bound": 5.0,
                            "num_threads": 1}
@@ -156,21 +159,21 @@ FRAME_ATOMS = (8, 6, 14)  # CA, N, C: the first three rows of the Z-matrix, so b
 
 
 def make_target(kind, system, seed):
-    """(model, energy) for kind 'slowfast' (internal coordinates), 'encdec' (Cartesian frame) or 'encdec_ic'
-    (internal coordinates with open torsions)."""
+    """(model, energy) for kind 'slowfast' (internal coordinates), 'encdec' (internal coordinates with open
+    torsions) or 'encdec_cartesian' (the paper's Cartesian frame)."""
     if kind == "slowfast":
         ic = system.info["phi_psi_internal_coordinates"]
         energy = datafree.InternalCoordinateEnergy(system.system, ic, TEMPERATURE)
         return make_slow_fast_model(ic, ic.zmatrix.circular_columns, seed), energy
-    if kind == "encdec":
+    if kind == "encdec_cartesian":
         energy = datafree.CartesianFrameEnergy(system.system, system.positions, FRAME_ATOMS, TEMPERATURE)
         return make_encoder_decoder_model(len(energy.active), seed), energy
-    if kind == "encdec_ic":
+    if kind == "encdec":
         ic = system.info["phi_psi_internal_coordinates"]
         energy = datafree.InternalCoordinateEnergy(system.system, ic, TEMPERATURE,
                                                    open_torsions=open_torsion_cuts(system, ic))
         return make_encoder_decoder_model(ic.num_internal, seed, internal=True), energy
-    raise ValueError("model must be 'slowfast', 'encdec' or 'encdec_ic', got %r" % (kind,))
+    raise ValueError("model must be 'slowfast', 'encdec' or 'encdec_cartesian', got %r" % (kind,))
 
 
 def basin_of(phi, psi):

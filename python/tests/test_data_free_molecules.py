@@ -161,7 +161,7 @@ def test_guard_options_pass_through():
                                  progress=False)
 
 
-@pytest.mark.parametrize("kind", ["slowfast", "encdec", "encdec_ic"])
+@pytest.mark.parametrize("kind", ["slowfast", "encdec", "encdec_cartesian"])
 def test_alanine_example_runs_end_to_end(kind, tmp_path):
     sys.path.insert(0, EXAMPLES)
     import data_free_alanine
