@@ -164,17 +164,23 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     assert np.array_equal(again, reference)
 
 
+def reverse_kl_losses_on_shifted_gaussian(model, steps=40):
+    """Bound values of `steps` reverse-KL steps of an EncoderDecoderModel against U = |x - 2|^2 / 2."""
+    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
+    losses = []
+    for step in range(steps):
+        x, _ = trainer.sample(128, step)
+        losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
+    return np.array(losses)
+
+
 def test_encoder_decoder_model_from_python():
     model = cg.EncoderDecoderModel({"latent_dimension": 1, "data_dimension": 2, "decoder": {"hidden": 8},
                                     "encoder": {"hidden": 8}, "seed": 3})
     x, surrogate, z = model.sample(50, 1)
     assert x.shape == (50, 2) and surrogate.shape == (50,) and z.shape == (50, 1)
     assert model.encode(x).shape == (50, 1)
-    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
-    losses = []
-    for step in range(40):
-        x, _ = trainer.sample(128, step)
-        losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
+    losses = reverse_kl_losses_on_shifted_gaussian(model)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
 
 
@@ -191,11 +197,7 @@ def test_encoder_decoder_model_with_a_flow_prior_trains_the_prior():
     num_prior = model.num_parameters - plain.num_parameters
     assert num_prior > 0
     before = model.get_parameters()[-num_prior:].copy()
-    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
-    losses = []
-    for step in range(40):
-        x, _ = trainer.sample(128, step)
-        losses.append(trainer.reverse_kl_step(0.5 * np.sum((x - 2) ** 2, axis=1), -(x - 2), 1.0)["loss"])
+    losses = reverse_kl_losses_on_shifted_gaussian(model)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
     assert np.abs(model.get_parameters()[-num_prior:] - before).max() > 1e-3
     with pytest.raises(cg.CGFlowError, match="latent_dimension = 1"):
