@@ -49,6 +49,11 @@ class CoordinateEnergy:
         return np.where(finite, energies, np.inf), forces
 
 
+def _wrap_angle(angle):
+    """angle (radians, any shape) mapped to (-pi, pi]."""
+    return np.angle(np.exp(1j * angle))
+
+
 class InternalCoordinateEnergy:
     """Reduced energy of internal coordinates of a molecule: u(q) = U(x(q)) / kT, for train_data_free.
 
@@ -101,7 +106,7 @@ class InternalCoordinateEnergy:
             if not (np.isfinite(cut) and -np.pi <= cut < np.pi):
                 raise ValueError("open_torsions: the cut of column %r must be in [-pi, pi), got %r" % (column, cut))
             columns.append(int(column))
-            centers.append(np.angle(np.exp(1j * (float(cut) + np.pi))))
+            centers.append(_wrap_angle(float(cut) + np.pi))
         return np.array(columns, dtype=int), np.array(centers)
 
     def _internal(self, y):
@@ -110,7 +115,7 @@ class InternalCoordinateEnergy:
         if len(self._open_columns) == 0:
             return q, None, np.zeros(len(q)), None
         t = np.tanh(q[:, self._open_columns] / np.pi)
-        q[:, self._open_columns] = np.angle(np.exp(1j * (self._open_centers + np.pi * t)))
+        q[:, self._open_columns] = _wrap_angle(self._open_centers + np.pi * t)
         derivative = 1.0 - t * t
         with np.errstate(divide="ignore"):  # |y| beyond ~60: tanh = 1 in doubles, on the cut; v = -inf, u = inf
             log_jacobian = np.sum(np.log(derivative), axis=1)
@@ -125,7 +130,7 @@ class InternalCoordinateEnergy:
         (a torsion exactly on its cut maps to +-inf)."""
         q = np.array(self.internal.to_internal(np.asarray(x, dtype=float))[0])
         if len(self._open_columns):
-            offset = np.angle(np.exp(1j * (q[:, self._open_columns] - self._open_centers)))  # in (-pi, pi]
+            offset = _wrap_angle(q[:, self._open_columns] - self._open_centers)
             with np.errstate(divide="ignore"):
                 q[:, self._open_columns] = np.pi * np.arctanh(offset / np.pi)
         return q
