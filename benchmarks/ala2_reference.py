@@ -22,10 +22,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-
-import openmmcgflow as cg  # noqa: E402
-import data_free_alanine  # noqa: E402
+import openmmcgflow as cg
+from openmmcgflow.datafree import alanine as data_free_alanine
 
 PHI_ATOMS, PSI_ATOMS = (4, 6, 8, 14), (6, 8, 14, 16)  # C-N-CA-C and N-CA-C-N of ACE-ALA-NME
 BASIN_NAMES = ("c7eq_beta", "alpha_r", "alpha_l")

@@ -25,13 +25,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-
-import openmmcgflow as cg  # noqa: E402
-from openmmcgflow import datafree  # noqa: E402
-from data_free_double_well import SETTINGS, baseline_settings, make_model  # noqa: E402
-import data_free_alanine  # noqa: E402
-import data_free_gmm  # noqa: E402
+import openmmcgflow as cg
+from openmmcgflow import datafree
+from openmmcgflow.datafree import alanine as data_free_alanine
+from openmmcgflow.datafree import gaussian_mixture as data_free_gmm
+from openmmcgflow.datafree.double_well import SETTINGS, baseline_settings, make_model
 
 CASES = ("double_well", "gmm4", "gmm20", "ala2_slowfast", "ala2_encdec", "ala2_encdec_cartesian")
 

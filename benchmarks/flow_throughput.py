@@ -225,7 +225,7 @@ def engine_side(_core, config, threads, learning_rate):
         flow = _core.Flow({**config, "precision": precision})
         flow.initialize_parameters(PARAMETER_SEED)
         flow.num_threads = threads
-        trainer = _core.FlowTrainer(flow, {"optimizer": "adam", "learning_rate": learning_rate})
+        trainer = _core.ModelTrainer(flow, {"optimizer": "adam", "learning_rate": learning_rate})
         flows[precision] = (flow, trainer)
     return flows
 

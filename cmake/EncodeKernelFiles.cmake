@@ -3,8 +3,8 @@
 # Inputs: KERNEL_DIR, OUTPUT_CPP, OUTPUT_H.
 file(GLOB KERNEL_FILES ${KERNEL_DIR}/*.cc)
 list(SORT KERNEL_FILES)
-set(header "#ifndef COMMON_CGFLOW_KERNEL_SOURCES_H_\n#define COMMON_CGFLOW_KERNEL_SOURCES_H_\n#include <string>\nnamespace CGFlow {\nclass CommonCGFlowKernelSources {\npublic:\n")
-set(source "#include \"CommonCGFlowKernelSources.h\"\nusing namespace CGFlow;\n")
+set(header "#ifndef COMMON_CGFLOW_KERNEL_SOURCES_H_\n#define COMMON_CGFLOW_KERNEL_SOURCES_H_\n#include <string>\nnamespace CGFlowPlugin {\nclass CommonCGFlowKernelSources {\npublic:\n")
+set(source "#include \"CommonCGFlowKernelSources.h\"\nusing namespace CGFlowPlugin;\n")
 foreach(file ${KERNEL_FILES})
   get_filename_component(name ${file} NAME_WE)
   file(READ ${file} contents)

@@ -32,7 +32,7 @@ def train_proposal(system, beta, steps, batch, seed):
     target = cg.EnergyTarget(system.system, platform="Reference")
     flow = cg.Flow({"dimension": 2, "num_layers": 8, "hidden": 64, "bound": 6.0, "seed": seed,
                     "masks": [[True, False], [False, True], [True, False], [False, True]]})
-    trainer = cg.FlowTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": steps, "warmup_steps": 20,
+    trainer = cg.ModelTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": steps, "warmup_steps": 20,
                                     "final_learning_rate": 1e-4, "guard": True})
     for step in tqdm(range(steps), desc=f"reverse KL at beta = {beta}"):
         x, _ = trainer.sample(batch, seed=seed * 1_000_003 + step)

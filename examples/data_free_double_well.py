@@ -12,7 +12,8 @@ at beta = 1 from the start, for the same number of energy evaluations and with t
 is the baseline that plain reverse KL gives.
 
 Prints the beta schedule, P(x1 < 0) (exact 0.9917) with and without tempering, energy evaluations,
-A^-1 (z ~ x1, X ~ x2 when A ~ identity) and writes out/data_free_double_well.png.
+A^-1 (z ~ x1, X ~ x2 when A ~ identity) and writes out/data_free_double_well.png. The model, the
+settings and the baseline's settings live in openmmcgflow.datafree.double_well.
 """
 import argparse
 import json
@@ -27,39 +28,7 @@ import numpy as np
 
 import openmmcgflow as cg
 from openmmcgflow import datafree
-
-
-# The run's settings, shared with benchmarks/data_free.py. The tempering rule's parameters are the
-# paper's (delta KL_max = 0.1, delta beta_max = 0.05); the step counts fit 10^6 evaluations: 1000 steps
-# at beta_0 (600 lose the map on some seeds), 12 per level, and the final phase (375 steps of 1200 at a
-# rate decayed from 3e-3 to 3e-5), chosen on 32 seeds with an exact NumPy energy: P(x1 < 0) within 0.005
-# of exact for all 32 (rms deviation 0.0017), at most 915 400 evaluations.
-SETTINGS = dict(beta_target=1.0, beta_initial=0.01, initial_steps=1000, steps_per_level=12, batch=200,
-                max_relative_increase=0.1, max_step=0.05, kl_floor=0.02, final_steps=375, final_batch=1200,
-                final_learning_rate=(3e-3, 3e-5))
-
-
-def baseline_settings(settings, evaluations):
-    """Plain reverse KL at beta_target for the tempered run's evaluations (less the final phase), then
-    the same final phase: the comparison at equal cost."""
-    plain = dict(settings, tempering=False)
-    plain["initial_steps"] = (evaluations - settings["final_steps"] * settings["final_batch"]) // settings["batch"]
-    return plain
-
-
-def make_model(seed):
-    return cg.SlowFastModel({
-        "slow": {"dimension": 1, "coupling": "elementwise", "num_layers": 6, "num_bins": 8, "bound": 5.0,
-                 "base": "truncated_normal", "base_bound": 5.0, "hidden": 32, "num_blocks": 1, "num_threads": 1},
-        "fast": {"hidden": 32, "num_blocks": 1, "activation": "relu"},
-        "map": {"type": "right_stochastic_linear", "num_atoms": 2, "components_per_atom": 1,
-                "initial_diagonal_weight": 0.7, "initial_logit_noise": 0.3},
-        "seed": seed})
-
-
-def probability_left(model, n, seed):
-    x, _, _ = model.sample(n, seed)
-    return float(np.mean(x[:, 0] < 0)), x
+from openmmcgflow.datafree.double_well import SETTINGS, baseline_settings, make_model, probability_left
 
 
 def main():

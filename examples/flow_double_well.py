@@ -3,7 +3,7 @@
 
 The target is the double well of the data-free coarse-graining paper (U = x1^4/4 - 3 x1^2 + x1
 + x2^2/2 kJ/mol at kT = 1 kJ/mol) as an ordinary openmm.System; an EnergyTarget prices each
-batch of flow samples with the System's own forces, and a FlowTrainer takes one pathwise
+batch of flow samples with the System's own forces, and a ModelTrainer takes one pathwise
 reverse-KL step per batch (loss mean(beta U + log q)). Plain reverse KL is mode-seeking: the flow
 settles on the dominant well (x1 ~ -2.5, ~99 % of the mass at beta = 1) and, started there,
 rarely discovers the other one; the adaptive tempering of the data-free CG papers (issue 6) is
@@ -47,7 +47,7 @@ def main():
     target = cg.EnergyTarget(system.system, platform="Reference")
     flow = cg.Flow({"dimension": 2, "num_layers": 8, "hidden": 64, "bound": 6.0, "seed": args.seed,
                     "masks": [[True, False], [False, True], [True, False], [False, True]]})
-    trainer = cg.FlowTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": args.steps, "warmup_steps": 20,
+    trainer = cg.ModelTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": args.steps, "warmup_steps": 20,
                                     "final_learning_rate": 1e-4, "guard": True})
     losses = []
     for step in tqdm(range(args.steps), desc="reverse KL"):
@@ -59,8 +59,8 @@ def main():
     x, log_q = flow.sample(20000, seed=10_000_019)
     energies, _ = energies_and_forces(target, system, x)
     log_w = -system.beta * energies - log_q
-    w = np.exp(log_w - log_w.max())
-    ess = w.sum() ** 2 / (w ** 2).sum() / len(w)
+    w = np.exp(log_w - log_w.max())  # unnormalized weights, for the reweighted histogram and P(x1 < 0)
+    ess = cg.stats.effective_sample_fraction(log_w)
     grid = np.linspace(-5, 5, 2001)
     exact = system.info["x1_marginal"](grid, system.beta)
     p_left_exact = np.trapezoid(np.where(grid < 0, exact, 0.0), grid)

@@ -59,6 +59,11 @@
     for (size_t i = 0; i < $1.size(); i++)
         PyList_SET_ITEM($result, i, PyFloat_FromDouble($1[i]));
 }
+%typemap(out) const std::vector<double>& {
+    $result = PyList_New($1->size());
+    for (size_t i = 0; i < $1->size(); i++)
+        PyList_SET_ITEM($result, i, PyFloat_FromDouble((*$1)[i]));
+}
 %typemap(in) const std::vector<double>& values (std::vector<double> temp) {
     PyObject* seq = PySequence_Fast($input, "values must be a sequence of numbers");
     if (seq == NULL)
@@ -96,101 +101,71 @@
     $1 = &temp;
 }
 
-namespace CGFlow {
+// The Python types that the typemaps above produce, for the ":type" and ":rtype" lines of the
+// docstrings that -doxygen writes (SWIG would otherwise name the C++ types).
+%typemap(doctype) const std::string& modelBytes "bytes"
+%typemap(doctype) const std::string& getModelBytes "bytes"
+%typemap(doctype) std::vector<int> "tuple of int"
+%typemap(doctype) std::vector<double>, const std::vector<double>& "list of float"
+%typemap(doctype) const std::vector<double>& values "sequence of float"
+%typemap(doctype) const std::vector<int>& particles "sequence of int"
 
-class PMFForce : public OpenMM::Force {
-public:
-    enum FeatureType { Distance = 0, Angle = 1, Dihedral = 2, Coordinate = 3 };
-    PMFForce();
-    PMFForce(const std::string& modelFile);
-    void setModelFile(const std::string& path);
-    void setModelBytes(const std::string& modelBytes);
-    const std::string& getModelBytes() const;
-    bool hasModel() const;
-    int getModelInputSize() const;
-    int getEnsembleSize() const;
-    int addDistance(int particle1, int particle2);
-    int addAngle(int particle1, int particle2, int particle3);
-    int addDihedral(int particle1, int particle2, int particle3, int particle4);
-    int addCoordinate(int particle, int axis, double period = 0.0);
-    int getNumFeatures() const;
-    int getNumFeatureInputs() const;
-    FeatureType getFeatureType(int index) const;
-    std::vector<int> getFeatureParticles(int index) const;
-    int getFeatureAxis(int index) const;
-    double getFeaturePeriod(int index) const;
-    void setFeatureParticles(int index, const std::vector<int>& particles);
-    void setUsesPeriodicBoundaryConditions(bool periodic);
-    bool usesPeriodicBoundaryConditions() const;
-    void updateParametersInContext(OpenMM::Context& context);
-    std::vector<double> getEnsembleEnergies(OpenMM::Context& context) const;
-    double getEnsembleStd(OpenMM::Context& context) const;
+// The classes are wrapped from their public headers, so that their Doxygen comments are the one
+// copy of the documentation: SWIG's -doxygen option (python/CMakeLists.txt) turns them into the
+// Python docstrings that help() shows. What is not part of the Python API is ignored here: methods
+// that expose core (cgflow::) types or exist for the kernels and the serialization proxies.
+// Protected and private members are never wrapped.
+%ignore CGFlowPlugin::PMFForce::validate;
+%ignore CGFlowPlugin::PMFForce::getEnsemble;
+%ignore CGFlowPlugin::PMFForce::FeatureInfo;
+%ignore CGFlowPlugin::PMFForce::getFeatures;
+%ignore CGFlowPlugin::BoltzmannGeneratorIntegrator::getModel;
 
-    %extend {
-        static CGFlow::PMFForce& cast(OpenMM::Force& force) {
-            return dynamic_cast<CGFlow::PMFForce&>(force);
-        }
-        static bool isinstance(OpenMM::Force& force) {
-            return dynamic_cast<CGFlow::PMFForce*>(&force) != NULL;
-        }
+%extend CGFlowPlugin::PMFForce {
+    /**
+     * Get a Force as a PMFForce, for example one returned by System.getForce(), which SWIG hands
+     * back as the base class openmm.Force.
+     *
+     * @param force  a Force that is a PMFForce (any other Force throws an OpenMMException)
+     * @return the same force as a PMFForce
+     */
+    static CGFlowPlugin::PMFForce& cast(OpenMM::Force& force) {
+        return dynamic_cast<CGFlowPlugin::PMFForce&>(force);
     }
-};
-
-
-class BoltzmannGeneratorIntegrator : public OpenMM::Integrator {
-public:
-    enum Mode { Importance = 0, Metropolis = 1 };
-    BoltzmannGeneratorIntegrator(double temperature, Mode mode = Metropolis);
-    BoltzmannGeneratorIntegrator(const std::string& modelFile, double temperature, Mode mode = Metropolis);
-    void setModelFile(const std::string& path);
-    void setModelBytes(const std::string& modelBytes);
-    const std::string& getModelBytes() const;
-    bool hasModel() const;
-    int getModelNumParticles() const;
-    int getModelDimension() const;
-    int getConditionDimension() const;
-    double getTemperature() const;
-    void setTemperature(double temperature);
-    Mode getMode() const;
-    void setMode(Mode mode);
-    int getBlockSize() const;
-    void setBlockSize(int size);
-    int getRandomNumberSeed() const;
-    void setRandomNumberSeed(int seed);
-    std::vector<double> getConditionVector() const;
-    void setConditionVector(const std::vector<double>& values);
-    bool getRedrawVelocities() const;
-    void setRedrawVelocities(bool redraw);
-    void step(int steps);
-    double getLastLogQ() const;
-    double getLastEnergy() const;
-    double getLastLogWeight() const;
-    bool getLastAccepted() const;
-    long long getNumProposals() const;
-    long long getNumAccepted() const;
-    double getAcceptanceRate() const;
-    long long getNumNonFinite() const;
-    double getEffectiveSampleSize() const;
-    double getEffectiveSampleFraction() const;
-    double getLogZ() const;
-    double getLogZError() const;
-    double getFlowSeconds() const;
-    double getEnergySeconds() const;
-    void resetStatistics();
-    void evaluateProposals(int n);
-    std::vector<double> getBatchPositions() const;
-    std::vector<double> getBatchLogQ() const;
-    std::vector<double> getBatchEnergies() const;
-    std::vector<double> getBatchLogWeights() const;
-
-    %extend {
-        static CGFlow::BoltzmannGeneratorIntegrator& cast(OpenMM::Integrator& integrator) {
-            return dynamic_cast<CGFlow::BoltzmannGeneratorIntegrator&>(integrator);
-        }
-        static bool isinstance(OpenMM::Integrator& integrator) {
-            return dynamic_cast<CGFlow::BoltzmannGeneratorIntegrator*>(&integrator) != NULL;
-        }
+    /**
+     * Get whether a Force is a PMFForce.
+     *
+     * @param force  the Force to test
+     * @return true if force is a PMFForce (cast() will succeed)
+     */
+    static bool isinstance(OpenMM::Force& force) {
+        return dynamic_cast<CGFlowPlugin::PMFForce*>(&force) != NULL;
     }
-};
-
 }
+
+%extend CGFlowPlugin::BoltzmannGeneratorIntegrator {
+    /**
+     * Get an Integrator as a BoltzmannGeneratorIntegrator, for example one returned by
+     * Context.getIntegrator() or CompoundIntegrator.getIntegrator(), which SWIG hands back as the
+     * base class openmm.Integrator.
+     *
+     * @param integrator  an Integrator that is a BoltzmannGeneratorIntegrator (any other Integrator
+     *                    throws an OpenMMException)
+     * @return the same integrator as a BoltzmannGeneratorIntegrator
+     */
+    static CGFlowPlugin::BoltzmannGeneratorIntegrator& cast(OpenMM::Integrator& integrator) {
+        return dynamic_cast<CGFlowPlugin::BoltzmannGeneratorIntegrator&>(integrator);
+    }
+    /**
+     * Get whether an Integrator is a BoltzmannGeneratorIntegrator.
+     *
+     * @param integrator  the Integrator to test
+     * @return true if integrator is a BoltzmannGeneratorIntegrator (cast() will succeed)
+     */
+    static bool isinstance(OpenMM::Integrator& integrator) {
+        return dynamic_cast<CGFlowPlugin::BoltzmannGeneratorIntegrator*>(&integrator) != NULL;
+    }
+}
+
+%include "PMFForce.h"
+%include "BoltzmannGeneratorIntegrator.h"

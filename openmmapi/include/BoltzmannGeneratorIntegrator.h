@@ -10,9 +10,10 @@
 namespace cgflow {
 namespace io { struct DecodedBoltzmannGenerator; }
 namespace flows { class Flow; }
+namespace stats { class RunningWeights; }
 }
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /**
  * A trained Boltzmann generator as an OpenMM Integrator: every step draws an independent
@@ -40,73 +41,313 @@ namespace CGFlow {
  *
  * The model is a value: the bytes of an OpenMM-CGFlow model file of kind "boltzmann_generator",
  * embedded when the integrator is serialized to XML.
+ *
+ * Units: temperature in kelvin, energies in kJ/mol, positions in nm; log q, log w and log Z are
+ * natural logarithms. Creating a Context checks that a model is set, that its position map covers
+ * exactly the System's particles, that the condition vector has getConditionDimension() values,
+ * and that the System has no virtual sites and no constraints (flow proposals would not respect
+ * them); each failure throws an OpenMMException. All statistics restart when a Context is created.
  */
 class BoltzmannGeneratorIntegrator : public OpenMM::Integrator {
 public:
+    /**
+     * What step() does with each proposal. Importance: every proposal becomes the state, and its
+     * log-weight is recorded for reweighting. Metropolis: independence Metropolis-Hastings, which
+     * accepts a proposal with probability min(1, w'/w), so the chain samples exp(-beta U) exactly.
+     */
     enum Mode { Importance = 0, Metropolis = 1 };
 
-    /** No model yet: call setModelFile() or setModelBytes() before creating a Context. */
+    /**
+     * Create a BoltzmannGeneratorIntegrator without a model: call setModelFile() or
+     * setModelBytes() before creating a Context (creating one without a model throws an
+     * OpenMMException).
+     *
+     * @param temperature  the temperature in kelvin, which sets the target exp(-U / (k_B T)); it
+     *                     must be finite and > 0, otherwise an OpenMMException is thrown
+     * @param mode         Metropolis (the default) for an exact Markov chain, or Importance to keep
+     *                     every proposal (any other value throws an OpenMMException)
+     */
     explicit BoltzmannGeneratorIntegrator(double temperature, Mode mode = Metropolis);
-    /** Reads the model from a file (validated now; errors name the file). */
+    /**
+     * Create a BoltzmannGeneratorIntegrator whose model is read from a file, as by setModelFile().
+     *
+     * @param modelFile    the path of an OpenMM-CGFlow model file of kind "boltzmann_generator". It
+     *                     is read and validated now: a missing, unreadable or invalid file throws an
+     *                     OpenMMException whose message starts
+     *                     "BoltzmannGeneratorIntegrator: modelFile:" and names the file.
+     * @param temperature  the temperature in kelvin; finite and > 0, otherwise an OpenMMException
+     *                     is thrown
+     * @param mode         Metropolis (the default) or Importance (any other value throws an
+     *                     OpenMMException)
+     */
     BoltzmannGeneratorIntegrator(const std::string& modelFile, double temperature, Mode mode = Metropolis);
     ~BoltzmannGeneratorIntegrator();
 
+    /**
+     * Set the model by reading an OpenMM-CGFlow model file (kind "boltzmann_generator": a flow and
+     * its position map). The file is read and decoded now, so errors point at this call; the
+     * integrator keeps the file's bytes (getModelBytes()), not its path. Set the model before
+     * creating a Context: while the integrator is bound to a Context this throws an
+     * OpenMMException (the Context's kernels were built for the model it was created with).
+     *
+     * @param path  the path of the model file. If it cannot be read or is not a valid Boltzmann
+     *              generator, an OpenMMException is thrown (its message starts
+     *              "BoltzmannGeneratorIntegrator: modelFile:" and names the file) and the previous
+     *              model is kept.
+     */
     void setModelFile(const std::string& path);
+    /**
+     * Set the model from the contents of a model file held in memory (for example from
+     * encode_boltzmann_generator() in Python). The bytes are decoded and validated now. Set the
+     * model before creating a Context: while the integrator is bound to a Context this throws an
+     * OpenMMException (the Context's kernels were built for the model it was created with).
+     *
+     * @param modelBytes  the bytes of an OpenMM-CGFlow model file of kind "boltzmann_generator" (in
+     *                    Python a bytes object; any other type raises TypeError). Invalid contents
+     *                    throw an OpenMMException whose message starts
+     *                    "BoltzmannGeneratorIntegrator: modelBytes:", and the previous model is kept.
+     */
     void setModelBytes(const std::string& modelBytes);
+    /**
+     * Get the model as the bytes of a model file: what setModelFile() read or setModelBytes() was
+     * given. These bytes are what XML serialization embeds.
+     *
+     * @return the model file's bytes (in Python a bytes object); empty if no model has been set
+     */
     const std::string& getModelBytes() const;
+    /**
+     * Get whether a model has been set.
+     *
+     * @return true once the file constructor, setModelFile() or setModelBytes() has succeeded
+     */
     bool hasModel() const;
-    /** Particles the model's position map covers, the flow's dimension, its condition dimension (0 without a model). */
+    /**
+     * Get the number of particles the model's position map covers. It must equal the System's
+     * number of particles when a Context is created.
+     *
+     * @return the number of particles, or 0 if no model has been set
+     */
     int getModelNumParticles() const;
+    /**
+     * Get the dimension of the flow: how many coordinates (internal coordinates or chosen
+     * Cartesian coordinates) it samples per proposal.
+     *
+     * @return the flow's dimension, or 0 if no model has been set
+     */
     int getModelDimension() const;
+    /**
+     * Get the length of the condition vector a conditional model expects (see
+     * setConditionVector()).
+     *
+     * @return the condition dimension: 0 for an unconditional model or if no model has been set
+     */
     int getConditionDimension() const;
 
-    /** Kelvin, > 0. */
+    /**
+     * Get the temperature of the target distribution exp(-U / (k_B T)), which is also the
+     * temperature velocities are redrawn at.
+     *
+     * @return the temperature in kelvin
+     */
     double getTemperature() const { return temperature; }
+    /**
+     * Set the temperature of the target distribution exp(-U / (k_B T)). It takes effect at the next
+     * step (the current state's log-weight is recomputed).
+     *
+     * @param temperature  the temperature in kelvin: finite and > 0, otherwise an OpenMMException is
+     *                     thrown and the temperature is unchanged
+     */
     void setTemperature(double temperature);
+    /**
+     * Get what step() does with each proposal.
+     *
+     * @return Importance or Metropolis
+     */
     Mode getMode() const { return mode; }
+    /**
+     * Set what step() does with each proposal; it takes effect at the next step.
+     *
+     * @param mode  Importance or Metropolis (any other value throws an OpenMMException)
+     */
     void setMode(Mode mode);
-    /** Proposals per batched flow pass (default 1024, >= 1). A change takes effect at the next block. */
+    /**
+     * Get the number of proposals drawn by one batched flow pass.
+     *
+     * @return the block size (default 1024)
+     */
     int getBlockSize() const { return blockSize; }
+    /**
+     * Set the number of proposals drawn by one batched flow pass. A change takes effect at the next
+     * block, and it does not change the sequence of proposals (a seed fixes it).
+     *
+     * @param size  the block size, >= 1 (a smaller value throws an OpenMMException)
+     */
     void setBlockSize(int size);
-    /** 0 (default) picks a seed from the clock when the Context is created, as OpenMM's integrators do. */
+    /**
+     * Get the seed of the random streams (proposals, acceptance tests, velocities).
+     *
+     * @return the seed; 0 (the default) means one is picked from the clock when a Context is created
+     */
     int getRandomNumberSeed() const { return randomNumberSeed; }
+    /**
+     * Set the seed of the random streams (proposals, acceptance tests, velocities). It is read when a
+     * Context is created, so set it before; as for OpenMM's integrators, 0 (the default) picks a
+     * seed from the clock. A nonzero seed fixes the sequence of proposals and acceptance tests,
+     * whatever the block size or platform.
+     *
+     * @param seed  the seed; any int (0 for a seed from the clock)
+     */
     void setRandomNumberSeed(int seed);
-    /** The condition vector of a conditional model (getConditionDimension() values); unused otherwise. */
+    /**
+     * Get the condition vector passed to a conditional model.
+     *
+     * @return the condition vector (in Python a list); empty until set, and unused by an
+     *         unconditional model
+     */
     const std::vector<double>& getConditionVector() const { return condition; }
+    /**
+     * Set the condition vector passed to a conditional model (the flow's context input). Proposals
+     * already drawn for the current block are discarded, so the next step draws new ones under the
+     * new condition.
+     *
+     * @param values  getConditionDimension() finite numbers (in Python any sequence of numbers). A
+     *                non-finite entry, or a length that differs from the model's condition dimension
+     *                when a model is set, throws an OpenMMException; the length is checked again when
+     *                a Context is created.
+     */
     void setConditionVector(const std::vector<double>& values);
-    /** Redraw velocities after accepted moves (default true). */
+    /**
+     * Get whether velocities are redrawn from the Maxwell-Boltzmann distribution after an accepted
+     * move.
+     *
+     * @return true (the default) if velocities are redrawn
+     */
     bool getRedrawVelocities() const { return redrawVelocities; }
+    /**
+     * Set whether velocities are redrawn from the Maxwell-Boltzmann distribution at the
+     * integrator's temperature after an accepted move (a rejected move never touches them).
+     *
+     * @param redraw  true (the default) to redraw velocities, false to leave them as they are
+     */
     void setRedrawVelocities(bool redraw) { redrawVelocities = redraw; }
 
+    /**
+     * Advance the chain: each step draws one proposal from the flow, prices it with the Context's
+     * forces and, depending on the mode, keeps it or restores the previous state. The Context's
+     * step count increases by the number of steps; its time does not change.
+     *
+     * @param steps  the number of steps, >= 0 (a negative value throws an OpenMMException, as does
+     *               calling this before the integrator is bound to a Context)
+     */
     void step(int steps) override;
 
-    /** The last proposal: its log q(x), energy (kJ/mol), log w, and whether it became the state. */
+    /**
+     * Get log q(x) of the last proposal: the log density of the flow's proposal at x, including the
+     * position map's log|det J|.
+     *
+     * @return log q of the last proposal stepped through; NaN before the first step and after
+     *         resetStatistics(); may be -inf for a point outside the flow's support
+     */
     double getLastLogQ() const { return lastLogQ; }
+    /**
+     * Get the potential energy of the last proposal (the integration force groups only).
+     *
+     * @return the energy in kJ/mol; NaN before the first step and after resetStatistics(); may be
+     *         non-finite for a clash
+     */
     double getLastEnergy() const { return lastEnergy; }
+    /**
+     * Get the log importance weight of the last proposal, log w = -beta U(x) - log q(x).
+     *
+     * @return log w (dimensionless): -inf for a weight of zero (non-finite energy or log q); NaN
+     *         before the first step and after resetStatistics()
+     */
     double getLastLogWeight() const { return lastLogWeight; }
+    /**
+     * Get whether the last proposal became the state.
+     *
+     * @return the Metropolis decision in Metropolis mode, always true in Importance mode; false
+     *         before the first step and after resetStatistics()
+     */
     bool getLastAccepted() const { return lastAccepted; }
-    /** Proposals stepped through since creation or resetStatistics() (evaluateProposals() not included). */
-    long long getNumProposals() const { return numProposals; }
+    /**
+     * Get the number of proposals stepped through since the Context was created or
+     * resetStatistics() was called (those of evaluateProposals() are not counted).
+     *
+     * @return the number of proposals
+     */
+    long long getNumProposals() const;
+    /**
+     * Get the number of proposals that became the state, over the same proposals as
+     * getNumProposals() (all of them in Importance mode).
+     *
+     * @return the number of accepted proposals
+     */
     long long getNumAccepted() const { return numAccepted; }
+    /**
+     * Get the fraction of proposals accepted: getNumAccepted() / getNumProposals().
+     *
+     * @return the acceptance rate in [0, 1]; 0 before the first step; 1 in Importance mode
+     */
     double getAcceptanceRate() const;
-    /** Proposals with a non-finite energy or log q (log w = -inf: weight 0, never accepted). */
-    long long getNumNonFinite() const { return numNonFinite; }
-    /** Kish ESS (sum w)^2 / sum w^2 of all proposals so far, and as a fraction of their number. */
+    /**
+     * Get the number of proposals with a non-finite energy or log q: their log w is -inf (weight
+     * zero), and Metropolis mode never accepts them.
+     *
+     * @return the number of zero-weight proposals among getNumProposals()
+     */
+    long long getNumNonFinite() const;
+    /**
+     * Get Kish's effective sample size (sum w)^2 / sum w^2 of the importance weights of all
+     * proposals since the Context was created or resetStatistics() was called.
+     *
+     * @return the ESS, in [1, getNumProposals()]; 0 before the first step or while every weight is
+     *         zero
+     */
     double getEffectiveSampleSize() const;
+    /**
+     * Get the effective sample size as a fraction of the number of proposals, a measure of how
+     * well the flow matches the Boltzmann distribution (1 for a perfect flow).
+     *
+     * @return getEffectiveSampleSize() / getNumProposals(), in [0, 1]; 0 before the first step
+     */
     double getEffectiveSampleFraction() const;
     /**
-     * log of the mean weight: log Z for Z = integral exp(-beta U) over the map's coordinates (the
-     * flow's density is normalized), and its standard error sqrt(1/ESS - 1/n) (delta method).
+     * Get the estimate of log Z from all proposals so far: the log of the mean importance weight,
+     * log Z for Z = integral exp(-beta U) over the position map's coordinates (the flow's density
+     * is normalized, so the mean weight estimates Z).
+     *
+     * @return the log Z estimate (dimensionless); NaN before the first step, -inf while every
+     *         weight is zero
      */
     double getLogZ() const;
+    /**
+     * Get the standard error of getLogZ() by the delta method, sqrt(1/ESS - 1/n) for n proposals.
+     *
+     * @return the standard error of log Z; NaN before the first step, +inf while every weight is
+     *         zero
+     */
     double getLogZError() const;
     /**
-     * Wall-clock seconds spent since creation or resetStatistics() drawing blocks of proposals (the
-     * flow pass and the position map's log|det J|) and pricing proposals (energy evaluations), for
-     * profiling where a chain's time goes.
+     * Get the wall-clock time spent drawing blocks of proposals (the flow pass and the position
+     * map's log|det J|) since the Context was created or resetStatistics() was called, step() and
+     * evaluateProposals() together; for profiling where a chain's time goes.
+     *
+     * @return the time in seconds
      */
     double getFlowSeconds() const { return flowSeconds; }
+    /**
+     * Get the wall-clock time spent pricing proposals (energy evaluations) since the Context was
+     * created or resetStatistics() was called, step() and evaluateProposals() together.
+     *
+     * @return the time in seconds
+     */
     double getEnergySeconds() const { return energySeconds; }
+    /**
+     * Forget the chain statistics: the counts of proposals, acceptances and non-finite proposals,
+     * the ESS and log Z, the timings, and the last proposal's values (which become NaN). The chain's
+     * state, its random stream and the results of evaluateProposals() are kept.
+     */
     void resetStatistics();
 
     /**
@@ -114,19 +355,58 @@ public:
      * forces, without moving the chain: the state is restored afterwards and the chain statistics
      * are not touched. Results are kept until the next call: getBatchPositions() (n * numParticles * 3
      * values, nm, in the Context's particle order), getBatchLogQ(), getBatchEnergies(),
-     * getBatchLogWeights() (n values each).
+     * getBatchLogWeights() (n values each). The proposals used here are not offered to step()
+     * again: the chain goes on with the next ones in the stream.
+     *
+     * @param n  the number of proposals, >= 1 (a smaller value throws an OpenMMException, as does
+     *           calling this before the integrator is bound to a Context)
      */
     void evaluateProposals(int n);
+    /**
+     * Get the positions of the proposals of the last evaluateProposals() call.
+     *
+     * @return n * numParticles * 3 values in nm (proposal by proposal, then particle by particle in
+     *         the Context's order, then x, y, z; in Python a list); empty before the first call
+     */
     const std::vector<double>& getBatchPositions() const { return batchPositions; }
+    /**
+     * Get log q(x) of each proposal of the last evaluateProposals() call.
+     *
+     * @return n values (in Python a list); empty before the first call
+     */
     const std::vector<double>& getBatchLogQ() const { return batchLogQ; }
+    /**
+     * Get the potential energy of each proposal of the last evaluateProposals() call (the
+     * integration force groups only).
+     *
+     * @return n energies in kJ/mol (in Python a list); empty before the first call
+     */
     const std::vector<double>& getBatchEnergies() const { return batchEnergies; }
+    /**
+     * Get the log importance weight log w = -beta U(x) - log q(x) of each proposal of the last
+     * evaluateProposals() call.
+     *
+     * @return n values, -inf for a weight of zero (in Python a list); empty before the first call
+     */
     const std::vector<double>& getBatchLogWeights() const { return batchLogWeights; }
 
-    /** The decoded model (used by kernels). Error without a model. */
-    const cgflow::io::DecodedBoltzmannGenerator& getModel() const;
+    /**
+     * The decoded model, shared: the model bytes are decoded once, when they are set, and the
+     * platform kernels read it from here (they hold the pointer, so a later setModelBytes() does not
+     * pull it from under a running Context). Internal: not wrapped for Python.
+     *
+     * @return the decoded model (flow and position map)
+     * @throws OpenMMException if no model has been set
+     */
+    std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> getModel() const;
 
 protected:
+    /**
+     * Bind to a Context: make the checks listed in the class description, create the platform
+     * kernel, seed the random streams and reset the statistics.
+     */
     void initialize(OpenMM::ContextImpl& context) override;
+    /** Release the platform kernel and the host copy of the flow. */
     void cleanup() override;
     std::vector<std::string> getKernelNames() override;
     double computeKineticEnergy() override;
@@ -137,13 +417,13 @@ private:
         double logQ, energy, logWeight;
     };
     void checkInitialized(const char* method) const;
+    void checkNotBound(const char* method) const;
     double beta() const;
     /** Next proposal loaded into the Context; returns its log q. */
     double loadNextProposal();
     Proposal priceLoaded(double logQ);
     /** Energy and log q of the Context's current state, recomputed if the positions changed. */
     void refreshCurrentState();
-    void recordWeight(double logWeight);
     void redrawVelocitiesNow();
 
     double temperature;
@@ -172,13 +452,14 @@ private:
     double lastLogQ = 0, lastEnergy = 0, lastLogWeight = 0;
     bool lastAccepted = false;
     double flowSeconds = 0, energySeconds = 0;
-    long long numProposals = 0, numAccepted = 0, numNonFinite = 0;
-    // log(sum w) and log(sum w^2), accumulated with log-add-exp so that any range of log w is safe.
-    double logSumW = 0, logSumW2 = 0;
+    // Every proposal's log w (zero weights included): ESS, log Z and its error.
+    // (A pointer so that this public header needs no core header.)
+    std::unique_ptr<cgflow::stats::RunningWeights> weights;
+    long long numAccepted = 0;
 
     std::vector<double> batchPositions, batchLogQ, batchEnergies, batchLogWeights;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

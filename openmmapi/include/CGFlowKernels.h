@@ -11,18 +11,63 @@
 #include <string>
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
-/** Evaluates a PMFForce: features -> MLP ensemble -> energy and forces. */
+/**
+ * Evaluates a PMFForce: features -> MLP ensemble -> energy and forces. Each platform implements it;
+ * PMFForceImpl creates one per Context.
+ */
 class CalcPMFForceKernel : public OpenMM::KernelImpl {
 public:
+    /**
+     * Get the name under which platforms register this kernel.
+     *
+     * @return "CGFlow_CalcPMFForce"
+     */
     static std::string Name() { return "CGFlow_CalcPMFForce"; }
+    /**
+     * Create the kernel (called by a platform's kernel factory).
+     *
+     * @param name      the kernel's name, Name()
+     * @param platform  the platform creating it
+     */
     CalcPMFForceKernel(std::string name, const OpenMM::Platform& platform) : OpenMM::KernelImpl(name, platform) {}
+    /**
+     * Initialize the kernel for a Context: take the force's features, periodicity and model (the
+     * kernel keeps its own copy). Called once, after PMFForce::validate() has succeeded.
+     *
+     * @param system  the System the Context was created for
+     * @param force   the PMFForce to evaluate
+     */
     virtual void initialize(const OpenMM::System& system, const PMFForce& force) = 0;
-    /** Adds forces (when includeForces) and returns or accumulates the ensemble-mean energy. */
+    /**
+     * Compute the features of the current positions, evaluate the ensemble and, when asked, add
+     * the forces (minus the gradient of the ensemble-mean energy) to the Context's forces.
+     *
+     * @param context        the Context's implementation
+     * @param includeForces  true to add this force's forces to the Context's forces
+     * @param includeEnergy  true if the energy is needed (implementations may compute it anyway)
+     * @return the ensemble-mean energy in kJ/mol, or 0 if the platform adds the energy to its own
+     *         energy buffer instead (the Common platforms, OpenCL and CUDA, do)
+     */
     virtual double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) = 0;
-    /** Energies of all ensemble members at the current positions; forces untouched. */
+    /**
+     * Compute the energy of every ensemble member at the current positions; forces are untouched.
+     *
+     * @param context  the Context's implementation
+     * @return one energy per ensemble member, in kJ/mol
+     */
     virtual std::vector<double> computeEnsembleEnergies(OpenMM::ContextImpl& context) = 0;
+    /**
+     * Copy new model weights and feature particles from the force (PMFForce::updateParametersInContext(),
+     * after PMFForce::validate() has succeeded).
+     *
+     * @param context  the Context's implementation
+     * @param force    the PMFForce to copy from
+     * @throws OpenMMException if the ensemble's architecture (number of members, widths,
+     *         activations), the number of features or a feature's type differs from what the kernel
+     *         was initialized with
+     */
     virtual void copyParametersToContext(OpenMM::ContextImpl& context, const PMFForce& force) = 0;
 };
 
@@ -34,15 +79,43 @@ public:
  */
 class IntegrateBoltzmannGeneratorStepKernel : public OpenMM::KernelImpl {
 public:
+    /**
+     * Get the name under which platforms register this kernel.
+     *
+     * @return "CGFlow_IntegrateBoltzmannGeneratorStep"
+     */
     static std::string Name() { return "CGFlow_IntegrateBoltzmannGeneratorStep"; }
+    /**
+     * Create the kernel (called by a platform's kernel factory).
+     *
+     * @param name      the kernel's name, Name()
+     * @param platform  the platform creating it
+     */
     IntegrateBoltzmannGeneratorStepKernel(std::string name, const OpenMM::Platform& platform)
         : OpenMM::KernelImpl(name, platform) {}
-    /** integrator.getModel() is the decoded model; the System's particle count has been checked. */
+    /**
+     * Initialize the kernel for a Context. integrator.getModel() is the decoded model (the kernel
+     * may keep the shared pointer); the System's particle count, the condition vector's length,
+     * virtual sites and constraints have been checked already.
+     *
+     * @param system      the System the Context was created for
+     * @param integrator  the integrator being bound to the Context
+     * @throws OpenMMException if the platform cannot run the model (the integrator then stays
+     *         unbound)
+     */
     virtual void initialize(const OpenMM::System& system, const BoltzmannGeneratorIntegrator& integrator) = 0;
     /**
      * Draws proposals firstIndex .. firstIndex + count - 1 of the seed's stream (base draw k for
-     * proposal k, as Flow::sample) and keeps them; logQ receives log q(x) = log q_flow(y) - logDetJ(y)
-     * of each (count values, double). condition: the condition vector (empty for unconditional models).
+     * proposal k, as Flow::sample) and keeps them as the current block, replacing the previous one;
+     * the Context's positions are not changed.
+     *
+     * @param context     the Context's implementation
+     * @param count       the number of proposals, >= 1
+     * @param seed        the seed of the integrator's stream
+     * @param firstIndex  the stream index of the block's first proposal
+     * @param condition   the condition vector (empty for unconditional models)
+     * @param logQ        receives log q(x) = log q_flow(y) - logDetJ(y) of each proposal (resized to
+     *                    count values, double precision)
      */
     virtual void generateBlock(OpenMM::ContextImpl& context, int count, uint64_t seed, uint64_t firstIndex,
                                const std::vector<double>& condition, std::vector<double>& logQ) = 0;
@@ -50,15 +123,33 @@ public:
      * Writes proposal `index` of the block into the Context's positions: a Cartesian map writes its
      * slots and leaves every other coordinate as it is; an internal map writes all particles,
      * translated so that their centroid is that of the current positions.
+     *
+     * @param context  the Context's implementation
+     * @param index    the proposal's index in the current block, in [0, count) (out of range throws
+     *                 an OpenMMException)
      */
     virtual void loadProposal(OpenMM::ContextImpl& context, int index) = 0;
-    /** Saves the Context's positions, so that restoreState() can undo a loadProposal(). */
+    /**
+     * Saves the Context's positions, so that restoreState() can undo a loadProposal().
+     *
+     * @param context  the Context's implementation
+     */
     virtual void saveState(OpenMM::ContextImpl& context) = 0;
+    /**
+     * Restores the positions saved by the last saveState().
+     *
+     * @param context  the Context's implementation
+     */
     virtual void restoreState(OpenMM::ContextImpl& context) = 0;
-    /** sum 1/2 m v^2 of the current velocities (kJ/mol). */
+    /**
+     * Computes the kinetic energy of the current velocities.
+     *
+     * @param context  the Context's implementation
+     * @return sum 1/2 m v^2 in kJ/mol
+     */
     virtual double computeKineticEnergy(OpenMM::ContextImpl& context) = 0;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

@@ -1,8 +1,10 @@
 #include "BoltzmannGeneratorIntegrator.h"
 #include "CGFlowKernels.h"
 #include "cgflow/Error.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 #include "cgflow/io/FileUtils.h"
+#include "cgflow/stats/Metropolis.h"
+#include "cgflow/stats/RunningWeights.h"
 #include "cgflow/util/Random.h"
 #include "openmm/Context.h"
 #include "openmm/OpenMMException.h"
@@ -12,7 +14,7 @@
 #include <cmath>
 #include <limits>
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {
@@ -23,13 +25,15 @@ constexpr double NegativeInfinity = -std::numeric_limits<double>::infinity();
 constexpr uint32_t acceptanceStream = 0x41434350; // "ACCP"
 constexpr uint32_t velocityStream = 0x56454C4F;   // "VELO"
 
-double logAddExp(double a, double b) {
-    if (a == NegativeInfinity)
-        return b;
-    if (b == NegativeInfinity)
-        return a;
-    const double high = std::max(a, b);
-    return high + std::log1p(std::exp(-std::fabs(a - b)));
+/** The Context's positions as one flat array (x0, y0, z0, x1, ...), nm. */
+std::vector<double> flatPositions(ContextImpl& context) {
+    std::vector<Vec3> positions;
+    context.getPositions(positions);
+    std::vector<double> flat(3 * positions.size());
+    for (size_t i = 0; i < positions.size(); i++)
+        for (int a = 0; a < 3; a++)
+            flat[3 * i + a] = positions[i][a];
+    return flat;
 }
 
 std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> decodeModel(const std::string& bytes,
@@ -46,7 +50,8 @@ std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> decodeModel(const s
 
 } // namespace
 
-BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(double temperature, Mode mode) : temperature(1), mode(Metropolis) {
+BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(double temperature, Mode mode)
+    : temperature(1), mode(Metropolis), weights(std::make_unique<cgflow::stats::RunningWeights>()) {
     setTemperature(temperature);
     setMode(mode);
     setStepSize(0);
@@ -61,7 +66,17 @@ BoltzmannGeneratorIntegrator::BoltzmannGeneratorIntegrator(const std::string& mo
 
 BoltzmannGeneratorIntegrator::~BoltzmannGeneratorIntegrator() = default;
 
+void BoltzmannGeneratorIntegrator::checkNotBound(const char* method) const {
+    // The kernel and the integrator's own copy of the flow were made from the model at Context
+    // creation: a new model would leave them on the old one while the position map changed.
+    if (context != nullptr)
+        throw OpenMMException(std::string("BoltzmannGeneratorIntegrator::") + method +
+                              ": the model cannot change while the integrator is bound to a Context; set it "
+                              "before creating the Context (or create a new Context)");
+}
+
 void BoltzmannGeneratorIntegrator::setModelFile(const std::string& path) {
+    checkNotBound("setModelFile");
     std::string bytes;
     try {
         bytes = cgflow::io::readFileBytes(path);
@@ -74,6 +89,7 @@ void BoltzmannGeneratorIntegrator::setModelFile(const std::string& path) {
 }
 
 void BoltzmannGeneratorIntegrator::setModelBytes(const std::string& bytes) {
+    checkNotBound("setModelBytes");
     model = decodeModel(bytes, "model bytes", "modelBytes");
     modelBytes = bytes;
 }
@@ -98,10 +114,10 @@ int BoltzmannGeneratorIntegrator::getConditionDimension() const {
     return model ? model->flow->getContextDimension() : 0;
 }
 
-const cgflow::io::DecodedBoltzmannGenerator& BoltzmannGeneratorIntegrator::getModel() const {
+std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> BoltzmannGeneratorIntegrator::getModel() const {
     if (!model)
         throw OpenMMException("BoltzmannGeneratorIntegrator: no model (call setModelFile() or setModelBytes())");
-    return *model;
+    return model;
 }
 
 void BoltzmannGeneratorIntegrator::setTemperature(double kelvin) {
@@ -176,7 +192,7 @@ void BoltzmannGeneratorIntegrator::initialize(ContextImpl& contextRef) {
     try {
         kernel = context->getPlatform().createKernel(IntegrateBoltzmannGeneratorStepKernel::Name(), contextRef);
         kernel.getAs<IntegrateBoltzmannGeneratorStepKernel>().initialize(system, *this);
-        hostFlow = cgflow::io::decodeBoltzmannGenerator(modelBytes, "model bytes").flow;
+        hostFlow = model->flow->clone();
     } catch (...) {
         // Unbind, so that the integrator can still be used with another Context (e.g. after a
         // platform that refused the model's layers).
@@ -247,12 +263,7 @@ BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::priceLoaded
 }
 
 void BoltzmannGeneratorIntegrator::refreshCurrentState() {
-    std::vector<Vec3> positions;
-    context->getPositions(positions);
-    std::vector<double> flat(3 * positions.size());
-    for (size_t i = 0; i < positions.size(); i++)
-        for (int a = 0; a < 3; a++)
-            flat[3 * i + a] = positions[i][a];
+    std::vector<double> flat = flatPositions(*context);
     if (currentKnown && flat == currentPositions)
         return;
     // The state moved since our last step (another integrator, or setPositions): price it again.
@@ -277,16 +288,6 @@ void BoltzmannGeneratorIntegrator::refreshCurrentState() {
     currentKnown = true;
 }
 
-void BoltzmannGeneratorIntegrator::recordWeight(double logWeight) {
-    numProposals++;
-    if (logWeight == NegativeInfinity) {
-        numNonFinite++;
-        return;
-    }
-    logSumW = logAddExp(logSumW, logWeight);
-    logSumW2 = logAddExp(logSumW2, 2 * logWeight);
-}
-
 void BoltzmannGeneratorIntegrator::redrawVelocitiesNow() {
     // A seed per draw from the integrator's own stream, so a chain is reproducible from its seed.
     const cgflow::util::PhiloxUniforms u = cgflow::util::philoxOpenUniforms(seed, velocityStream, velocityDraws++, 0);
@@ -307,19 +308,15 @@ void BoltzmannGeneratorIntegrator::step(int steps) {
         }
         const uint64_t proposalIndex = nextProposalIndex - (blockValid ? blockLogQ.size() - blockPosition : 0);
         const Proposal p = priceLoaded(loadNextProposal());
-        recordWeight(p.logWeight);
+        weights->add(p.logWeight);
         lastLogQ = p.logQ;
         lastEnergy = p.energy;
         lastLogWeight = p.logWeight;
         bool accept = true;
         if (mode == Metropolis) {
-            if (p.logWeight == NegativeInfinity)
-                accept = false;
-            else if (currentLogWeight != NegativeInfinity && p.logWeight < currentLogWeight) {
-                // Keyed by the proposal's own index: the decision is reproducible whatever the block size.
-                const double u = cgflow::util::philoxOpenUniforms(seed, acceptanceStream, proposalIndex, 0).u[0];
-                accept = std::log(u) < p.logWeight - currentLogWeight;
-            }
+            // Keyed by the proposal's own index: the decision is reproducible whatever the block size.
+            const double u = cgflow::util::philoxOpenUniforms(seed, acceptanceStream, proposalIndex, 0).u[0];
+            accept = cgflow::stats::metropolisAccept(p.logWeight, currentLogWeight, u);
             if (accept) {
                 currentEnergy = p.energy;
                 currentLogQ = p.logQ;
@@ -335,49 +332,44 @@ void BoltzmannGeneratorIntegrator::step(int steps) {
                 redrawVelocitiesNow();
         }
         if (mode == Metropolis) {
-            std::vector<Vec3> positions;
-            context->getPositions(positions);
-            currentPositions.resize(3 * positions.size());
-            for (size_t j = 0; j < positions.size(); j++)
-                for (int a = 0; a < 3; a++)
-                    currentPositions[3 * j + a] = positions[j][a];
+            currentPositions = flatPositions(*context);
             currentKnown = true;
         }
         context->setStepCount(context->getStepCount() + 1);
     }
 }
 
+long long BoltzmannGeneratorIntegrator::getNumProposals() const {
+    return weights->getCount();
+}
+
+long long BoltzmannGeneratorIntegrator::getNumNonFinite() const {
+    return weights->getNumZero();
+}
+
 double BoltzmannGeneratorIntegrator::getAcceptanceRate() const {
-    return numProposals == 0 ? 0.0 : static_cast<double>(numAccepted) / numProposals;
+    return weights->getCount() == 0 ? 0.0 : static_cast<double>(numAccepted) / weights->getCount();
 }
 
 double BoltzmannGeneratorIntegrator::getEffectiveSampleSize() const {
-    if (logSumW == NegativeInfinity)
-        return 0.0;
-    return std::exp(2 * logSumW - logSumW2);
+    return weights->getEffectiveSampleSize();
 }
 
 double BoltzmannGeneratorIntegrator::getEffectiveSampleFraction() const {
-    return numProposals == 0 ? 0.0 : getEffectiveSampleSize() / numProposals;
+    return weights->getEffectiveSampleFraction();
 }
 
 double BoltzmannGeneratorIntegrator::getLogZ() const {
-    if (numProposals == 0)
-        return std::numeric_limits<double>::quiet_NaN();
-    return logSumW - std::log(static_cast<double>(numProposals));
+    return weights->getLogZ().value;
 }
 
 double BoltzmannGeneratorIntegrator::getLogZError() const {
-    const double ess = getEffectiveSampleSize();
-    if (numProposals == 0 || ess == 0)
-        return std::numeric_limits<double>::quiet_NaN();
-    // Var(mean w)/mean(w)^2 = (n sum w^2/(sum w)^2 - 1)/n = 1/ESS - 1/n.
-    return std::sqrt(std::max(0.0, 1.0 / ess - 1.0 / numProposals));
+    return weights->getLogZ().error;
 }
 
 void BoltzmannGeneratorIntegrator::resetStatistics() {
-    numProposals = numAccepted = numNonFinite = 0;
-    logSumW = logSumW2 = NegativeInfinity;
+    weights->reset();
+    numAccepted = 0;
     lastLogQ = lastEnergy = lastLogWeight = std::numeric_limits<double>::quiet_NaN();
     lastAccepted = false;
     flowSeconds = energySeconds = 0;
@@ -395,16 +387,13 @@ void BoltzmannGeneratorIntegrator::evaluateProposals(int n) {
     batchLogWeights.assign(n, 0.0);
     context->updateContextState();
     k.saveState(*context);
-    std::vector<Vec3> positions;
     for (int s = 0; s < n; s++) {
         const Proposal p = priceLoaded(loadNextProposal());
         batchLogQ[s] = p.logQ;
         batchEnergies[s] = p.energy;
         batchLogWeights[s] = p.logWeight;
-        context->getPositions(positions);
-        for (int i = 0; i < numParticles; i++)
-            for (int a = 0; a < 3; a++)
-                batchPositions[(static_cast<size_t>(s) * numParticles + i) * 3 + a] = positions[i][a];
+        const std::vector<double> flat = flatPositions(*context);
+        std::copy(flat.begin(), flat.end(), batchPositions.begin() + static_cast<size_t>(s) * numParticles * 3);
     }
     k.restoreState(*context);
 }

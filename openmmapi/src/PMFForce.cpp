@@ -2,9 +2,10 @@
 #include "internal/PMFForceImpl.h"
 #include "cgflow/Error.h"
 #include "cgflow/io/FileUtils.h"
-#include "cgflow/io/MLPEnsembleFile.h"
+#include "cgflow/io/models/MLPEnsembleFile.h"
 #include "cgflow/nn/MLPEnsemble.h"
 #include "cgflow/coords/Features.h"
+#include "internal/PMFForceFeatures.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
 #include <cmath>
@@ -12,7 +13,7 @@
 #include <set>
 #include <sstream>
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {
@@ -22,15 +23,6 @@ std::string featureName(int index, PMFForce::FeatureType type) {
     std::stringstream s;
     s << "PMFForce feature " << index << " (" << names[type] << ")";
     return s.str();
-}
-
-cgflow::coords::Feature toCoreFeature(const PMFForce::FeatureInfo& f) {
-    cgflow::coords::Feature c;
-    c.type = static_cast<cgflow::coords::FeatureType>(f.type);
-    c.particles = f.particles;
-    c.axis = f.axis;
-    c.period = f.period;
-    return c;
 }
 
 } // namespace
@@ -100,7 +92,7 @@ int PMFForce::addFeature(FeatureType type, const std::vector<int>& particles, in
             throw OpenMMException(featureName((int) features.size(), type) + ": particle index " + std::to_string(p) + " must be >= 0");
     // Validate everything that does not depend on the System now, so errors point at the call.
     try {
-        cgflow::coords::validateFeature(toCoreFeature(f), std::numeric_limits<int>::max(), featureName((int) features.size(), type));
+        cgflow::coords::validateFeature(coreFeature(f), std::numeric_limits<int>::max(), featureName((int) features.size(), type));
     }
     catch (const cgflow::Error& e) {
         throw OpenMMException(e.what());
@@ -132,7 +124,7 @@ int PMFForce::getNumFeatures() const {
 int PMFForce::getNumFeatureInputs() const {
     int width = 0;
     for (const FeatureInfo& f : features)
-        width += toCoreFeature(f).getWidth();
+        width += coreFeature(f).getWidth();
     return width;
 }
 
@@ -169,7 +161,7 @@ void PMFForce::setFeatureParticles(int index, const std::vector<int>& particles)
     FeatureInfo f = features[index];
     f.particles = particles;
     try {
-        cgflow::coords::validateFeature(toCoreFeature(f), std::numeric_limits<int>::max(), featureName(index, f.type));
+        cgflow::coords::validateFeature(coreFeature(f), std::numeric_limits<int>::max(), featureName(index, f.type));
     }
     catch (const cgflow::Error& e) {
         throw OpenMMException(e.what());
@@ -192,7 +184,7 @@ void PMFForce::validate(int numParticles) const {
         throw OpenMMException("PMFForce: no features have been added");
     for (int i = 0; i < (int) features.size(); i++) {
         try {
-            cgflow::coords::validateFeature(toCoreFeature(features[i]), numParticles, featureName(i, features[i].type));
+            cgflow::coords::validateFeature(coreFeature(features[i]), numParticles, featureName(i, features[i].type));
         }
         catch (const cgflow::Error& e) {
             throw OpenMMException(e.what());

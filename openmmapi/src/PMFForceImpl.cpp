@@ -3,7 +3,7 @@
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 PMFForceImpl::PMFForceImpl(const PMFForce& owner) : owner(owner) {

@@ -2,17 +2,27 @@
 
 Two extension modules sit under this package:
 
-* ``openmmcgflow.plugin`` (SWIG): OpenMM-facing classes such as :class:`PMFForce`, which are
-  ordinary ``openmm.Force`` objects (``system.addForce(force)``, XML serialization).
-* ``openmmcgflow._core`` (pybind11): numerical work on numpy arrays (MLP ensembles,
-  model files, safetensors).
+* ``openmmcgflow.plugin`` (SWIG): the OpenMM-facing classes :class:`PMFForce` and
+  :class:`BoltzmannGeneratorIntegrator`, ordinary ``openmm.Force`` / ``openmm.Integrator`` objects
+  (``system.addForce(force)``, CompoundIntegrator, XML serialization); ``help()`` shows their docs.
+* ``openmmcgflow._core`` (pybind11): the numerical core on numpy arrays (MLP ensembles, flows and
+  their trainer, the latent models, model files, coordinates, statistics).
 
-Models travel between the two as model-file bytes.
+Models travel between the two as model-file bytes. The modules mirror the workflows a user runs:
+
+* ``datafree``: data-free coarse-graining (energies, the schedule, the trainer, system helpers);
+* ``generator``: Boltzmann generators inside OpenMM (model files, priced batches, reporters);
+* ``pmf``: numpy-side MLP ensembles into ``PMFForce``;
+* ``energy``, ``coordinates``, ``systems``: batched energies, Z-matrices and CG maps, test systems;
+* ``stats``, ``plots``: the weights engine and PNG plots.
+
+The CG Boltzmann-generator and active-learning workflows are to land beside ``datafree`` as
+``cgbg`` and ``active_learning``.
 """
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
 from . import _core
-from ._core import CGFlowError, EncoderDecoderModel, Flow, FlowTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
+from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import set_ensemble_parameters
@@ -27,6 +37,6 @@ PMFForce.setEnsembleParameters = set_ensemble_parameters
 
 __all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "PositionMap", "encode_boltzmann_generator",
            "decode_boltzmann_generator", "BoltzmannGeneratorReporter", "evaluate_proposals", "write_proposals",
-           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "FlowTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
+           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "ModelTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
            "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]

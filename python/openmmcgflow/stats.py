@@ -5,6 +5,8 @@ sample), NaN and +inf are errors. Estimates come as (value, standard error) pair
 its own docstring (``help(stats.pmf_error)``).
 
 * ``log_sum_exp``, ``normalized_weights``, ``effective_sample_size`` (Kish), ``effective_sample_fraction``
+* ``RunningWeights``: the same ESS and log Z for a stream of weights added one at a time (what
+  BoltzmannGeneratorIntegrator keeps its running statistics in)
 * ``log_z`` (log mean w with its delta-method error), ``weighted_mean``; ``bootstrap_mean``,
   ``bootstrap_log_z`` (Philox-seeded resamples, reproducible)
 * clipping, each returning new log-weights in the original order: ``drop_top_fraction`` (the CG-BG
@@ -28,4 +30,4 @@ from ._core.stats import (bond_score, bootstrap_log_z, bootstrap_mean, clip_abov
                           effective_sample_size, free_energy_1d, free_energy_2d, histogram_1d, histogram_2d,
                           js_divergence, kl_divergence, log_sum_exp, log_z, normalized_weights, pmf_error,
                           radius_of_gyration, rmsd, weighted_mean, tempering_statistics, relative_kl_increase,
-                          adaptive_temperature_step, shrinking_temperature_step)
+                          adaptive_temperature_step, shrinking_temperature_step, RunningWeights)

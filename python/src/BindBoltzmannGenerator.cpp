@@ -4,7 +4,7 @@
 
 #include "cgflow/Error.h"
 #include "cgflow/coords/PositionMap.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>

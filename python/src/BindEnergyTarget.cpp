@@ -1,13 +1,13 @@
 // _core bindings for EnergyTarget: batches of configurations in, energies and forces out.
 #include "Bindings.h"
 #include "cgflow/Error.h"
-#include "cgflow/train/EnergyTarget.h"
+#include "cgflow/energy/EnergyTarget.h"
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 namespace py = pybind11;
 using cgflow::Error;
-using cgflow::train::EnergyTarget;
+using cgflow::energy::EnergyTarget;
 
 namespace {
 

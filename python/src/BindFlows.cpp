@@ -1,13 +1,17 @@
-// _core bindings for normalizing flows: Flow (sample / log_prob / gradients / files) and FlowTrainer.
+// _core bindings for normalizing flows, Flow (sample / log_prob / gradients / files), and for
+// ModelTrainer, the trainer of every trainable model (Flow, SlowFastModel, EncoderDecoderModel).
 // Batches cross as numpy arrays of shape (n, dimension), whose C-order memory is exactly the
 // engine's (dimension x n) column-per-sample layout.
 #include "Bindings.h"
 
 #include "cgflow/Error.h"
 #include "cgflow/flows/FlowConfig.h"
-#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/models/EncoderDecoderModel.h"
+#include "cgflow/models/SlowFastModel.h"
+#include "cgflow/train/ModelTrainer.h"
 #include "cgflow/io/FileUtils.h"
-#include "cgflow/io/FlowFile.h"
+#include "cgflow/io/models/FlowFile.h"
+#include "cgflow/optim/LearningRateSchedule.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -17,7 +21,7 @@
 namespace py = pybind11;
 using namespace cgflow;
 using flows::Flow;
-using flows::FlowTrainer;
+using train::ModelTrainer;
 
 namespace {
 
@@ -54,6 +58,12 @@ py::array_t<double> batchToNumpy(const Eigen::MatrixXd& m) {
     return out;
 }
 
+py::array_t<double> eigenVectorToNumpy(const Eigen::VectorXd& v) {
+    py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
+    std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
+    return out;
+}
+
 py::array_t<double> vectorToNumpy(const double* data, size_t n) {
     py::array_t<double> out(static_cast<py::ssize_t>(n));
     std::memcpy(out.mutable_data(), data, sizeof(double) * n);
@@ -71,7 +81,7 @@ const char* actionName(optim::GradientAction action) {
     }
 }
 
-py::dict reportToDict(const flows::TrainStepReport& r) {
+py::dict reportToDict(const train::TrainStepReport& r) {
     py::dict d;
     d["loss"] = r.loss;
     d["gradient_norm"] = r.gradientNorm;
@@ -252,21 +262,22 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
             "Pathwise gradients of sum(grad_x * x) + sum(grad_log_q * log q) for x = f(z), w.r.t. parameters, z "
             "and context (a dict that also holds x and log_q).");
 
-    py::class_<FlowTrainer>(m, "FlowTrainer", R"doc(
+    py::class_<ModelTrainer> trainer(m, "ModelTrainer", R"doc(
 Trains a Flow by reverse KL (energies and forces from the caller) or forward KL (samples), with
 Adam/AdamW, warm-up/cosine schedules, gradient clipping and the papers' skip/clip guard.
 Options dict: optimizer ("adam"|"adamw"), learning_rate, beta1, beta2, epsilon, weight_decay,
 warmup_steps, cosine_steps, final_learning_rate, max_gradient_norm, guard (True or a dict),
-drop_largest_losses (reverse KL: leave the k largest per-sample losses out of each step).)doc")
-        .def(py::init([](Flow& flow, const py::object& options) {
-                 return std::make_unique<FlowTrainer>(
-                     flow, flows::FlowTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object()
+drop_largest_losses (reverse KL: leave the k largest per-sample losses out of each step).
+Any trainable model: a Flow, a SlowFastModel or an EncoderDecoderModel.)doc");
+    trainer.def(py::init([](Flow& flow, const py::object& options) {
+                 return std::make_unique<ModelTrainer>(
+                     flow, train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object()
                                                                                   : pyToJson(options)));
              }),
              py::arg("flow"), py::arg("options") = py::none(), py::keep_alive<1, 2>())
         .def(
             "sample",
-            [](FlowTrainer& t, int n, uint64_t seed, const py::object& context) {
+            [](ModelTrainer& t, int n, uint64_t seed, const py::object& context) {
                 auto ctx = context.is_none() ? std::nullopt
                                              : contextFromPython(context, t.getFlow().getContextDimension());
                 Eigen::MatrixXd x;
@@ -281,13 +292,13 @@ drop_largest_losses (reverse KL: leave the k largest per-sample losses out of ea
             "(x, log_q) for a reverse-KL step; compute energies and forces at x, then call reverse_kl_step.")
         .def(
             "reverse_kl_step",
-            [](FlowTrainer& t, const InputArray& energies, const InputArray& forces, double beta) {
+            [](ModelTrainer& t, const InputArray& energies, const InputArray& forces, double beta) {
                 const int dim = t.getModel().getDimension();
                 if (energies.ndim() != 1)
                     throw Error("energies must be a 1-D array with one energy per sample");
                 Eigen::VectorXd u = Eigen::Map<const Eigen::VectorXd>(energies.data(), energies.shape(0));
                 Eigen::MatrixXd f = batchFromNumpy(forces, dim, "forces");
-                flows::TrainStepReport report;
+                train::TrainStepReport report;
                 {
                     py::gil_scoped_release release;
                     report = t.reverseKLStep(u, f, beta);
@@ -298,7 +309,7 @@ drop_largest_losses (reverse KL: leave the k largest per-sample losses out of ea
             "One update of mean(beta U + log q) from the last sample(): forces = -dU/dx, shape (n, dimension).")
         .def(
             "forward_kl_step",
-            [](FlowTrainer& t, const InputArray& xs, const py::object& context, const py::object& weights) {
+            [](ModelTrainer& t, const InputArray& xs, const py::object& context, const py::object& weights) {
                 Eigen::MatrixXd x = batchFromNumpy(xs, t.getModel().getDimension(), "x");
                 std::optional<Eigen::VectorXd> w;
                 if (!weights.is_none()) {
@@ -308,7 +319,7 @@ drop_largest_losses (reverse KL: leave the k largest per-sample losses out of ea
                 // Only a Flow is conditional; other models take no context (and refuse one).
                 auto* flow = dynamic_cast<flows::Flow*>(&t.getModel());
                 auto ctx = contextFromPython(context, flow != nullptr ? flow->getContextDimension() : 0);
-                flows::TrainStepReport report;
+                train::TrainStepReport report;
                 {
                     py::gil_scoped_release release;
                     report = t.forwardKLStep(x, pointer(ctx), w ? &*w : nullptr);
@@ -319,28 +330,94 @@ drop_largest_losses (reverse KL: leave the k largest per-sample losses out of ea
             "One maximum-likelihood (forward-KL) update on the rows of x, optionally weighted (weights (n,), "
             "finite, >= 0): a Flow or a SlowFastModel (exact log q through the map's inverse); the "
             "encoder-decoder model has no exact density and raises.")
-        .def_property_readonly("step_count", [](FlowTrainer& t) { return t.getOptimizer().getStepCount(); })
-        .def_property_readonly("learning_rate", [](FlowTrainer& t) { return t.getOptimizer().getLearningRate(); })
-        .def_property_readonly("options", [](FlowTrainer& t) { return jsonToPy(t.getOptions().toJson()); })
+        .def_property_readonly("step_count", [](ModelTrainer& t) { return t.getOptimizer().getStepCount(); })
+        .def_property_readonly("learning_rate", [](ModelTrainer& t) { return t.getOptimizer().getLearningRate(); })
+        .def_property_readonly("options", [](ModelTrainer& t) { return jsonToPy(t.getOptions().toJson()); })
         .def(
             "save",
-            [](FlowTrainer& t, const std::string& path, const py::object& info) {
+            [](ModelTrainer& t, const std::string& path, const py::object& info) {
                 io::writeFileAtomic(path, io::encodeFlow(t.getFlow(), &t,
                                                          info.is_none() ? nlohmann::json::object() : pyToJson(info)));
             },
             py::arg("path"), py::arg("info") = py::none(),
             "Write the flow with the optimizer state (a resumable checkpoint), atomically.");
 
+    // The other trainable models (core/models).
+    trainer.def(py::init([](models::SlowFastModel& model, const py::object& options) {
+                    return std::make_unique<train::ModelTrainer>(
+                        static_cast<train::TrainableModel&>(model),
+                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                }),
+                py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
+    trainer.def(py::init([](models::EncoderDecoderModel& model, const py::object& options) {
+                    return std::make_unique<train::ModelTrainer>(
+                        static_cast<train::TrainableModel&>(model),
+                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                }),
+                py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
+    // The optimizer and guard state as numpy arrays, so that any trainer (not only a flow's, whose
+    // model files carry it) can be checkpointed and resumed bit for bit.
+    trainer.def("get_state", [](train::ModelTrainer& t) {
+        const optim::AdamState adam = t.getOptimizer().getState();
+        py::dict d;
+        d["step_count"] = adam.stepCount;
+        d["first_moment"] = eigenVectorToNumpy(Eigen::Map<const Eigen::VectorXd>(adam.firstMoment.data(), adam.firstMoment.size()));
+        d["second_moment"] = eigenVectorToNumpy(Eigen::Map<const Eigen::VectorXd>(adam.secondMoment.data(), adam.secondMoment.size()));
+        if (t.getGuard() != nullptr) {
+            const optim::GradientGuard::State g = t.getGuard()->getState();
+            d["guard_history"] = eigenVectorToNumpy(Eigen::Map<const Eigen::VectorXd>(g.history.data(), g.history.size()));
+            d["guard_counters"] = std::vector<int64_t>{g.numAccepted, g.numClipped, g.numSkipped, g.consecutiveSkips};
+        }
+        return d;
+    }, "The optimizer's moments and step count and the guard's history: what set_state needs to resume.");
+    trainer.def("set_state", [](train::ModelTrainer& t, const py::dict& d) {
+        optim::AdamState adam;
+        adam.stepCount = d["step_count"].cast<int64_t>();
+        adam.firstMoment = vectorFromNumpy(d["first_moment"].cast<DoubleArray>(), "first_moment");
+        adam.secondMoment = vectorFromNumpy(d["second_moment"].cast<DoubleArray>(), "second_moment");
+        t.getOptimizer().setState(adam);
+        if (t.getGuard() != nullptr) {
+            if (!d.contains("guard_history") || !d.contains("guard_counters"))
+                throw Error("state: this trainer has a guard, so guard_history and guard_counters are required");
+            optim::GradientGuard::State g;
+            g.history = vectorFromNumpy(d["guard_history"].cast<DoubleArray>(), "guard_history");
+            std::vector<int64_t> c = d["guard_counters"].cast<std::vector<int64_t>>();
+            if (c.size() != 4)
+                throw Error("state: guard_counters must have 4 values");
+            g.numAccepted = c[0];
+            g.numClipped = c[1];
+            g.numSkipped = c[2];
+            g.consecutiveSkips = static_cast<int>(c[3]);
+            t.getGuard()->setState(g);
+        }
+    }, py::arg("state"));
+    // A driver that changes the rate between phases (train_data_free's final phase) sets it per step,
+    // so the rate is a function of the run position and a resumed run sets the same values.
+    trainer.def("set_learning_rate", [](train::ModelTrainer& t, double learningRate) {
+        if (!(learningRate >= 0) || !std::isfinite(learningRate))
+            throw Error("learning_rate must be finite and >= 0, got " + std::to_string(learningRate));
+        t.getOptimizer().setLearningRate(learningRate);
+    }, py::arg("learning_rate"), "A constant learning rate from the next step on (replaces any schedule).");
+
+    py::class_<optim::CosineDecaySchedule>(m, "CosineDecaySchedule", R"doc(
+Half a cosine from initial_learning_rate at step 0 down to final_learning_rate at step decay_steps,
+constant afterwards: lr(t) = final + (initial - final) (1 + cos(pi min(t, T) / T)) / 2. The schedule
+ModelTrainer's "cosine_steps" option uses; drivers that restart a decay per phase call it directly.)doc")
+        .def(py::init<double, int64_t, double>(), py::arg("initial_learning_rate"), py::arg("decay_steps"),
+             py::arg("final_learning_rate") = 0.0)
+        .def("__call__", [](const optim::CosineDecaySchedule& s, int64_t step) { return s.getLearningRate(step); },
+             py::arg("step"), "The learning rate of update `step` (>= 0).");
+
     m.def(
         "load_flow_trainer",
         [](const std::string& path) {
             io::DecodedFlow decoded = io::decodeFlow(io::readFileBytes(path), path);
-            std::unique_ptr<FlowTrainer> trainer = io::restoreTrainer(decoded);
+            std::unique_ptr<ModelTrainer> trainer = io::restoreTrainer(decoded);
             py::object flow = py::cast(std::move(decoded.flow));
             py::object t = py::cast(std::move(trainer));
             // The trainer refers to the flow: keep the flow alive as long as the trainer.
             py::detail::keep_alive_impl(t, flow);
             return py::make_tuple(flow, t);
         },
-        py::arg("path"), "(flow, trainer) from a checkpoint written by FlowTrainer.save, ready to resume.");
+        py::arg("path"), "(flow, trainer) from a checkpoint written by ModelTrainer.save, ready to resume.");
 }

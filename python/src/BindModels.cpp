@@ -1,7 +1,7 @@
 // _core bindings for models and files: MLP ensembles, model files, safetensors.
 #include "cgflow/Error.h"
 #include "cgflow/io/FileUtils.h"
-#include "cgflow/io/MLPEnsembleFile.h"
+#include "cgflow/io/models/MLPEnsembleFile.h"
 #include "cgflow/io/ModelFile.h"
 #include "cgflow/io/SafeTensors.h"
 #include "cgflow/nn/MLPEnsemble.h"

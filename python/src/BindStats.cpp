@@ -6,7 +6,9 @@
 #include "cgflow/stats/Divergence.h"
 #include "cgflow/stats/Histogram.h"
 #include "cgflow/stats/LogWeights.h"
+#include "cgflow/stats/RunningWeights.h"
 #include "cgflow/stats/Structure.h"
+#include "cgflow/train/Tempering.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
@@ -84,6 +86,23 @@ void bindStats(py::module_& m) {
     s.def("log_sum_exp", [](Array w) { return logSumExp(vectorFromNumpy(w, "log_w")); }, py::arg("log_w"),
           "log sum exp(log_w), stable for any offset; -inf entries are weight 0, all -inf gives -inf; NaN or +inf "
           "is an error.");
+    py::class_<RunningWeights>(s, "RunningWeights", R"doc(
+The weight statistics of a stream of log-weights added one at a time, in O(1) memory: the type
+BoltzmannGeneratorIntegrator keeps its running ESS and log Z in. -inf is a weight of zero (counted
+as a sample); NaN or +inf is an error.)doc")
+        .def(py::init<>())
+        .def("add", [](RunningWeights& r, py::object logW) {
+                 DoubleArray values = logW.cast<DoubleArray>();
+                 for (py::ssize_t i = 0; i < values.size(); i++)
+                     r.add(values.data()[i]);
+             }, py::arg("log_w"), "Adds one log-weight or an array of them, in order.")
+        .def("reset", &RunningWeights::reset, "Forgets every weight.")
+        .def_property_readonly("count", &RunningWeights::getCount, "Samples added, zero weights included.")
+        .def_property_readonly("num_zero", &RunningWeights::getNumZero, "Samples of weight zero (log w = -inf).")
+        .def_property_readonly("effective_sample_size", &RunningWeights::getEffectiveSampleSize, "Kish ESS.")
+        .def_property_readonly("effective_sample_fraction", &RunningWeights::getEffectiveSampleFraction, "Kish ESS / count.")
+        .def_property_readonly("log_z", [](const RunningWeights& r) { return estimate(r.getLogZ()); },
+                               "(log mean w, its delta-method standard error), as log_z() of the whole stream.");
     s.def("normalized_weights", [array1d](Array w) { return array1d(normalizedWeights(vectorFromNumpy(w, "log_w"))); },
           py::arg("log_w"), "w / sum w from log-weights (an error if every weight is zero).");
     s.def("effective_sample_size", [](Array w) { return effectiveSampleSize(vectorFromNumpy(w, "log_w")); }, py::arg("log_w"),
@@ -254,4 +273,35 @@ void bindStats(py::module_& m) {
     }, py::arg("generated"), py::arg("reference"),
        "1 - mean RMSD between generated structures / mean RMSD between generated and reference structures "
        "(data-free CG paper, section 3.3): about 0 for a generator as diverse as the reference, 1 for a collapsed one.");
+    // The adaptive-tempering rules of data-free training (core/train/Tempering.h).
+    s.def("tempering_statistics", [](const Array& u, const Array& logQ, double beta, const py::object& objective) {
+        const cgflow::train::TemperingStatistics t =
+            cgflow::train::temperingStatistics(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, optionalVectorFromNumpy(objective, "objective_log_q"));
+        py::dict d;
+        d["kl"] = t.klEstimate;
+        d["log_z"] = t.logZ;
+        d["mean_energy"] = t.meanEnergy;
+        d["ess_fraction"] = t.essFraction;
+        d["num_finite"] = t.numFinite;
+        return d;
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("objective_log_q") = py::none());
+    s.def("relative_kl_increase", [](const Array& u, const Array& logQ, double beta, double d, const py::object& objective,
+                                     double floor) {
+        return cgflow::train::relativeKLIncrease(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, d, optionalVectorFromNumpy(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("delta_beta"), py::arg("objective_log_q") = py::none(),
+       py::arg("kl_floor") = 1e-3);
+    s.def("adaptive_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
+                                          double maxStep, const py::object& objective, double floor) {
+        return cgflow::train::adaptiveTemperatureStep(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, target, cmax, maxStep,
+                                              optionalVectorFromNumpy(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
+       py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
+       "Rule (a) of the data-free CG paper (Eq. 23): the step whose relative KL increase is max_relative_increase.");
+    s.def("shrinking_temperature_step", [](const Array& u, const Array& logQ, double beta, double target, double cmax,
+                                           double maxStep, const py::object& objective, double floor) {
+        return cgflow::train::shrinkingTemperatureStep(vectorFromNumpy(u, "energies"), vectorFromNumpy(logQ, "log_q"), beta, target, cmax, maxStep,
+                                               optionalVectorFromNumpy(objective, "objective_log_q"), floor);
+    }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("beta_target"), py::arg("max_relative_increase"),
+       py::arg("max_step"), py::arg("objective_log_q") = py::none(), py::arg("kl_floor") = 1e-3,
+       "Rule (b) of the embedded-physics paper: max_step shrunk by 0.6 until the increase is within the limit.");
 }

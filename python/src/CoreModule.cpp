@@ -14,5 +14,5 @@ PYBIND11_MODULE(_core, m) {
     bindFlows(m);
     bindBoltzmannGenerator(m);
     bindStats(m);
-    bindDataFree(m);  // after bindFlows and bindStats: it extends FlowTrainer and stats
+    bindDataFree(m);
 }

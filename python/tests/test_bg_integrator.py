@@ -177,6 +177,26 @@ def test_importance_mode_estimates_and_log_z():
     assert 0 < integrator.getEffectiveSampleFraction() < 1
 
 
+def test_running_statistics_are_those_of_the_proposals_log_weights():
+    # The integrator keeps its ESS and log Z in the core's RunningWeights: the same numbers as the
+    # weights engine gives for the log w of every proposal it stepped through.
+    ts = systems.double_well()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    integrator.setModelBytes(double_well_model())
+    integrator.setRandomNumberSeed(21)
+    context = make_context(ts.system, integrator, ts.positions)  # noqa: F841 (keeps the Context alive)
+    log_w = []
+    for _ in range(300):
+        integrator.step(1)
+        log_w.append(integrator.getLastLogWeight())
+    log_w = np.array(log_w)
+    assert integrator.getNumProposals() == 300
+    assert integrator.getEffectiveSampleSize() == pytest.approx(cg.stats.effective_sample_size(log_w), rel=1e-10)
+    log_z, error = cg.stats.log_z(log_w)
+    assert integrator.getLogZ() == pytest.approx(log_z, abs=1e-10)
+    assert integrator.getLogZError() == pytest.approx(error, rel=1e-8)
+
+
 def test_ess_is_one_when_the_proposal_is_the_target():
     k, temperature = 400.0, 300.0
     kT = KB * temperature
@@ -288,6 +308,14 @@ def test_bad_models_and_systems_give_clear_errors(tmp_path):
         integrator.setBlockSize(0)
     with pytest.raises(cg.CGFlowError, match="axis must be 0, 1 or 2"):
         cg.PositionMap.cartesian(1, [(0, 3)])
+    # The model is fixed while the integrator is bound to a Context (its kernels were built for it).
+    bound = cg.BoltzmannGeneratorIntegrator(ts.temperature)
+    bound.setModelBytes(double_well_model())
+    context = make_context(ts.system, bound, ts.positions)  # noqa: F841 (keeps the binding)
+    with pytest.raises(openmm.OpenMMException, match="cannot change while the integrator is bound"):
+        bound.setModelBytes(double_well_model())
+    with pytest.raises(openmm.OpenMMException, match="cannot change while the integrator is bound"):
+        bound.setModelFile(str(tmp_path / "missing.safetensors"))
 
 
 def test_reporter_writes_dcd_and_csv(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import openmmcgflow as cg
+from openmmcgflow.datafree import double_well, gaussian_mixture
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
@@ -138,12 +139,10 @@ def test_sample_given_slow_back_maps_from_the_conditional():
 
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     system = cg.systems.double_well()
-    sys.path.insert(0, EXAMPLES)
-    from data_free_double_well import make_model
 
     def run(max_levels, checkpoint):
         energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
-        model = make_model(5)
+        model = double_well.make_model(5)
         # With a final phase of its own batch and decaying rate, so the resumed trainer (which starts
         # at learning_rate) must reproduce the per-step rates too.
         result = cg.datafree.train_data_free(model, energy, beta_initial=0.2, initial_steps=60, steps_per_level=10,
@@ -166,7 +165,7 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
 
 def reverse_kl_losses_on_shifted_gaussian(model, steps=40):
     """Bound values of `steps` reverse-KL steps of an EncoderDecoderModel against U = |x - 2|^2 / 2."""
-    trainer = cg.FlowTrainer(model, {"learning_rate": 1e-2})
+    trainer = cg.ModelTrainer(model, {"learning_rate": 1e-2})
     losses = []
     for step in range(steps):
         x, _ = trainer.sample(128, step)
@@ -206,12 +205,10 @@ def test_encoder_decoder_model_with_a_flow_prior_trains_the_prior():
 
 def test_final_phase_options_and_their_errors():
     system = cg.systems.double_well()
-    sys.path.insert(0, EXAMPLES)
-    from data_free_double_well import make_model
 
     def run(**options):
         energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
-        model = make_model(2)
+        model = double_well.make_model(2)
         result = cg.datafree.train_data_free(model, energy, tempering=False, initial_steps=5, batch=32, seed=2,
                                              progress=False, **options)
         return model.get_parameters(), result
@@ -246,29 +243,27 @@ def test_trimmed_losses_and_energy_regularization_from_python():
                               "fast": {"hidden": 8},
                               "map": {"type": "right_stochastic_linear", "num_atoms": 2, "components_per_atom": 1},
                               "seed": 1})
-    trainer = cg.FlowTrainer(model, {"drop_largest_losses": 3})
+    trainer = cg.ModelTrainer(model, {"drop_largest_losses": 3})
     x, _ = trainer.sample(20, 1)
     u, f = energy(x)
     report = trainer.reverse_kl_step(u, f, 1.0)
     assert (report["num_samples"], report["num_trimmed"], report["num_dropped"]) == (17, 3, 0)
     with pytest.raises(cg.CGFlowError, match="drop_largest_losses"):
-        cg.FlowTrainer(model, {"drop_largest_losses": -2})
+        cg.ModelTrainer(model, {"drop_largest_losses": -2})
 
 
 def test_forward_kl_training_of_the_slow_fast_model_covers_every_mode():
     """Training by example (forward KL, mass-covering) on exact samples of the 4-D mixture gives the three
     weights 1/3 that reverse KL struggles to hold; the encoder-decoder model has no exact density."""
-    sys.path.insert(0, EXAMPLES)
-    import data_free_gmm
     system = cg.systems.gaussian_mixture(4)
     data = system.info["sample"](20000, np.random.default_rng(0))
-    model = data_free_gmm.make_model(4, seed=1)
+    model = gaussian_mixture.make_model(4, seed=1)
     # Adam 3e-3 decayed by a cosine to 1e-5: seeds 1-5 all came within 0.01 of 1/3 (600 steps at a constant
     # rate left the weights 0.31-0.39: they random-walk until the rate comes down).
-    trainer = cg.FlowTrainer(model, {"learning_rate": 3e-3, "cosine_steps": 1500, "final_learning_rate": 1e-5})
+    trainer = cg.ModelTrainer(model, {"learning_rate": 3e-3, "cosine_steps": 1500, "final_learning_rate": 1e-5})
     losses = cg.datafree.train_forward_kl(model, data, steps=1500, batch=256, seed=1, progress=False, trainer=trainer)
     assert np.mean(losses[-50:]) < np.mean(losses[:10]) - 5
-    weights = data_free_gmm.mode_weights(system, model, n=20000)
+    weights = gaussian_mixture.mode_weights(system, model, n=20000)
     assert np.all(np.abs(weights - 1 / 3) < 0.03), weights
     encdec = cg.EncoderDecoderModel({"latent_dimension": 1, "data_dimension": 4, "seed": 1})
     with pytest.raises(cg.CGFlowError, match="exact log-density"):
@@ -281,16 +276,14 @@ def test_tempering_with_weighted_steps_per_level_keeps_every_mode_of_the_mixture
     """The example's scheme for the Gaussian mixtures at a small budget (4-D, ~1.1 M evaluations): per level
     a few reverse-KL steps and importance-weighted forward-KL steps, then weighted steps at beta = 1, end with
     all three weights near 1/3. Seeds 1-5 gave weights within 0.313-0.365 (the bound below leaves room)."""
-    sys.path.insert(0, EXAMPLES)
-    import data_free_gmm
     system = cg.systems.gaussian_mixture(4)
     energy = cg.datafree.CoordinateEnergy(system.system, system.positions, system.active)
-    model = data_free_gmm.make_model(4, seed=1)
-    settings = dict(data_free_gmm.SETTINGS, initial_steps=300, steps_per_level=5, reweighted_steps_per_level=20,
+    model = gaussian_mixture.make_model(4, seed=1)
+    settings = dict(gaussian_mixture.SETTINGS, initial_steps=300, steps_per_level=5, reweighted_steps_per_level=20,
                     batch=256, max_step=0.1, reweighted_steps=200, final_batch=1000)
     result = cg.datafree.train_data_free(model, energy, seed=1, progress=False, **settings)
     assert result.betas[-1] == 1.0
-    weights = data_free_gmm.mode_weights(system, model, n=20000)
+    weights = gaussian_mixture.mode_weights(system, model, n=20000)
     assert np.all(np.abs(weights - 1 / 3) < 0.06), weights
 
 

@@ -1,15 +1,13 @@
 """Data-free training on molecules: the internal-coordinate energy, the untempered log-volume term,
 the phi/psi Z-matrix of alanine dipeptide and the alanine example end to end (small budget)."""
 import os
-import sys
 
 import numpy as np
 import pytest
 
 import openmmcgflow as cg
 from openmmcgflow import datafree
-
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
+from openmmcgflow.datafree import alanine as alanine_helpers
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +161,10 @@ def test_guard_options_pass_through():
 
 @pytest.mark.parametrize("kind", ["slowfast", "encdec", "encdec_cartesian"])
 def test_alanine_example_runs_end_to_end(kind, tmp_path):
-    sys.path.insert(0, EXAMPLES)
-    import data_free_alanine
-    settings = dict(data_free_alanine.SETTINGS[kind], initial_steps=10, steps_per_level=3, batch=32, max_step=0.5,
+    settings = dict(alanine_helpers.SETTINGS[kind], initial_steps=10, steps_per_level=3, batch=32, max_step=0.5,
                     final_steps=3, final_batch=32, drop_largest_losses=1)
-    metrics, model, result, samples = data_free_alanine.run(kind, seed=2, settings=settings, progress=False,
-                                                            evaluation_samples=500)
+    metrics, model, result, samples = alanine_helpers.run(kind, seed=2, settings=settings, progress=False,
+                                                          evaluation_samples=500)
     assert result.betas[-1] == 1.0 and metrics["levels"] == len(result.history)
     assert metrics["energy_evaluations"] == result.evaluations  # training only; the 500 evaluation samples are extra
     assert 0 <= metrics["basins_found"] <= 3 and 0 < metrics["ess_fraction"] <= 1
@@ -177,24 +173,22 @@ def test_alanine_example_runs_end_to_end(kind, tmp_path):
     if kind.startswith("encdec"):
         assert 0 <= metrics["alpha_beta_separation_accuracy"] <= 1
     system = cg.systems.alanine_dipeptide("obc")
-    _, energy = data_free_alanine.make_target(kind, system, 2)
-    by_beta = data_free_alanine.basin_fractions_by_beta(model, energy, system, result, n=200)
+    _, energy = alanine_helpers.make_target(kind, system, 2)
+    by_beta = alanine_helpers.basin_fractions_by_beta(model, energy, system, result, n=200)
     assert by_beta[1].shape == (len(result.snapshots), 3) and np.allclose(by_beta[1].sum(axis=1), 1)
-    for path in data_free_alanine.write_plots(kind, result, samples, str(tmp_path), by_beta):
+    for path in alanine_helpers.write_plots(kind, result, samples, str(tmp_path), by_beta):
         assert os.path.getsize(path) > 1000
 
 
 def test_basin_assignment():
-    sys.path.insert(0, EXAMPLES)
-    import data_free_alanine
     phi = np.radians([-63.0, -120.0, -80.0, 60.0, 170.0, -150.0])
     psi = np.radians([-43.0, 130.0, -170.0, 30.0, -60.0, 60.0])
-    assert data_free_alanine.basin_of(phi, psi).tolist() == [1, 0, 0, 2, 2, 0]
+    assert alanine_helpers.basin_of(phi, psi).tolist() == [1, 0, 0, 2, 2, 0]
     # The minima inside phi > 0: alphaL proper (60, 30) and C7ax (75, -65); (170, -60) and the
     # psi ~ 150 plateau at phi = 80 are alphaL/C7ax by basin but in neither minimum.
     phi = np.radians([60.0, 75.0, 170.0, 80.0, -63.0])
     psi = np.radians([30.0, -65.0, -60.0, 150.0, -43.0])
-    cores = data_free_alanine.core_masks(phi, psi)
+    cores = alanine_helpers.core_masks(phi, psi)
     assert cores["alpha_l_proper"].tolist() == [True, False, False, False, False]
     assert cores["c7ax"].tolist() == [False, True, False, False, False]
 

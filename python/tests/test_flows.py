@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from openmmcgflow import CGFlowError, Flow, FlowTrainer, load_flow_trainer
+from openmmcgflow import CGFlowError, Flow, ModelTrainer, load_flow_trainer
 
 
 def small_config(**extra):
@@ -78,7 +78,7 @@ def test_reverse_kl_training_fits_a_gaussian():
     # Target N(mu, diag(s^2)) in 3-D; log Z = sum log(sqrt(2 pi) s).
     mu, s = np.array([1.0, -2.0, 0.5]), np.array([0.5, 1.5, 1.0])
     flow = Flow({"dimension": 3, "num_layers": 4, "hidden": 32, "bound": 6.0, "seed": 1, "num_threads": 2})
-    trainer = FlowTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": 600})
+    trainer = ModelTrainer(flow, {"learning_rate": 3e-3, "cosine_steps": 600})
     for step in range(600):
         x, _ = trainer.sample(256, seed=step)
         d = (x - mu) / s
@@ -116,7 +116,7 @@ def test_files_round_trip_and_training_resumes(tmp_path):
             f[:, 1] = 0
             trainer.reverse_kl_step(0.5 * (x[:, [0, 2, 3]] ** 2).sum(1), f)
 
-    trainer = FlowTrainer(flow, {"learning_rate": 1e-2, "guard": True})
+    trainer = ModelTrainer(flow, {"learning_rate": 1e-2, "guard": True})
     steps(trainer, 0, 5)
     checkpoint = tmp_path / "checkpoint.safetensors"
     trainer.save(str(checkpoint))
@@ -142,7 +142,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
     with pytest.raises(CGFlowError, match="truncated"):
         Flow.load(str(bad))
     with pytest.raises(CGFlowError, match="unknown key"):
-        FlowTrainer(flow, {"learning_rat": 1e-3})
-    trainer = FlowTrainer(flow)
+        ModelTrainer(flow, {"learning_rat": 1e-3})
+    trainer = ModelTrainer(flow)
     with pytest.raises(CGFlowError, match="call sample"):
         trainer.reverse_kl_step(np.zeros(2), np.zeros((2, 4)))

@@ -27,6 +27,25 @@ def test_log_weight_basics_and_errors():
         stats.effective_sample_size(np.zeros((2, 2)))
 
 
+def test_running_weights_agree_with_the_batch_functions():
+    _, log_w = gaussian_importance(4000, 1.5, 5)
+    log_w[::50] = -np.inf                          # zero weights count as samples
+    running = stats.RunningWeights()
+    running.add(log_w[:1000])                      # an array, then one weight at a time
+    for value in log_w[1000:]:
+        running.add(value)
+    assert running.count == 4000 and running.num_zero == 80
+    assert running.effective_sample_size == pytest.approx(stats.effective_sample_size(log_w), rel=1e-10)
+    assert running.effective_sample_fraction == pytest.approx(stats.effective_sample_fraction(log_w), rel=1e-10)
+    value, error = running.log_z
+    exact_value, exact_error = stats.log_z(log_w)
+    assert value == pytest.approx(exact_value, abs=1e-10) and error == pytest.approx(exact_error, rel=1e-8)
+    with pytest.raises(cg.CGFlowError, match="logWeight"):
+        running.add(np.nan)
+    running.reset()
+    assert running.count == 0 and math.isnan(running.log_z[0])
+
+
 def test_log_z_and_weighted_mean_against_exact_values():
     x, log_w = gaussian_importance(20000, 1.7, 1)
     value, error = stats.log_z(log_w)

@@ -3,7 +3,7 @@
 
 #include "openmm/serialization/SerializationProxy.h"
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /**
  * XML serialization of BoltzmannGeneratorIntegrator: settings and the embedded model file (base64).
@@ -17,6 +17,6 @@ public:
     void* deserialize(const OpenMM::SerializationNode& node) const override;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

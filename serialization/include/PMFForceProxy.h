@@ -3,7 +3,7 @@
 
 #include "openmm/serialization/SerializationProxy.h"
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /** XML serialization of PMFForce; the model file is embedded (base64), so a System round-trips alone. */
 class PMFForceProxy : public OpenMM::SerializationProxy {
@@ -13,6 +13,6 @@ public:
     void* deserialize(const OpenMM::SerializationNode& node) const override;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

@@ -6,7 +6,7 @@
 #include "openmm/serialization/SerializationNode.h"
 #include <memory>
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 static const int ProxyVersion = 1;

@@ -7,7 +7,7 @@
 // Registered when libOpenMMCGFlow is loaded, so XmlSerializer knows our classes from C++
 // and from Python (the SWIG module links this library) alike.
 extern "C" __attribute__((constructor)) void registerCGFlowSerializationProxies() {
-    OpenMM::SerializationProxy::registerProxy(typeid(CGFlow::PMFForce), new CGFlow::PMFForceProxy());
-    OpenMM::SerializationProxy::registerProxy(typeid(CGFlow::BoltzmannGeneratorIntegrator),
-                                              new CGFlow::BoltzmannGeneratorIntegratorProxy());
+    OpenMM::SerializationProxy::registerProxy(typeid(CGFlowPlugin::PMFForce), new CGFlowPlugin::PMFForceProxy());
+    OpenMM::SerializationProxy::registerProxy(typeid(CGFlowPlugin::BoltzmannGeneratorIntegrator),
+                                              new CGFlowPlugin::BoltzmannGeneratorIntegratorProxy());
 }

@@ -3,7 +3,7 @@
 
 // Finite-difference checks shared by the tests of bijections and flows.
 #include "cgflow/flows/Bijection.h"
-#include "cgflow/flows/TrainableModel.h"
+#include "cgflow/train/TrainableModel.h"
 
 #include <gtest/gtest.h>
 
@@ -165,7 +165,7 @@ inline double maxGradientError(cgflow::flows::Bijection& b, cgflow::flows::Direc
  * g . log q for fixed random c and g, the same seed for every evaluation (reparametrized, so L is a
  * deterministic function of the parameters). Checks every stride-th parameter and the last `tail`.
  */
-inline void expectPathwiseGradientsMatch(cgflow::flows::TrainableModel& model, int n, uint64_t seed, size_t stride,
+inline void expectPathwiseGradientsMatch(cgflow::train::TrainableModel& model, int n, uint64_t seed, size_t stride,
                                          size_t tail = 0, double tolerance = 1e-5) {
     const Eigen::MatrixXd c = randomMatrix(model.getDimension(), n, 1.0, seed + 1);
     const Eigen::VectorXd g = randomMatrix(n, 1, 1.0, seed + 2);

@@ -1,9 +1,9 @@
 // EncoderDecoderModel: pathwise gradients of the bound against finite differences, the bound's
-// surrogate as an importance weight for log Z, and training through FlowTrainer.
+// surrogate as an importance weight for log Z, and training through ModelTrainer.
 #include "CoreTestUtils.h"
 #include "FlowTestUtils.h"
-#include "cgflow/flows/EncoderDecoderModel.h"
-#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/models/EncoderDecoderModel.h"
+#include "cgflow/train/ModelTrainer.h"
 #include "cgflow/stats/LogWeights.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,8 @@
 #include <random>
 
 using namespace cgflow::flows;
+using namespace cgflow::models;
+using namespace cgflow::train;
 using cgflowtest::errorMessage;
 
 namespace {
@@ -101,7 +103,7 @@ TEST(EncoderDecoderModel, SurrogateIsAnImportanceWeightForLogZ) {
 
 TEST(EncoderDecoderModel, TrainsAndValidatesItsConfig) {
     EncoderDecoderModel model(config());
-    FlowTrainer trainer(model, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    ModelTrainer trainer(model, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
     double first = 0, last = 0;
     for (int step = 0; step < 80; step++) {
         Eigen::MatrixXd x;

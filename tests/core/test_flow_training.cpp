@@ -3,14 +3,15 @@
 #include "FlowTestUtils.h"
 
 #include "cgflow/flows/FlowConfig.h"
-#include "cgflow/flows/FlowTrainer.h"
-#include "cgflow/io/FlowFile.h"
+#include "cgflow/train/ModelTrainer.h"
+#include "cgflow/io/models/FlowFile.h"
 
 #include <gtest/gtest.h>
 
 #include <array>
 
 using namespace cgflow::flows;
+using namespace cgflow::train;
 using cgflowtest::errorMessage;
 using nlohmann::json;
 
@@ -54,7 +55,7 @@ TEST(FlowTraining, ForwardKLReproducesMixtureModeWeights) {
     auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 8}, {"hidden", 32}, {"bound", 6.0},
                                   {"masks", {{true, false}, {false, true}, {true, false}, {false, true}}},
                                   {"seed", 1}, {"num_threads", 2}});
-    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1500},
+    ModelTrainer trainer(*flow, ModelTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1500},
                                                               {"warmup_steps", 50}, {"final_learning_rate", 1e-4}}));
     Mixture mixture;
     std::mt19937_64 engine(5);
@@ -81,7 +82,7 @@ TEST(FlowTraining, ReverseKLFitsAGaussianTarget) {
     const double logZ = std::log(2 * Pi) + 0.5 * std::log(cov.determinant());
     auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 4}, {"hidden", 32}, {"bound", 6.0},
                                   {"masks", {{true, false}, {false, true}}}, {"seed", 2}});
-    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 800},
+    ModelTrainer trainer(*flow, ModelTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 800},
                                                               {"final_learning_rate", 1e-4}}));
     auto evaluate = [&](const Eigen::MatrixXd& x, Eigen::VectorXd& energies, Eigen::MatrixXd& forces) {
         const Eigen::MatrixXd d = x.colwise() - mu;
@@ -107,7 +108,7 @@ TEST(FlowTraining, ConditionalFlowFollowsTheContext) {
     // x | c ~ N((2c, -c), 0.3^2 I) for a context c uniform on [-1, 1].
     auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 4}, {"hidden", 32}, {"context_dimension", 1},
                                   {"masks", {{true, false}, {false, true}}}, {"seed", 3}});
-    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1000}}));
+    ModelTrainer trainer(*flow, ModelTrainerOptions::fromJson({{"learning_rate", 3e-3}, {"cosine_steps", 1000}}));
     std::mt19937_64 engine(8);
     std::uniform_real_distribution<double> uniform(-1.0, 1.0);
     std::normal_distribution<double> normal(0.0, 0.3);
@@ -134,7 +135,7 @@ TEST(FlowTraining, ConditionalFlowFollowsTheContext) {
 
 TEST(FlowTraining, NonFiniteEnergiesAreDroppedAndCounted) {
     auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 8}});
-    FlowTrainer trainer(*flow);
+    ModelTrainer trainer(*flow);
     Eigen::MatrixXd x;
     Eigen::VectorXd logQ;
     trainer.sample(10, 1, nullptr, x, logQ);
@@ -156,8 +157,8 @@ TEST(FlowTraining, NonFiniteEnergiesAreDroppedAndCounted) {
 TEST(FlowFile, RoundTripIsBitIdenticalAndResumesTraining) {
     json config = {{"dimension", 3}, {"circular", {1}}, {"num_layers", 2}, {"hidden", 8}, {"seed", 4}};
     auto flow = Flow::fromConfig(config);
-    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}, {"guard", true}}));
-    auto step = [](FlowTrainer& t, int i) {
+    ModelTrainer trainer(*flow, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}, {"guard", true}}));
+    auto step = [](ModelTrainer& t, int i) {
         Eigen::MatrixXd x, forces;
         Eigen::VectorXd logQ;
         t.sample(64, 100 + i, nullptr, x, logQ);
@@ -214,8 +215,8 @@ TEST(FlowTraining, WeightedForwardKLEqualsRepeatedSamplesAndChecksItsWeights) {
     const Eigen::VectorXd weights = (Eigen::VectorXd(5) << 1, 2, 0, 1, 3).finished();
     Eigen::MatrixXd repeated(2, 7);
     repeated << x.col(0), x.col(1), x.col(1), x.col(3), x.col(4), x.col(4), x.col(4);
-    FlowTrainer weighted(*a, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
-    FlowTrainer plain(*b, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    ModelTrainer weighted(*a, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    ModelTrainer plain(*b, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
     for (int step = 0; step < 3; step++) {
         // Scaling all weights changes nothing: they are normalized.
         const Eigen::VectorXd scaled = 2.5 * weights;

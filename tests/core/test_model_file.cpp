@@ -1,6 +1,6 @@
 #include "CoreTestUtils.h"
 #include "cgflow/Error.h"
-#include "cgflow/io/MLPEnsembleFile.h"
+#include "cgflow/io/models/MLPEnsembleFile.h"
 #include "cgflow/io/ModelFile.h"
 #include "cgflow/io/SafeTensors.h"
 

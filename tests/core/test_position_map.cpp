@@ -2,8 +2,8 @@
 #include "CoreTestUtils.h"
 #include "cgflow/coords/PositionMap.h"
 #include "cgflow/flows/Flow.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
-#include "cgflow/io/FlowFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/FlowFile.h"
 
 #include <gtest/gtest.h>
 

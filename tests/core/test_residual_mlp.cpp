@@ -171,6 +171,15 @@ TEST(ResidualMLP, ParameterRoundTripAndFlatLayout) {
     EXPECT_EQ(net.weight(0)(1, 0), 0.03);
     EXPECT_EQ(net.bias(0)(0), 0.12);
     EXPECT_EQ(net.weight(1)(0, 0), 0.16);
+    // getLayerParameterOffset names where each layer's weight starts; its bias follows the weight.
+    for (int layer = 0; layer < net.getNumLayers(); layer++) {
+        const size_t offset = net.getLayerParameterOffset(layer);
+        const Eigen::MatrixXd& w = net.weight(layer);
+        EXPECT_EQ(values[offset], w(0, 0)) << "layer " << layer;
+        EXPECT_EQ(values[offset + 1], w(0, 1)) << "layer " << layer;
+        EXPECT_EQ(values[offset + w.size()], net.bias(layer)(0)) << "layer " << layer;
+    }
+    EXPECT_THROW(net.getLayerParameterOffset(6), Error);
 
     ResidualMLP copy(3, 4, 2, 2, Activation::Tanh);
     copy.setParameters(net.getParameters());

@@ -1,5 +1,6 @@
 #include "CoreTestUtils.h"
 #include "cgflow/Error.h"
+#include "cgflow/flows/AtomPermutation.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 
 #include <Eigen/Geometry>

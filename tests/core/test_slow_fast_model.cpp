@@ -1,10 +1,10 @@
 // SlowFastModel: log q of samples against the exact change of variables, pathwise gradients against
-// finite differences, and training through FlowTrainer's generic (TrainableModel) path.
+// finite differences, and training through ModelTrainer's generic (TrainableModel) path.
 #include "CoreTestUtils.h"
 #include "FlowTestUtils.h"
-#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/train/ModelTrainer.h"
 #include "cgflow/flows/RightStochasticLinear.h"
-#include "cgflow/flows/SlowFastModel.h"
+#include "cgflow/models/SlowFastModel.h"
 
 #include <gtest/gtest.h>
 
@@ -12,6 +12,8 @@
 #include <random>
 
 using namespace cgflow::flows;
+using namespace cgflow::models;
+using namespace cgflow::train;
 using cgflowtest::errorMessage;
 
 namespace {
@@ -109,7 +111,7 @@ TEST(SlowFastModel, PathwiseGradientsMatchFiniteDifferences) {
 
 TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
     SlowFastModel model(smallConfig());
-    FlowTrainer trainer(model, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    ModelTrainer trainer(model, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
     // U = 0.5 |x - 1|^2 at beta = 1: the loss must fall.
     double first = 0, last = 0;
     for (int step = 0; step < 60; step++) {

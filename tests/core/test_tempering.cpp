@@ -1,14 +1,14 @@
 // Adaptive tempering: the KL and relative-KL-increase estimators against a Gaussian case with exact
 // answers, and both step rules.
 #include "CoreTestUtils.h"
-#include "cgflow/stats/Tempering.h"
+#include "cgflow/train/Tempering.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-using namespace cgflow::stats;
+using namespace cgflow::train;
 using cgflowtest::errorMessage;
 
 namespace {

@@ -1,8 +1,8 @@
-// FlowTrainer's drop-the-k-largest-losses rule: the trimmed step is exactly the step without those
+// ModelTrainer's drop-the-k-largest-losses rule: the trimmed step is exactly the step without those
 // samples, whichever samples they are, and the option round-trips and rejects bad values.
 #include "CoreTestUtils.h"
 
-#include "cgflow/flows/FlowTrainer.h"
+#include "cgflow/train/ModelTrainer.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +10,7 @@
 #include <limits>
 
 using namespace cgflow::flows;
+using namespace cgflow::train;
 using cgflowtest::errorMessage;
 
 namespace {
@@ -28,8 +29,8 @@ std::vector<double> parametersOf(const TrainableModel& model) {
 
 TEST(TrimmedLosses, TrimmedStepEqualsTheStepWithoutThoseSamples) {
     auto trimmedFlow = smallFlow(), droppedFlow = smallFlow();
-    FlowTrainer trimmed(*trimmedFlow, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}, {"drop_largest_losses", 2}}));
-    FlowTrainer dropped(*droppedFlow, FlowTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
+    ModelTrainer trimmed(*trimmedFlow, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}, {"drop_largest_losses", 2}}));
+    ModelTrainer dropped(*droppedFlow, ModelTrainerOptions::fromJson({{"learning_rate", 1e-2}}));
     for (int step = 0; step < 3; step++) {
         Eigen::MatrixXd x, x2;
         Eigen::VectorXd logQ, logQ2;
@@ -60,8 +61,8 @@ TEST(TrimmedLosses, TrimmedStepEqualsTheStepWithoutThoseSamples) {
 
 TEST(TrimmedLosses, NonFiniteSamplesAreDroppedBeforeTrimmingAndAllTrimmedIsASkip) {
     auto flow = smallFlow(), reference = smallFlow();
-    FlowTrainer trainer(*flow, FlowTrainerOptions::fromJson({{"drop_largest_losses", 3}}));
-    FlowTrainer plain(*reference);
+    ModelTrainer trainer(*flow, ModelTrainerOptions::fromJson({{"drop_largest_losses", 3}}));
+    ModelTrainer plain(*reference);
     Eigen::MatrixXd x;
     Eigen::VectorXd logQ;
     trainer.sample(8, 1, nullptr, x, logQ);
@@ -88,14 +89,14 @@ TEST(TrimmedLosses, NonFiniteSamplesAreDroppedBeforeTrimmingAndAllTrimmedIsASkip
 }
 
 TEST(TrimmedLosses, OptionRoundTripsAndRejectsBadValues) {
-    const FlowTrainerOptions options = FlowTrainerOptions::fromJson({{"drop_largest_losses", 5}});
+    const ModelTrainerOptions options = ModelTrainerOptions::fromJson({{"drop_largest_losses", 5}});
     EXPECT_EQ(options.dropLargestLosses, 5);
-    EXPECT_EQ(FlowTrainerOptions::fromJson(options.toJson()).dropLargestLosses, 5);
-    EXPECT_FALSE(FlowTrainerOptions::fromJson(nlohmann::json::object()).toJson().contains("drop_largest_losses"));
-    EXPECT_NE(errorMessage([] { FlowTrainerOptions::fromJson({{"drop_largest_losses", -1}}); })
+    EXPECT_EQ(ModelTrainerOptions::fromJson(options.toJson()).dropLargestLosses, 5);
+    EXPECT_FALSE(ModelTrainerOptions::fromJson(nlohmann::json::object()).toJson().contains("drop_largest_losses"));
+    EXPECT_NE(errorMessage([] { ModelTrainerOptions::fromJson({{"drop_largest_losses", -1}}); })
                   .find("\"drop_largest_losses\" must be a non-negative integer"),
               std::string::npos);
-    EXPECT_NE(errorMessage([] { FlowTrainerOptions::fromJson({{"drop_largest_losses", 1.5}}); })
+    EXPECT_NE(errorMessage([] { ModelTrainerOptions::fromJson({{"drop_largest_losses", 1.5}}); })
                   .find("drop_largest_losses"),
               std::string::npos);
 }

@@ -7,7 +7,7 @@
 
 #include "PMFForce.h"
 #include "cgflow/coords/Features.h"
-#include "cgflow/io/MLPEnsembleFile.h"
+#include "cgflow/io/models/MLPEnsembleFile.h"
 #include "cgflow/nn/MLPEnsemble.h"
 #include "openmm/Context.h"
 #include "openmm/Platform.h"
@@ -39,7 +39,7 @@ inline std::string randomEnsembleBytes(const std::vector<int>& widths, int membe
 }
 
 /** Six particles and one feature of every kind: 8 model inputs. */
-inline void addAllFeatureKinds(CGFlow::PMFForce& force) {
+inline void addAllFeatureKinds(CGFlowPlugin::PMFForce& force) {
     force.addDistance(0, 1);
     force.addAngle(0, 1, 2);
     force.addDihedral(0, 1, 2, 3);
@@ -58,7 +58,7 @@ inline std::vector<OpenMM::Vec3> randomPositions(int n, unsigned seed, double sc
 }
 
 /** Double-precision PMF straight from core, for checking kernels. */
-inline double directEnergy(const CGFlow::PMFForce& force, const std::vector<OpenMM::Vec3>& pos,
+inline double directEnergy(const CGFlowPlugin::PMFForce& force, const std::vector<OpenMM::Vec3>& pos,
                            const cgflow::coords::PeriodicBox& box = cgflow::coords::PeriodicBox()) {
     std::vector<cgflow::coords::Feature> features;
     for (const auto& f : force.getFeatures()) {

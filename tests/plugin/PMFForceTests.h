@@ -9,7 +9,7 @@
 #include <iostream>
 
 using namespace OpenMM;
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace cgflowtest;
 using cgflow::nn::Activation;
 

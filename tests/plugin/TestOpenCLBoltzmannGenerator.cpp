@@ -9,7 +9,7 @@
 #include "cgflow/coords/ZMatrix.h"
 #include "cgflow/flows/Flow.h"
 #include "cgflow/flows/FlowConfig.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 #include "openmm/Context.h"
 #include "openmm/CustomExternalForce.h"
 #include "openmm/CustomNonbondedForce.h"
@@ -29,7 +29,7 @@
 #include <vector>
 
 using namespace OpenMM;
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using cgflowtest::alanineTleap;
 using cgflow::coords::InternalCoordinates;
 using cgflow::coords::PositionMap;

@@ -3,7 +3,7 @@
 #include "BoltzmannGeneratorIntegrator.h"
 #include "cgflow/coords/PositionMap.h"
 #include "cgflow/flows/Flow.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 #include "openmm/Context.h"
 #include "openmm/CustomExternalForce.h"
 #include "openmm/OpenMMException.h"
@@ -15,7 +15,7 @@
 #include <sstream>
 
 using namespace OpenMM;
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 
 extern "C" void registerCGFlowReferenceKernelFactories();
 

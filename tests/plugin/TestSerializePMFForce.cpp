@@ -7,7 +7,7 @@
 #include <sstream>
 
 using namespace OpenMM;
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace cgflowtest;
 
 extern "C" void registerCGFlowReferenceKernelFactories();

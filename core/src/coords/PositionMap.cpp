@@ -1,6 +1,7 @@
 #include "cgflow/coords/PositionMap.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 
 #include <algorithm>
 #include <cmath>
@@ -155,12 +156,6 @@ json PositionMap::toJson() const {
 
 namespace {
 
-void checkKeys(const json& object, const std::set<std::string>& allowed, const std::string& where) {
-    for (const auto& item : object.items())
-        if (!allowed.count(item.key()))
-            throw Error(where + ": unknown key \"" + item.key() + "\"");
-}
-
 const json& required(const json& object, const std::string& key, const std::string& where) {
     if (!object.contains(key))
         throw Error(where + ": \"" + key + "\" is required");
@@ -196,7 +191,7 @@ PositionMap PositionMap::fromJson(const json& config) {
         throw Error(where + ": \"type\" must be \"cartesian\" or \"internal\"");
     const std::string typeName = typeValue.get<std::string>();
     if (typeName == "cartesian") {
-        checkKeys(config, {"type", "num_particles", "slots"}, where);
+        io::checkKeys(config, {"type", "num_particles", "slots"}, where);
         const int count = integerAt(required(config, "num_particles", where), where + ".num_particles");
         const json& slotList = required(config, "slots", where);
         if (!slotList.is_array())
@@ -212,7 +207,7 @@ PositionMap PositionMap::fromJson(const json& config) {
     }
     if (typeName != "internal")
         throw Error(where + ": \"type\" must be \"cartesian\" or \"internal\", got \"" + typeName + "\"");
-    checkKeys(config, {"type", "z_matrix", "jacobian", "normalization"}, where);
+    io::checkKeys(config, {"type", "z_matrix", "jacobian", "normalization"}, where);
     const json& rowList = required(config, "z_matrix", where);
     if (!rowList.is_array())
         throw Error(where + ".z_matrix must be an array of [atom, bond, angle, dihedral, circular] rows");
@@ -244,7 +239,7 @@ PositionMap PositionMap::fromJson(const json& config) {
         const json& normalization = config.at("normalization");
         if (!normalization.is_object())
             throw Error(where + ".normalization must be null or {\"shift\": [...], \"scale\": [...]}");
-        checkKeys(normalization, {"shift", "scale"}, where + ".normalization");
+        io::checkKeys(normalization, {"shift", "scale"}, where + ".normalization");
         std::vector<double> shift = numbers(required(normalization, "shift", where + ".normalization"),
                                             where + ".normalization.shift");
         std::vector<double> scale = numbers(required(normalization, "scale", where + ".normalization"),

@@ -1,6 +1,7 @@
 #include "cgflow/flows/CouplingLayer.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 
 #include <cmath>
 #include <string>
@@ -227,14 +228,6 @@ nlohmann::json CouplingLayer::couplingConfig() const {
 
 namespace {
 
-int intField(const nlohmann::json& config, const char* key, int fallback, const char* layerType) {
-    if (!config.contains(key))
-        return fallback;
-    if (!config[key].is_number_integer())
-        throw Error(std::string(layerType) + " config: \"" + key + "\" must be an integer");
-    return config[key].get<int>();
-}
-
 } // namespace
 
 CouplingOptions CouplingLayer::parseCouplingOptions(const nlohmann::json& config, int dimension, const char* layerType) {
@@ -251,9 +244,9 @@ CouplingOptions CouplingLayer::parseCouplingOptions(const nlohmann::json& config
                         " is listed twice in \"transformed\"");
         options.transformed[v.get<int>()] = true;
     }
-    options.contextFeatureSize = intField(config, "context_features", 0, layerType);
-    options.hiddenSize = intField(config, "hidden", options.hiddenSize, layerType);
-    options.numBlocks = intField(config, "num_blocks", options.numBlocks, layerType);
+    options.contextFeatureSize = io::readInt(config, "context_features", 0, std::string(layerType) + " config");
+    options.hiddenSize = io::readInt(config, "hidden", options.hiddenSize, std::string(layerType) + " config");
+    options.numBlocks = io::readInt(config, "num_blocks", options.numBlocks, std::string(layerType) + " config");
     if (config.contains("activation")) {
         if (!config["activation"].is_string())
             throw Error(std::string(layerType) + " config: \"activation\" must be a string");

@@ -1,8 +1,10 @@
 #include "cgflow/flows/FlowConfig.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 #include "cgflow/flows/AffineCoupling.h"
 #include "cgflow/flows/Permutation.h"
+#include "cgflow/flows/AtomPermutation.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/flows/SplineCoupling.h"
 
@@ -27,26 +29,19 @@ const std::set<std::string> builderKeys = {"coupling",      "num_layers",     "m
                                            "min_bin_height", "min_derivative", "hidden",         "num_blocks",
                                            "activation"};
 
-void checkKeys(const json& config, const std::set<std::string>& allowed, const char* form) {
-    for (auto it = config.begin(); it != config.end(); ++it)
-        if (!commonKeys.count(it.key()) && !allowed.count(it.key()))
-            throw Error(std::string("flow config (") + form + " form): unknown key \"" + it.key() + "\"");
+void checkKeys(const json& config, std::set<std::string> allowed, const char* form) {
+    allowed.insert(commonKeys.begin(), commonKeys.end());
+    io::checkKeys(config, allowed, std::string("flow config (") + form + " form)");
 }
 
+const std::string where = "flow config";
+
 int intField(const json& config, const char* key, int fallback) {
-    if (!config.contains(key))
-        return fallback;
-    if (!config[key].is_number_integer())
-        throw Error(std::string("flow config: \"") + key + "\" must be an integer");
-    return config[key].get<int>();
+    return io::readInt(config, key, fallback, where);
 }
 
 uint64_t seedField(const json& config, const char* key) {
-    if (!config.contains(key))
-        return 0;
-    if (!config[key].is_number_integer() || config[key].get<long long>() < 0)
-        throw Error(std::string("flow config: \"") + key + "\" must be a non-negative integer");
-    return config[key].get<uint64_t>();
+    return io::readUnsigned(config, key, 0, where);
 }
 
 std::vector<bool> indexMask(const json& config, const char* key, int size) {
@@ -296,6 +291,13 @@ std::unique_ptr<Flow> buildFlow(const json& configIn) {
 
 std::unique_ptr<Flow> Flow::fromConfig(const json& config) {
     return buildFlow(config);
+}
+
+std::unique_ptr<Flow> Flow::clone() const {
+    std::unique_ptr<Flow> copy = buildFlow(getConfig());
+    copy->setParameters(getParameters());
+    copy->setNumThreads(numThreads);
+    return copy;
 }
 
 json Flow::getConfig() const {

@@ -1,6 +1,7 @@
 #include "cgflow/flows/GaussianConditional.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,24 +27,6 @@ std::string numberString(double value) {
 }
 
 const char* configName = "gaussian_conditional";
-
-int readInt(const nlohmann::json& config, const char* key, int fallback, bool required, int minimum) {
-    if (!config.contains(key)) {
-        if (required)
-            throw Error(std::string(configName) + " config: the integer field \"" + key + "\" is required");
-        return fallback;
-    }
-    const nlohmann::json& v = config[key];
-    if (!v.is_number_integer())
-        throw Error(std::string(configName) + " config: \"" + key + "\" must be an integer, got " + v.dump());
-    const bool tooLarge = v.is_number_unsigned()
-                              ? v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())
-                              : v.get<int64_t>() > std::numeric_limits<int>::max();
-    if (tooLarge || (!v.is_number_unsigned() && v.get<int64_t>() < minimum))
-        throw Error(std::string(configName) + " config: \"" + key + "\" must be an integer >= " +
-                    std::to_string(minimum) + ", got " + v.dump());
-    return v.get<int>();
-}
 
 // A two-valued string field: true for `first`, false for `second`, `fallback` when absent; otherwise an Error
 // that reads '"key" must be "first" <explanation>, got <value>'.
@@ -359,28 +342,19 @@ nlohmann::json GaussianConditional::getConfig() const {
 }
 
 std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohmann::json& config) {
-    const std::string prefix = std::string(configName) + " config: ";
-    if (!config.is_object())
-        throw Error(prefix + "must be a JSON object");
-    static const char* const allowed[] = {"type",       "condition_dimension", "output_dimension", "hidden",
-                                          "num_blocks", "activation",          "std",              "initial_log_std",
-                                          "covariance"};
-    for (auto it = config.begin(); it != config.end(); ++it) {
-        bool known = false;
-        for (const char* key : allowed)
-            known = known || it.key() == key;
-        if (!known)
-            throw Error(prefix + "unknown key \"" + it.key() +
-                        "\" (expected \"condition_dimension\", \"output_dimension\", \"hidden\", \"num_blocks\", "
-                        "\"activation\", \"std\", \"initial_log_std\", \"covariance\")");
-    }
+    const std::string where = std::string(configName) + " config";
+    const std::string prefix = where + ": ";
+    io::checkObject(config, where);
+    io::checkKeys(config, {"type", "condition_dimension", "output_dimension", "hidden", "num_blocks", "activation", "std",
+                           "initial_log_std", "covariance"},
+                  where);
     if (config.contains("type") && (!config["type"].is_string() || config["type"].get<std::string>() != configName))
         throw Error(prefix + "\"type\" must be \"" + configName + "\", got " + config["type"].dump());
     GaussianConditionalOptions options;
-    options.conditionSize = readInt(config, "condition_dimension", 0, true, 1);
-    options.outputSize = readInt(config, "output_dimension", 0, true, 1);
-    options.hiddenSize = readInt(config, "hidden", options.hiddenSize, false, 1);
-    options.numBlocks = readInt(config, "num_blocks", options.numBlocks, false, 0);
+    options.conditionSize = io::requireInt(config, "condition_dimension", where, 1);
+    options.outputSize = io::requireInt(config, "output_dimension", where, 1);
+    options.hiddenSize = io::readInt(config, "hidden", options.hiddenSize, where, 1);
+    options.numBlocks = io::readInt(config, "num_blocks", options.numBlocks, where, 0);
     if (config.contains("activation")) {
         if (!config["activation"].is_string())
             throw Error(prefix + "\"activation\" must be a string, got " + config["activation"].dump());
@@ -389,12 +363,7 @@ std::unique_ptr<GaussianConditional> GaussianConditional::fromConfig(const nlohm
     options.conditionalStd = readChoice(config, "std", "conditional", "constant",
                                         "(log-std from the network) or \"constant\" (a learnable z-independent log-std)",
                                         options.conditionalStd);
-    if (config.contains("initial_log_std")) {
-        const nlohmann::json& v = config["initial_log_std"];
-        if (!v.is_number() || !std::isfinite(v.get<double>()))
-            throw Error(prefix + "\"initial_log_std\" must be a finite number, got " + v.dump());
-        options.initialLogStd = v.get<double>();
-    }
+    options.initialLogStd = io::readNumber(config, "initial_log_std", options.initialLogStd, where);
     options.fullCovariance = !readChoice(config, "covariance", "diagonal", "full",
                                          "or \"full\" (a learnable unit-lower-triangular mixing of the fine-scale noise)",
                                          !options.fullCovariance);

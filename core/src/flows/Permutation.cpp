@@ -1,6 +1,7 @@
 #include "cgflow/flows/Permutation.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 #include "cgflow/flows/RQSpline.h"
 
 #include <cmath>
@@ -86,14 +87,7 @@ nlohmann::json Permutation::getConfig() const {
 }
 
 std::unique_ptr<Permutation> Permutation::fromConfig(const nlohmann::json& config, std::vector<bool> inputCircular) {
-    if (!config.contains("permutation") || !config["permutation"].is_array())
-        throw Error("permutation config: \"permutation\" must be an array of dimension indices");
-    std::vector<int> order;
-    for (const auto& v : config["permutation"]) {
-        if (!v.is_number_integer())
-            throw Error("permutation config: \"permutation\" entries must be integers");
-        order.push_back(v.get<int>());
-    }
+    std::vector<int> order = io::readIntArray(config, "permutation", "permutation config");
     return std::make_unique<Permutation>(std::move(inputCircular), std::move(order));
 }
 

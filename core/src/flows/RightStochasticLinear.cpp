@@ -1,6 +1,8 @@
 #include "cgflow/flows/RightStochasticLinear.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
+#include "AtomLayout.h"
 
 #include <cmath>
 #include <cstdint>
@@ -13,10 +15,6 @@ namespace cgflow::flows {
 
 namespace {
 
-std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
-    return std::to_string(rows) + "x" + std::to_string(cols);
-}
-
 std::string numberString(double value) {
     std::ostringstream s;
     s.precision(17);
@@ -24,16 +22,6 @@ std::string numberString(double value) {
     return s.str();
 }
 
-/** The number of atoms of a layout of k components per atom, or Error. */
-int atomCount(const char* name, size_t dimension, int componentsPerAtom) {
-    if (componentsPerAtom < 1)
-        throw Error(std::string(name) + ": componentsPerAtom must be >= 1, got " + std::to_string(componentsPerAtom));
-    if (dimension == 0 || dimension % static_cast<size_t>(componentsPerAtom) != 0)
-        throw Error(std::string(name) + ": the dimension " + std::to_string(dimension) +
-                    " is not a positive multiple of componentsPerAtom = " + std::to_string(componentsPerAtom) +
-                    " (atoms stored atom-major: x0, y0, z0, x1, ...)");
-    return static_cast<int>(dimension / static_cast<size_t>(componentsPerAtom));
-}
 
 // data (k M x n, atom-major per column) <-> atoms (M x k n): atoms(j, k s + c) = data(k j + c, s), so one
 // matrix product with A (M x M) maps every component of every sample at once.
@@ -49,69 +37,6 @@ void scatterAtoms(const Eigen::MatrixXd& atoms, int k, int M, Eigen::Ref<Eigen::
         Eigen::Map<Eigen::MatrixXd>(data.col(s).data(), k, M) = atoms.middleCols(k * s, k).transpose();
 }
 
-// ---- JSON field readers: every problem names the layer type and the field. ----
-
-void checkObject(const nlohmann::json& config, const char* type, const std::vector<std::string>& allowed) {
-    if (!config.is_object())
-        throw Error(std::string(type) + " config: must be a JSON object");
-    if (config.contains("type") && (!config["type"].is_string() || config["type"].get<std::string>() != type))
-        throw Error(std::string(type) + " config: \"type\" must be \"" + type + "\", got " + config["type"].dump());
-    for (auto it = config.begin(); it != config.end(); ++it) {
-        bool known = it.key() == "type";
-        for (const std::string& key : allowed)
-            known = known || it.key() == key;
-        if (!known) {
-            std::string list;
-            for (const std::string& key : allowed)
-                list += (list.empty() ? "\"" : ", \"") + key + "\"";
-            throw Error(std::string(type) + " config: unknown key \"" + it.key() + "\" (expected " + list + ")");
-        }
-    }
-}
-
-int readInt(const nlohmann::json& config, const char* key, int fallback, bool required, int minimum,
-            const char* type) {
-    if (!config.contains(key)) {
-        if (required)
-            throw Error(std::string(type) + " config: the integer field \"" + key + "\" is required");
-        return fallback;
-    }
-    const nlohmann::json& v = config[key];
-    if (!v.is_number_integer())
-        throw Error(std::string(type) + " config: \"" + key + "\" must be an integer, got " + v.dump());
-    const bool tooLarge = v.is_number_unsigned()
-                              ? v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())
-                              : v.get<int64_t>() > std::numeric_limits<int>::max();
-    if (tooLarge || (!v.is_number_unsigned() && v.get<int64_t>() < minimum))
-        throw Error(std::string(type) + " config: \"" + key + "\" must be an integer >= " + std::to_string(minimum) +
-                    ", got " + v.dump());
-    return v.get<int>();
-}
-
-double readNumber(const nlohmann::json& config, const char* key, double fallback, const char* type) {
-    if (!config.contains(key))
-        return fallback;
-    const nlohmann::json& v = config[key];
-    if (!v.is_number() || !std::isfinite(v.get<double>()))
-        throw Error(std::string(type) + " config: \"" + key + "\" must be a finite number, got " + v.dump());
-    return v.get<double>();
-}
-
-std::vector<int> readIntArray(const nlohmann::json& config, const char* key, const char* type) {
-    if (!config.contains(key) || !config[key].is_array())
-        throw Error(std::string(type) + " config: \"" + key + "\" must be an array of integers");
-    std::vector<int> values;
-    for (const auto& v : config[key]) {
-        if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(
-                                                                      std::numeric_limits<int>::max())) ||
-            (!v.is_number_unsigned() && (v.get<int64_t>() > std::numeric_limits<int>::max() ||
-                                         v.get<int64_t>() < std::numeric_limits<int>::min())))
-            throw Error(std::string(type) + " config: \"" + key + "\" entries must be integers, got " + v.dump());
-        values.push_back(v.get<int>());
-    }
-    return values;
-}
-
 // ---- Workspaces ----
 
 struct RightStochasticWorkspace : BijectionWorkspace {
@@ -125,23 +50,6 @@ struct RightStochasticWorkspace : BijectionWorkspace {
     Eigen::Index savedBatch = -1;
     const RightStochasticLinear* owner = nullptr;
 };
-
-struct AtomPermutationWorkspace : BijectionWorkspace {
-    Eigen::VectorXd column;
-    Direction direction = Direction::Forward;
-    Eigen::Index savedBatch = -1;
-};
-
-// data.col(s) <- atoms of data.col(s) taken in the given order: atom i of the result = atom order[i].
-void permuteAtoms(Eigen::Ref<Eigen::MatrixXd> data, const std::vector<int>& order, int k, Eigen::VectorXd& column) {
-    column.resize(data.rows());
-    for (Eigen::Index s = 0; s < data.cols(); s++) {
-        column = data.col(s);
-        for (size_t i = 0; i < order.size(); i++)
-            data.col(s).segment(k * static_cast<Eigen::Index>(i), k) =
-                column.segment(k * static_cast<Eigen::Index>(order[i]), k);
-    }
-}
 
 } // namespace
 
@@ -262,17 +170,18 @@ nlohmann::json RightStochasticLinear::getConfig() const {
 std::unique_ptr<RightStochasticLinear> RightStochasticLinear::fromConfig(const nlohmann::json& config,
                                                                         std::vector<bool> inputCircular) {
     const char* type = "right_stochastic_linear";
-    checkObject(config, type,
-                {"num_atoms", "components_per_atom", "initial_diagonal_weight", "initial_logit_noise", "initial_logits"});
+    const std::string where = std::string(type) + " config";
+    checkLayerConfig(config, type,
+                     {"num_atoms", "components_per_atom", "initial_diagonal_weight", "initial_logit_noise", "initial_logits"});
     RightStochasticOptions options;
-    const int M = readInt(config, "num_atoms", 0, true, 1, type);
-    options.componentsPerAtom = readInt(config, "components_per_atom", options.componentsPerAtom, false, 1, type);
+    const int M = io::requireInt(config, "num_atoms", where, 1);
+    options.componentsPerAtom = io::readInt(config, "components_per_atom", options.componentsPerAtom, where, 1);
     if (static_cast<size_t>(M) * options.componentsPerAtom != inputCircular.size())
         throw Error(std::string(type) + " config: num_atoms * components_per_atom = " + std::to_string(M) + " * " +
                     std::to_string(options.componentsPerAtom) + " does not match the layer's input dimension " +
                     std::to_string(inputCircular.size()));
-    options.initialDiagonalWeight = readNumber(config, "initial_diagonal_weight", options.initialDiagonalWeight, type);
-    options.initialLogitNoise = readNumber(config, "initial_logit_noise", options.initialLogitNoise, type);
+    options.initialDiagonalWeight = io::readNumber(config, "initial_diagonal_weight", options.initialDiagonalWeight, where);
+    options.initialLogitNoise = io::readNumber(config, "initial_logit_noise", options.initialLogitNoise, where);
     if (options.initialLogitNoise < 0)
         throw Error(std::string(type) + " config: \"initial_logit_noise\" must be >= 0, got " +
                     numberString(options.initialLogitNoise));
@@ -401,118 +310,6 @@ void RightStochasticLinear::backward(Eigen::Ref<Eigen::MatrixXd> grad, const dou
         }
     }
     scatterAtoms(ws.gradIn, k, M, grad);
-}
-
-// ============================== AtomPermutation ==============================
-
-AtomPermutation::AtomPermutation(std::vector<bool> inputCircularIn, std::vector<int> permutationIn,
-                                 int componentsPerAtomIn)
-    : Bijection(std::move(inputCircularIn)), componentsPerAtom(componentsPerAtomIn),
-      permutation(std::move(permutationIn)) {
-    const int M = atomCount("AtomPermutation", getInputCircular().size(), componentsPerAtom);
-    if (static_cast<int>(permutation.size()) != M)
-        throw Error("AtomPermutation: the permutation has " + std::to_string(permutation.size()) +
-                    " entries, expected the number of atoms " + std::to_string(M) + " (dimension " +
-                    std::to_string(getDimension()) + " / " + std::to_string(componentsPerAtom) +
-                    " components per atom)");
-    inversePermutation.assign(M, -1);
-    for (int i = 0; i < M; i++) {
-        const int p = permutation[i];
-        if (p < 0 || p >= M)
-            throw Error("AtomPermutation: entry " + std::to_string(i) + " = " + std::to_string(p) +
-                        " is not an atom index in [0, " + std::to_string(M) + ")");
-        if (inversePermutation[p] >= 0)
-            throw Error("AtomPermutation: atom " + std::to_string(p) + " appears more than once (entries " +
-                        std::to_string(inversePermutation[p]) + " and " + std::to_string(i) + ")");
-        inversePermutation[p] = i;
-    }
-}
-
-std::unique_ptr<AtomPermutation> AtomPermutation::fromPartition(std::vector<bool> inputCircular,
-                                                                const std::vector<int>& slowAtoms,
-                                                                int componentsPerAtom) {
-    const int M = atomCount("AtomPermutation", inputCircular.size(), componentsPerAtom);
-    std::vector<bool> slow(M, false);
-    std::vector<int> order; // order[p] = the atom at latent position p
-    for (int atom : slowAtoms) {
-        if (atom < 0 || atom >= M)
-            throw Error("AtomPermutation::fromPartition: slow atom " + std::to_string(atom) + " is outside [0, " +
-                        std::to_string(M) + ")");
-        if (slow[atom])
-            throw Error("AtomPermutation::fromPartition: slow atom " + std::to_string(atom) + " is listed twice");
-        slow[atom] = true;
-        order.push_back(atom);
-    }
-    for (int atom = 0; atom < M; atom++)
-        if (!slow[atom])
-            order.push_back(atom);
-    // Forward: data atom order[p] = latent atom p.
-    std::vector<int> permutation(M);
-    for (int p = 0; p < M; p++)
-        permutation[order[p]] = p;
-    return std::make_unique<AtomPermutation>(std::move(inputCircular), std::move(permutation), componentsPerAtom);
-}
-
-std::vector<bool> AtomPermutation::getOutputCircular() const {
-    const int k = componentsPerAtom;
-    std::vector<bool> out(getInputCircular().size());
-    for (size_t i = 0; i < permutation.size(); i++)
-        for (int c = 0; c < k; c++)
-            out[k * i + c] = getInputCircular()[static_cast<size_t>(k) * permutation[i] + c];
-    return out;
-}
-
-nlohmann::json AtomPermutation::getConfig() const {
-    return {{"type", getTypeName()},
-            {"num_atoms", getNumAtoms()},
-            {"components_per_atom", componentsPerAtom},
-            {"permutation", permutation}};
-}
-
-std::unique_ptr<AtomPermutation> AtomPermutation::fromConfig(const nlohmann::json& config,
-                                                             std::vector<bool> inputCircular) {
-    const char* type = "atom_permutation";
-    checkObject(config, type, {"num_atoms", "components_per_atom", "permutation"});
-    const int k = readInt(config, "components_per_atom", 3, false, 1, type);
-    std::vector<int> permutation = readIntArray(config, "permutation", type);
-    if (config.contains("num_atoms")) {
-        const int M = readInt(config, "num_atoms", 0, true, 1, type);
-        if (static_cast<size_t>(M) != permutation.size())
-            throw Error(std::string(type) + " config: \"num_atoms\" = " + std::to_string(M) +
-                        " but \"permutation\" has " + std::to_string(permutation.size()) + " entries");
-        if (static_cast<size_t>(M) * k != inputCircular.size())
-            throw Error(std::string(type) + " config: num_atoms * components_per_atom = " + std::to_string(M) + " * " +
-                        std::to_string(k) + " does not match the layer's input dimension " +
-                        std::to_string(inputCircular.size()));
-    }
-    return std::make_unique<AtomPermutation>(std::move(inputCircular), std::move(permutation), k);
-}
-
-std::unique_ptr<BijectionWorkspace> AtomPermutation::createWorkspace() const {
-    return std::make_unique<AtomPermutationWorkspace>();
-}
-
-void AtomPermutation::apply(Direction direction, Eigen::Ref<Eigen::MatrixXd> data, const Eigen::MatrixXd* context,
-                            double* logDet, BijectionWorkspace& wsBase, bool save) const {
-    AtomPermutationWorkspace& ws = workspaceAs<AtomPermutationWorkspace>(wsBase, "AtomPermutation");
-    checkApplyArguments(data, context, logDet);
-    permuteAtoms(data, direction == Direction::Forward ? permutation : inversePermutation, componentsPerAtom,
-                 ws.column);
-    ws.direction = direction;
-    ws.savedBatch = save ? data.cols() : -1;
-}
-
-void AtomPermutation::backward(Eigen::Ref<Eigen::MatrixXd> grad, const double*, Eigen::MatrixXd*, double*,
-                               BijectionWorkspace& wsBase) const {
-    AtomPermutationWorkspace& ws = workspaceAs<AtomPermutationWorkspace>(wsBase, "AtomPermutation");
-    if (ws.savedBatch < 0)
-        throw Error("AtomPermutation: backward() needs a preceding apply(..., save = true) with this workspace");
-    if (grad.rows() != getDimension() || grad.cols() != ws.savedBatch)
-        throw Error("AtomPermutation: grad is " + shapeString(grad.rows(), grad.cols()) + ", expected " +
-                    shapeString(getDimension(), ws.savedBatch) + " (dimension x batch of the saved apply)");
-    // The VJP of a permutation is the inverse permutation.
-    permuteAtoms(grad, ws.direction == Direction::Forward ? inversePermutation : permutation, componentsPerAtom,
-                 ws.column);
 }
 
 } // namespace cgflow::flows

@@ -1,6 +1,7 @@
 #include "cgflow/flows/SplineCoupling.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/io/JsonFields.h"
 
 #include <cmath>
 
@@ -115,18 +116,9 @@ std::unique_ptr<SplineCoupling> SplineCoupling::fromConfig(const nlohmann::json&
     const int dimension = static_cast<int>(inputCircular.size());
     CouplingOptions coupling = parseCouplingOptions(config, dimension, "spline_coupling");
     SplineOptions spline;
-    auto number = [&](const char* key, double& value) {
-        if (!config.contains(key))
-            return;
-        if (!config[key].is_number())
-            throw Error(std::string("spline_coupling config: \"") + key + "\" must be a number");
-        value = config[key].get<double>();
-    };
-    if (config.contains("num_bins")) {
-        if (!config["num_bins"].is_number_integer())
-            throw Error("spline_coupling config: \"num_bins\" must be an integer");
-        spline.numBins = config["num_bins"].get<int>();
-    }
+    const std::string where = "spline_coupling config";
+    auto number = [&](const char* key, double& value) { value = io::readNumber(config, key, value, where); };
+    spline.numBins = io::readInt(config, "num_bins", spline.numBins, where);
     number("bound", spline.bound);
     number("min_bin_width", spline.minBinWidth);
     number("min_bin_height", spline.minBinHeight);

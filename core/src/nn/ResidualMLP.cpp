@@ -160,6 +160,16 @@ const Eigen::VectorXd& ResidualMLP::bias(int layer) const {
     return biases[layer];
 }
 
+size_t ResidualMLP::getLayerParameterOffset(int layer) const {
+    if (layer < 0 || layer >= getNumLayers())
+        throw Error("ResidualMLP::getLayerParameterOffset: layer " + std::to_string(layer) + " is outside [0, " +
+                    std::to_string(getNumLayers()) + ")");
+    size_t offset = 0;
+    for (int l = 0; l < layer; l++)
+        offset += static_cast<size_t>(weights[l].size() + biases[l].size());
+    return offset;
+}
+
 size_t ResidualMLP::getNumParameters() const {
     return countDenseParameters(weights, biases);
 }

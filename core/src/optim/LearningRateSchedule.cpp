@@ -74,8 +74,9 @@ double CosineDecaySchedule::computeLearningRate(int64_t step) const {
     if (step >= decaySteps)
         return finalLearningRate;
     const double pi = 3.14159265358979323846;
-    double fraction = static_cast<double>(step) / static_cast<double>(decaySteps);
-    double rate = finalLearningRate + (initialLearningRate - finalLearningRate) * 0.5 * (1.0 + std::cos(pi * fraction));
+    // pi t / T evaluated as (pi t) / T, the same rounding as the NumPy expression np.pi * t / T.
+    const double angle = pi * static_cast<double>(step) / static_cast<double>(decaySteps);
+    double rate = finalLearningRate + (initialLearningRate - finalLearningRate) * 0.5 * (1.0 + std::cos(angle));
     return std::max(rate, 0.0);
 }
 

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 class PMFForceImpl : public OpenMM::ForceImpl {
 public:
@@ -30,6 +30,6 @@ private:
     OpenMM::Kernel kernel;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

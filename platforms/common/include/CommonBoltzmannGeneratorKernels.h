@@ -2,12 +2,13 @@
 #define COMMON_BOLTZMANNGENERATOR_KERNELS_H_
 
 #include "CGFlowKernels.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 #include "openmm/common/ComputeArray.h"
 #include "openmm/common/ComputeContext.h"
+#include <memory>
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /**
  * BoltzmannGeneratorIntegrator on OpenCL and CUDA from one kernel source (kernels/bgFlow.cc).
@@ -58,7 +59,7 @@ private:
     void uploadReals(OpenMM::ComputeArray& array, const std::vector<double>& values, const std::string& name);
 
     OpenMM::ComputeContext& cc;
-    cgflow::io::DecodedBoltzmannGenerator model;
+    std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> model;
     int dim = 0, numAtoms = 0, capacity = 0, maxWidth = 1, blockCount = 0;
     bool internal = false;
     std::vector<Step> steps;
@@ -78,6 +79,6 @@ private:
         shiftKernel, internalKernel, centroidKernel, loadMoleculeKernel, loadSlotsKernel, restoreKernel;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

@@ -6,7 +6,7 @@
 #include "openmm/common/ComputeContext.h"
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /**
  * PMFForce on OpenCL and CUDA from one kernel source. Three launches per evaluation:
@@ -49,6 +49,6 @@ private:
     OpenMM::ComputeKernel featuresKernel, ensembleKernel, forcesKernel;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

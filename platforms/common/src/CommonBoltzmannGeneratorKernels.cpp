@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <map>
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {
@@ -62,16 +62,12 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     // As OpenMM's own integrator kernels do: the Context's force kernels are set up here.
     cc.initializeContexts();
     ContextSelector selector(cc);
-    try {
-        model = cgflow::io::decodeBoltzmannGenerator(integrator.getModelBytes(), "model bytes");
-    }
-    catch (const cgflow::Error& e) {
-        throw OpenMMException(std::string("BoltzmannGeneratorIntegrator: ") + e.what());
-    }
-    const cgflow::flows::Flow& flow = *model.flow;
+    // The integrator decoded the model once; the device copies of its parameters are made below.
+    model = integrator.getModel();
+    const cgflow::flows::Flow& flow = *model->flow;
     dim = flow.getDimension();
     numAtoms = system.getNumParticles();
-    internal = model.positions->getType() == cgflow::coords::PositionMap::Type::Internal;
+    internal = model->positions->getType() == cgflow::coords::PositionMap::Type::Internal;
     const bool useDouble = cc.getUseDoublePrecision();
     const int realSize = useDouble ? sizeof(double) : sizeof(float);
     int maxBins = 1;
@@ -153,19 +149,10 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
             maxWidth = std::max({maxWidth, H, in, out});
             const int base = static_cast<int>(parameterValues.size());
             parameterValues.insert(parameterValues.end(), layerParameters.begin(), layerParameters.end());
-            // Offsets of the flat layout: each Linear's row-major weight, then its bias, in layer order.
+            // Where each dense layer's row-major weight (then bias) starts in the uploaded parameters.
             std::vector<int> offsets;
-            int offset = base;
-            std::vector<std::pair<int, int>> shapes = {{in, H}};
-            for (int k = 0; k < B; k++) {
-                shapes.push_back({H, H});
-                shapes.push_back({H, H});
-            }
-            shapes.push_back({H, out});
-            for (auto [k, m] : shapes) {
-                offsets.push_back(offset);
-                offset += k * m + m;
-            }
+            for (int layer = 0; layer < net.getNumLayers(); layer++)
+                offsets.push_back(base + static_cast<int>(net.getLayerParameterOffset(layer)));
             const int activation = static_cast<int>(net.getActivation());
             Step features{Step::Features};
             features.layer = l;
@@ -234,7 +221,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
 
     // The position map.
     if (internal) {
-        const cgflow::coords::InternalCoordinates& ic = model.positions->getInternalCoordinates();
+        const cgflow::coords::InternalCoordinates& ic = model->positions->getInternalCoordinates();
         std::vector<mm_int4> rowData;
         for (const cgflow::coords::ZMatrixRow& row : ic.getZMatrix().getRows())
             rowData.push_back(mm_int4(row.atom, std::max(row.bondPartner, 0), std::max(row.anglePartner, 0),
@@ -253,13 +240,13 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     }
     else {
         std::vector<mm_int2> slotData;
-        for (const auto& slot : model.positions->getSlots())
+        for (const auto& slot : model->positions->getSlots())
             slotData.push_back(mm_int2(slot[0], slot[1]));
         slots.initialize<mm_int2>(cc, slotData.size(), "bgSlots");
         slots.upload(slotData);
         // Which axes of each particle a proposal overwrites: only those lose their periodic-cell offset.
         slotAxes.assign(numAtoms, 0);
-        for (const auto& slot : model.positions->getSlots())
+        for (const auto& slot : model->positions->getSlots())
             slotAxes[slot[0]] |= 1 << slot[1];
     }
     translation.initialize(cc, 3, cc.getUseDoublePrecision() || cc.getUseMixedPrecision() ? sizeof(double) : sizeof(float),
@@ -333,7 +320,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
     blockCount = count;
     const bool useDouble = cc.getUseDoublePrecision();
     const bool mixedIsDouble = useDouble || cc.getUseMixedPrecision();
-    const cgflow::flows::Flow& flow = *model.flow;
+    const cgflow::flows::Flow& flow = *model->flow;
 
     auto realArg = [&](ComputeKernel& kernel, int index, double value) {
         if (useDouble)
@@ -470,7 +457,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
         }
     }
     if (internal) {
-        const cgflow::coords::InternalCoordinates& ic = model.positions->getInternalCoordinates();
+        const cgflow::coords::InternalCoordinates& ic = model->positions->getInternalCoordinates();
         internalKernel->setArg(0, count);
         internalKernel->setArg(1, dim);
         internalKernel->setArg(2, data);

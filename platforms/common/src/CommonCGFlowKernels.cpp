@@ -1,6 +1,7 @@
 #include "CommonCGFlowKernels.h"
 #include "CommonCGFlowKernelSources.h"
 #include "cgflow/nn/MLPEnsemble.h"
+#include "internal/PMFForceFeatures.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/common/ComputeForceInfo.h"
 #include "openmm/common/ContextSelector.h"
@@ -9,19 +10,13 @@
 #include <map>
 #include <set>
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {
 
 // Local memory is small on GPUs; larger networks keep their activations in global memory.
 const int MaxLocalScratchBytes = 16 * 1024;
-
-int countWidth(const PMFForce::FeatureInfo& f) {
-    if (f.type == PMFForce::Dihedral || (f.type == PMFForce::Coordinate && f.period > 0))
-        return 2;
-    return 1;
-}
 
 } // namespace
 
@@ -98,7 +93,7 @@ void CommonCalcPMFForceKernel::uploadFeatures(const PMFForce& force) {
         info.push_back(mm_int4((int) f.type, f.axis, input, 0));
         periods.push_back(f.period);
         featureTypes.push_back((int) f.type);
-        int width = countWidth(f);
+        const int width = coreFeature(f).getWidth();
         for (int k = 0; k < width; k++)
             for (size_t r = 0; r < f.particles.size(); r++)
                 byParticle[f.particles[r]].push_back(mm_int2(input + k, (int) r));

@@ -6,7 +6,7 @@
 #include "openmm/cuda/CudaContext.h"
 #include "openmm/cuda/CudaPlatform.h"
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {

@@ -6,7 +6,7 @@
 #include "openmm/opencl/OpenCLContext.h"
 #include "openmm/opencl/OpenCLPlatform.h"
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 namespace {

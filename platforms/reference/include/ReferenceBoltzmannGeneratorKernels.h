@@ -2,12 +2,13 @@
 #define REFERENCE_BOLTZMANNGENERATOR_KERNELS_H_
 
 #include "CGFlowKernels.h"
-#include "cgflow/io/BoltzmannGeneratorFile.h"
+#include "cgflow/io/models/BoltzmannGeneratorFile.h"
 #include "openmm/Vec3.h"
 #include <Eigen/Core>
+#include <memory>
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /**
  * BoltzmannGeneratorIntegrator on the Reference and CPU platforms: the core flow (double precision,
@@ -27,8 +28,10 @@ public:
     double computeKineticEnergy(OpenMM::ContextImpl& context) override;
 
 private:
-    // Our own decoded copy: a Flow keeps per-pass workspaces, so Contexts never share one.
-    cgflow::io::DecodedBoltzmannGenerator model;
+    // The integrator's decoded model, and our own copy of its flow: a Flow keeps per-pass
+    // workspaces, so Contexts never share one. The position map is stateless and shared.
+    std::shared_ptr<const cgflow::io::DecodedBoltzmannGenerator> model;
+    std::unique_ptr<cgflow::flows::Flow> flow;
     std::vector<double> masses;
     Eigen::MatrixXd block;            // flow outputs y, dimension x count
     Eigen::VectorXd blockLogQFlow;
@@ -36,6 +39,6 @@ private:
     std::vector<OpenMM::Vec3> savedPositions;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

@@ -7,7 +7,7 @@
 #include "openmm/Vec3.h"
 #include <vector>
 
-namespace CGFlow {
+namespace CGFlowPlugin {
 
 /** Double-precision PMFForce kernel for the Reference and CPU platforms. */
 class ReferenceCalcPMFForceKernel : public CalcPMFForceKernel {
@@ -33,6 +33,6 @@ private:
     std::vector<double> gradient;
 };
 
-} // namespace CGFlow
+} // namespace CGFlowPlugin
 
 #endif

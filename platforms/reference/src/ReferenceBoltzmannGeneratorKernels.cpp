@@ -4,7 +4,7 @@
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/reference/ReferencePlatform.h"
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 static std::vector<Vec3>& getPositions(ContextImpl& context) {
@@ -17,12 +17,8 @@ static std::vector<Vec3>& getVelocities(ContextImpl& context) {
 
 void ReferenceIntegrateBoltzmannGeneratorStepKernel::initialize(const System& system,
                                                               const BoltzmannGeneratorIntegrator& integrator) {
-    try {
-        model = cgflow::io::decodeBoltzmannGenerator(integrator.getModelBytes(), "model bytes");
-    }
-    catch (const cgflow::Error& e) {
-        throw OpenMMException(std::string("BoltzmannGeneratorIntegrator: ") + e.what());
-    }
+    model = integrator.getModel();
+    flow = model->flow->clone();
     masses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++)
         masses[i] = system.getParticleMass(i);
@@ -39,12 +35,12 @@ void ReferenceIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&,
         conditionMatrix = Eigen::Map<const Eigen::MatrixXd>(condition.data(), condition.size(), 1);
         conditionPointer = &conditionMatrix;
     }
-    model.flow->sample(count, seed, conditionPointer, block, blockLogQFlow, false, firstIndex);
+    flow->sample(count, seed, conditionPointer, block, blockLogQFlow, false, firstIndex);
     // log|det J| of the position map does not depend on where the molecule is put, so it is taken
     // now for the whole block; positions are built again at load time around the current state.
     std::vector<double> logDetJ(count), scratch(static_cast<size_t>(count) * templatePositions.size());
     std::fill(templatePositions.begin(), templatePositions.end(), 0.0);
-    model.positions->toPositions(count, block.data(), templatePositions.data(), scratch.data(), logDetJ.data());
+    model->positions->toPositions(count, block.data(), templatePositions.data(), scratch.data(), logDetJ.data());
     logQ.resize(count);
     for (int s = 0; s < count; s++)
         logQ[s] = blockLogQFlow[s] - logDetJ[s];
@@ -58,7 +54,7 @@ void ReferenceIntegrateBoltzmannGeneratorStepKernel::loadProposal(ContextImpl& c
     for (size_t i = 0; i < positions.size(); i++)
         for (int a = 0; a < 3; a++)
             templatePositions[3 * i + a] = positions[i][a];
-    model.positions->toPositions(1, block.col(index).data(), templatePositions.data(), proposalPositions.data());
+    model->positions->toPositions(1, block.col(index).data(), templatePositions.data(), proposalPositions.data());
     for (size_t i = 0; i < positions.size(); i++)
         positions[i] = Vec3(proposalPositions[3 * i], proposalPositions[3 * i + 1], proposalPositions[3 * i + 2]);
 }

@@ -1,9 +1,10 @@
 #include "ReferenceCGFlowKernels.h"
+#include "internal/PMFForceFeatures.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/reference/ReferencePlatform.h"
 
-using namespace CGFlow;
+using namespace CGFlowPlugin;
 using namespace OpenMM;
 
 static ReferencePlatform::PlatformData& getPlatformData(ContextImpl& context) {
@@ -11,15 +12,7 @@ static ReferencePlatform::PlatformData& getPlatformData(ContextImpl& context) {
 }
 
 void ReferenceCalcPMFForceKernel::setFeatures(const PMFForce& force) {
-    features.clear();
-    for (const PMFForce::FeatureInfo& f : force.getFeatures()) {
-        cgflow::coords::Feature c;
-        c.type = static_cast<cgflow::coords::FeatureType>(f.type);
-        c.particles = f.particles;
-        c.axis = f.axis;
-        c.period = f.period;
-        features.push_back(c);
-    }
+    features = coreFeatures(force);
     periodic = force.usesPeriodicBoundaryConditions();
     inputs.resize(cgflow::coords::totalWidth(features));
 }

@@ -3,7 +3,7 @@
 
 #include "cgflow/flows/BaseDensity.h"
 #include "cgflow/flows/Bijection.h"
-#include "cgflow/flows/TrainableModel.h"
+#include "cgflow/train/TrainableModel.h"
 
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
@@ -29,7 +29,7 @@ namespace cgflow::flows {
  *  - backwardLogProb(): gradients of L(log q(x)) for given x (forward KL / maximum likelihood).
  * The saved pass lives in the Flow, so a Flow runs one pass at a time (it is not re-entrant).
  */
-class Flow : public TrainableModel {
+class Flow : public train::TrainableModel {
 public:
     /**
      * Checks, with Errors naming the layer: the base dimension equals each layer's dimension; the
@@ -42,6 +42,12 @@ public:
     static std::unique_ptr<Flow> fromConfig(const nlohmann::json& config);
     /** The explicit config (base, context, every layer) that fromConfig() rebuilds this architecture from. */
     nlohmann::json getConfig() const;
+    /**
+     * An independent copy with the same layers, parameters, precision and thread count. A Flow keeps
+     * per-pass workspaces, so every user that runs passes concurrently (a kernel per Context, the
+     * integrator's inverse pass) takes its own copy of one decoded model instead of decoding again.
+     */
+    std::unique_ptr<Flow> clone() const;
 
     int getDimension() const override { return base.getDimension(); }
     /** Circular flags of the data side (x). */

@@ -78,6 +78,12 @@ public:
      */
     int getNumLayers() const { return static_cast<int>(weights.size()); }
     /**
+     * Where dense layer `layer` (0 .. getNumLayers() - 1) starts in the flat parameter vector of
+     * getParameters(): its weight, row-major (out x in), then its bias (nn/DenseParameters.h). For
+     * code that reads the parameters without the class, such as the GPU kernels. Error outside the range.
+     */
+    size_t getLayerParameterOffset(int layer) const;
+    /**
      * Out-of-range layer -> Error. Do not resize. The non-const versions cannot see what the caller
      * writes, so every call of them (even one that only reads: read through a const reference)
      * marks the float copies used by Mixed precision as out of date; a Mixed forward() or backward()
