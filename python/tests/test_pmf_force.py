@@ -158,6 +158,11 @@ def test_clear_errors():
     pmf2.addDistance(0, 5)
     with pytest.raises(openmm.OpenMMException, match="out of range"):
         make_context(system_with(2, pmf2), "Reference")
+    # A NaN weight is refused when the model is set (it would only show up later as a NaN energy).
+    weights = [[np.full((4, 1), np.nan), np.ones((1, 4))]]
+    biases = [[np.zeros(4), np.zeros(1)]]
+    with pytest.raises(openmm.OpenMMException, match="members.0.layers.0.weight' has a non-finite value"):
+        pmf2.setEnsembleParameters(weights, biases)
 
 
 def test_cg_langevin_md_is_finite(platform_name):

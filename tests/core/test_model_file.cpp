@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <functional>
 #include <string>
 #include <vector>
@@ -273,6 +275,15 @@ TEST(MLPEnsembleFile, TensorErrors) {
                             f.tensors["members.3.layers.0.bias"] = Tensor::fromDoubles({1}, v.data());
                         }),
                         "unexpected tensor 'members.3.layers.0.bias'");
+    // Non-finite parameters are refused at load time, naming the tensor, not left to give NaN energies.
+    for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()})
+        expectEnsembleError(editEnsembleFile([bad](SafeTensors& f) {
+                                Tensor& t = f.tensors.at("members.1.layers.1.weight");
+                                std::vector<double> v = t.toDoubles("w");
+                                v[2] = bad;
+                                t = Tensor::fromDoubles(t.shape, v.data());
+                            }),
+                            "tensor 'members.1.layers.1.weight' has a non-finite value at entry 2");
 }
 
 TEST(MLPEnsembleFile, ArchitectureErrors) {

@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 
 #include <limits>
+#include <cmath>
 #include <set>
 
 namespace cgflow::io {
@@ -13,6 +14,13 @@ namespace cgflow::io {
 using nlohmann::json;
 
 namespace {
+
+void checkFinite(const std::vector<double>& values, const std::string& tensorName) {
+    for (size_t i = 0; i < values.size(); i++)
+        if (!std::isfinite(values[i]))
+            throw Error("tensor '" + tensorName + "' has a non-finite value at entry " + std::to_string(i) + " (" +
+                        std::to_string(values[i]) + ")");
+}
 
 using RowMajorMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -78,6 +86,9 @@ nn::MLPEnsemble decodeModel(const ModelFile& model) {
             const std::string wName = weightName(k, l), bName = biasName(k, l);
             std::vector<double> w = model.getTensor(wName, {out, in}).toDoubles(wName);
             std::vector<double> b = model.getTensor(bName, {out}).toDoubles(bName);
+            // A NaN or infinite parameter would only show up later as NaN energies in a Context.
+            checkFinite(w, wName);
+            checkFinite(b, bName);
             member.weight(l) = Eigen::Map<const RowMajorMatrix>(w.data(), out, in);
             member.bias(l) = Eigen::Map<const Eigen::VectorXd>(b.data(), out);
             expected.insert(wName);
