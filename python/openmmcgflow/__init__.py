@@ -12,7 +12,7 @@ Models travel between the two as model-file bytes. The modules mirror the workfl
 
 * ``datafree``: data-free coarse-graining (energies, the schedule, the trainer, system helpers);
 * ``generator``: Boltzmann generators inside OpenMM (model files, priced batches, reporters);
-* ``pmf``: numpy-side MLP ensembles into ``PMFForce``;
+* ``pmf``: numpy-side MLP ensembles into ``PMFForce``; ``PMFTrainer`` fits them to forces or labels;
 * ``energy``, ``coordinates``, ``systems``: batched energies, Z-matrices and CG maps, test systems;
 * ``stats``, ``plots``: the weights engine and PNG plots.
 
@@ -22,7 +22,7 @@ The CG Boltzmann-generator and active-learning workflows are to land beside ``da
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
 from . import _core
-from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
+from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, PMFTrainer, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import set_ensemble_parameters
@@ -37,6 +37,6 @@ PMFForce.setEnsembleParameters = set_ensemble_parameters
 
 __all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "PositionMap", "encode_boltzmann_generator",
            "decode_boltzmann_generator", "BoltzmannGeneratorReporter", "evaluate_proposals", "write_proposals",
-           "EnergyTarget", "MLPEnsemble", "CGFlowError", "Flow", "ModelTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
+           "EnergyTarget", "MLPEnsemble", "PMFTrainer", "CGFlowError", "Flow", "ModelTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
            "load_safetensors", "save_safetensors",
            "set_ensemble_parameters"]

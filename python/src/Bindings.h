@@ -18,6 +18,7 @@ void bindFlows(pybind11::module_& m);
 void bindBoltzmannGenerator(pybind11::module_& m);
 void bindStats(pybind11::module_& m);
 void bindDataFree(pybind11::module_& m);
+void bindPMF(pybind11::module_& m);
 
 // Shared conversions. JSON crosses through Python's json module so that any dict of plain
 // values (including numpy scalars converted by the caller) maps onto nlohmann::json exactly.

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     bindBoltzmannGenerator(m);
     bindStats(m);
     bindDataFree(m);
+    bindPMF(m);
 }

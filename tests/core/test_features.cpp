@@ -353,6 +353,70 @@ TEST(Features, DegenerateGeometriesGiveZeroGradientNotNaN) {
         EXPECT_EQ(g, 0.0);
 }
 
+namespace {
+
+// jvpFeatures() against central differences of the features along a random tangent t, and
+// against backpropFeatures() through the adjoint identity <J t, w> = <t, J^T w>.
+void checkJacobianVectorProduct(const std::vector<Feature>& features, const std::vector<double>& positions,
+                                const PeriodicBox& box, uint64_t seed) {
+    const int width = cgflow::coords::totalWidth(features);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    std::vector<double> tangent(positions.size()), weights(width);
+    for (double& t : tangent)
+        t = normal(rng);
+    for (double& w : weights)
+        w = normal(rng);
+    // Pre-filled: jvpFeatures() overwrites, unlike backpropFeatures().
+    std::vector<double> jvp(width, 7.0);
+    cgflow::coords::jvpFeatures(features, positions.data(), box, tangent.data(), jvp.data());
+    const double h = 1e-6;
+    std::vector<double> plus = positions, minus = positions;
+    for (size_t i = 0; i < positions.size(); i++) {
+        plus[i] += h * tangent[i];
+        minus[i] -= h * tangent[i];
+    }
+    std::vector<double> up = compute(features, plus, box), down = compute(features, minus, box);
+    for (int k = 0; k < width; k++) {
+        double fd = (up[k] - down[k]) / (2 * h);
+        EXPECT_NEAR(jvp[k], fd, 1e-7 * std::max(1.0, std::abs(fd))) << "feature input " << k;
+    }
+    std::vector<double> grad(positions.size(), 0.0);
+    cgflow::coords::backpropFeatures(features, positions.data(), box, weights.data(), grad.data());
+    double forward = 0, adjoint = 0, scale = 0;
+    for (int k = 0; k < width; k++) {
+        forward += jvp[k] * weights[k];
+        scale += std::abs(jvp[k] * weights[k]);
+    }
+    for (size_t i = 0; i < positions.size(); i++)
+        adjoint += tangent[i] * grad[i];
+    EXPECT_NEAR(forward, adjoint, 1e-13 * std::max(1.0, scale));
+}
+
+} // namespace
+
+TEST(Features, JacobianVectorProductsNonPeriodic) {
+    for (uint64_t seed = 0; seed < 5; seed++)
+        checkJacobianVectorProduct(allKindsOfFeatures(), randomPositions(6, -1.5, 1.5, 400 + seed), PeriodicBox(), seed);
+}
+
+TEST(Features, JacobianVectorProductsPeriodicBoxes) {
+    for (uint64_t seed = 0; seed < 5; seed++) {
+        checkJacobianVectorProduct(allKindsOfFeatures(), randomPositions(6, -4, 8, 500 + seed),
+                                   rectangularBox(2.7, 3.1, 2.9), seed);
+        checkJacobianVectorProduct(allKindsOfFeatures(), randomPositions(6, -6, 6, 600 + seed), triclinicBox(), seed);
+    }
+}
+
+TEST(Features, JacobianVectorProductIsZeroWhereNotDifferentiable) {
+    std::vector<double> x = flatten({Vector3d(0, 0, 0), Vector3d(0, 0, 0), Vector3d(1, 0, 0), Vector3d(2, 0, 0)});
+    std::vector<Feature> features = {distance(0, 1), angle(1, 2, 3), dihedral(0, 2, 3, 1)};
+    std::vector<double> tangent(12, 1.0), out(cgflow::coords::totalWidth(features), 3.0);
+    cgflow::coords::jvpFeatures(features, x.data(), PeriodicBox(), tangent.data(), out.data());
+    for (double v : out)
+        EXPECT_EQ(v, 0.0);
+}
+
 TEST(Features, ValidateFeature) {
     using cgflow::coords::validateFeature;
     EXPECT_NO_THROW(validateFeature(distance(0, 4), 5, "f"));

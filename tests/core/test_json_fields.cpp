@@ -20,6 +20,8 @@ TEST(JsonFields, ReadsValuesAndDefaults) {
     EXPECT_EQ(readIntArray(config, "list", "test config"), (std::vector<int>{1, 2, 3}));
     EXPECT_EQ(readUnsigned(config, "seed", 0, "test config"), 12345678901ull);
     EXPECT_EQ(readUnsigned(config, "missing", 9, "test config"), 9u);
+    EXPECT_TRUE(readBool(json{{"flag", true}}, "flag", false, "test config"));
+    EXPECT_FALSE(readBool(config, "missing", false, "test config"));
     EXPECT_NO_THROW(checkKeys(config, {"n", "x", "list", "seed"}, "test config"));
     EXPECT_NO_THROW(checkObject(config, "test config"));
 }
@@ -45,4 +47,6 @@ TEST(JsonFields, ErrorsNameTheConfigTheFieldAndTheValue) {
     EXPECT_EQ(errorMessage([&] { checkKeys(config, {"n", "x"}, "flow config"); }),
               "flow config: unknown key \"big\" (expected \"n\", \"x\")");
     EXPECT_EQ(errorMessage([&] { checkObject(json::array(), "flow config"); }), "flow config: must be a JSON object");
+    EXPECT_EQ(errorMessage([&] { readBool(config, "low", false, "trainer config"); }),
+              "trainer config: \"low\" must be true or false, got 0");
 }

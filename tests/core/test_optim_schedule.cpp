@@ -47,6 +47,29 @@ TEST(LearningRateSchedule, CosineDecayHitsItsKeyPoints) {
     EXPECT_EQ(CosineDecaySchedule(1.0, 10).getLearningRate(10), 0.0);
 }
 
+TEST(LearningRateSchedule, ExponentialDecayStepsDownOncePerStair) {
+    // Three updates per epoch, the rate multiplied by 0.9 after each epoch.
+    ExponentialDecaySchedule perEpoch(1e-3, 0.9, 3);
+    EXPECT_EQ(perEpoch.getLearningRate(0), 1e-3);
+    EXPECT_EQ(perEpoch.getLearningRate(2), 1e-3);
+    EXPECT_DOUBLE_EQ(perEpoch.getLearningRate(3), 0.9e-3);
+    EXPECT_DOUBLE_EQ(perEpoch.getLearningRate(5), 0.9e-3);
+    EXPECT_DOUBLE_EQ(perEpoch.getLearningRate(6), 0.81e-3);
+    EXPECT_DOUBLE_EQ(perEpoch.getLearningRate(3 * 40 + 1), 1e-3 * std::pow(0.9, 40));
+    for (int t = 1; t < 100; t++)
+        EXPECT_LE(perEpoch.getLearningRate(t), perEpoch.getLearningRate(t - 1));
+    // Far past any training length it underflows towards 0, never to something invalid.
+    EXPECT_GE(perEpoch.getLearningRate(int64_t(1) << 40), 0.0);
+    ExponentialDecaySchedule everyStep(2.0, 0.5);
+    EXPECT_EQ(everyStep.getLearningRate(3), 0.25);
+    EXPECT_EQ(ExponentialDecaySchedule(5e-4, 1.0, 7).getLearningRate(1000), 5e-4);
+    EXPECT_THROW(ExponentialDecaySchedule(1e-3, 0.0, 1), Error);
+    EXPECT_THROW(ExponentialDecaySchedule(1e-3, 1.5, 1), Error);
+    EXPECT_THROW(ExponentialDecaySchedule(1e-3, std::nan(""), 1), Error);
+    EXPECT_THROW(ExponentialDecaySchedule(1e-3, 0.9, 0), Error);
+    EXPECT_THROW(ExponentialDecaySchedule(-1e-3, 0.9, 1), Error);
+}
+
 TEST(LearningRateSchedule, WarmupThenCosineComposes) {
     auto schedule = makeWarmupCosineSchedule(1e-3, 10, 110, 1e-5);
     EXPECT_EQ(schedule->getLearningRate(0), 0.0);

@@ -24,6 +24,10 @@ void addGradient(double* grad, int particle, const Vector3d& g) {
     grad[3 * particle + 2] += g[2];
 }
 
+Vector3d tangentOf(const double* tangent, int particle) {
+    return positionOf(tangent, particle);
+}
+
 Vector3d vectorBetween(const double* positions, int from, int to, const PeriodicBox& box) {
     return displacement(positionOf(positions, from), positionOf(positions, to), box);
 }
@@ -217,6 +221,77 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
                 *target += scale * (-std::sin(angle) * gCos + std::cos(angle) * gSin);
             } else
                 *target += *dLdFeatures++;
+            break;
+        }
+        }
+    }
+}
+
+void jvpFeatures(const std::vector<Feature>& features, const double* positions, const PeriodicBox& box,
+                 const double* tangent, double* out) {
+    // The minimum-image shift is constant where the features are differentiable, so the tangent of
+    // a displacement is the difference of the particles' tangents.
+    for (const Feature& f : features) {
+        const std::vector<int>& p = f.particles;
+        switch (f.type) {
+        case FeatureType::Distance: {
+            Vector3d d = vectorBetween(positions, p[0], p[1], box);
+            double r = d.norm();
+            *out++ = r > 0 ? d.dot(tangentOf(tangent, p[1]) - tangentOf(tangent, p[0])) / r : 0.0;
+            break;
+        }
+        case FeatureType::Angle: {
+            Vector3d u = vectorBetween(positions, p[1], p[0], box);
+            Vector3d v = vectorBetween(positions, p[1], p[2], box);
+            Vector3d w = u.cross(v);
+            double s = w.norm();
+            double value = 0;
+            if (s > 0) {
+                // dθ/du and dθ/dv as in backpropFeatures().
+                Vector3d du = (1.0 / (u.squaredNorm() * s)) * u.cross(w);
+                Vector3d dv = (-1.0 / (v.squaredNorm() * s)) * v.cross(w);
+                Vector3d tj = tangentOf(tangent, p[1]);
+                value = du.dot(tangentOf(tangent, p[0]) - tj) + dv.dot(tangentOf(tangent, p[2]) - tj);
+            }
+            *out++ = value;
+            break;
+        }
+        case FeatureType::Dihedral: {
+            Vector3d b1 = vectorBetween(positions, p[0], p[1], box);
+            Vector3d b2 = vectorBetween(positions, p[1], p[2], box);
+            Vector3d b3 = vectorBetween(positions, p[2], p[3], box);
+            Vector3d m = b1.cross(b2);
+            Vector3d n = b2.cross(b3);
+            double mm = m.squaredNorm(), nn = n.squaredNorm(), b2b2 = b2.squaredNorm();
+            double dCos = 0, dSin = 0;
+            if (mm > 0 && nn > 0) {
+                double phi = std::atan2(std::sqrt(b2b2) * b1.dot(n), m.dot(n));
+                // dφ/dpositions, Blondel & Karplus, as in backpropFeatures().
+                double b2norm = std::sqrt(b2b2);
+                Vector3d gi = (-b2norm / mm) * m;
+                Vector3d gl = (b2norm / nn) * n;
+                double fi = b1.dot(b2) / b2b2;
+                double fl = b3.dot(b2) / b2b2;
+                Vector3d gj = -gi - fi * gi + fl * gl;
+                Vector3d gk = -gl + fi * gi - fl * gl;
+                double dPhi = gi.dot(tangentOf(tangent, p[0])) + gj.dot(tangentOf(tangent, p[1])) +
+                              gk.dot(tangentOf(tangent, p[2])) + gl.dot(tangentOf(tangent, p[3]));
+                dCos = -std::sin(phi) * dPhi;
+                dSin = std::cos(phi) * dPhi;
+            }
+            *out++ = dCos;
+            *out++ = dSin;
+            break;
+        }
+        case FeatureType::Coordinate: {
+            double dx = tangent[3 * p[0] + f.axis];
+            if (f.period > 0) {
+                double scale = twoPi / f.period;
+                double angle = scale * positions[3 * p[0] + f.axis];
+                *out++ = -std::sin(angle) * scale * dx;
+                *out++ = std::cos(angle) * scale * dx;
+            } else
+                *out++ = dx;
             break;
         }
         }

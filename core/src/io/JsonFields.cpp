@@ -61,6 +61,15 @@ double readNumber(const nlohmann::json& object, const char* key, double fallback
     return v.get<double>();
 }
 
+bool readBool(const nlohmann::json& object, const char* key, bool fallback, const std::string& where) {
+    if (!object.contains(key))
+        return fallback;
+    const nlohmann::json& v = object[key];
+    if (!v.is_boolean())
+        throw Error(where + ": \"" + key + "\" must be true or false, got " + v.dump());
+    return v.get<bool>();
+}
+
 std::vector<int> readIntArray(const nlohmann::json& object, const char* key, const std::string& where) {
     if (!object.contains(key) || !object[key].is_array())
         throw Error(where + ": \"" + key + "\" must be an array of integers");

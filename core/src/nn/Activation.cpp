@@ -49,6 +49,20 @@ inline double siluDerivative(double x) {
     return s.positive * (1.0 + x * s.negative);
 }
 
+// 1 - 2 sigmoid(x) = sigmoid(-x) - sigmoid(x): both terms from the pair, so no 1 - s cancels.
+inline double oneMinusTwoSigmoid(double x) {
+    SigmoidPair s = sigmoidPair(x);
+    return s.negative - s.positive;
+}
+
+inline double tanhSecondDerivative(double x) {
+    return -2.0 * std::tanh(x) * tanhDerivative(x);
+}
+
+inline double siluSecondDerivative(double x) {
+    return sigmoidDerivative(x) * (2.0 + x * oneMinusTwoSigmoid(x));
+}
+
 template <class Array>
 void checkSameShape(const Eigen::Ref<const Array>& x, const Eigen::Ref<Array>& y, const char* what) {
     if (x.rows() != y.rows() || x.cols() != y.cols())
@@ -160,6 +174,44 @@ void activationDerivativeArray(Activation activation,
     throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
 
+void activationSecondDerivativeArray(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
+                                     Eigen::Ref<Eigen::ArrayXXd> d2ydx2) {
+    using E = Chunk<double>;
+    const char* what = "activationSecondDerivative";
+    switch (activation) {
+    case Activation::Identity:
+    case Activation::ReLU:
+        checkSameShape<Eigen::ArrayXXd>(x, d2ydx2, what);
+        d2ydx2.setZero();
+        return;
+    case Activation::Tanh:
+        applyChunked<double>(x, d2ydx2, [&](const auto& xs, auto& ds, const E& e) {
+            // With e2 = exp(-2|x|): tanh = sign(x) (1 - e2) / (1 + e2), tanh' = 4 e2 / (1 + e2)^2.
+            const E e2 = e.square();
+            const E t = (xs >= 0.0).select((1.0 - e2) / (1.0 + e2), (e2 - 1.0) / (1.0 + e2));
+            ds = -2.0 * t * (4.0 * e2 / (1.0 + e2).square());
+        }, what);
+        return;
+    case Activation::Sigmoid:
+        applyChunked<double>(x, d2ydx2, [&](const auto& xs, auto& ds, const E& e) {
+            // s (1 - s) = e / (1 + e)^2; 1 - 2s = s(-x) - s(x) = -sign(x) (1 - e) / (1 + e).
+            const E oneMinusTwoS = (xs >= 0.0).select((e - 1.0) / (1.0 + e), (1.0 - e) / (1.0 + e));
+            ds = e / (1.0 + e).square() * oneMinusTwoS;
+        }, what);
+        return;
+    case Activation::Softplus:
+        applyChunked<double>(x, d2ydx2, [&](const auto&, auto& ds, const E& e) { ds = e / (1.0 + e).square(); }, what);
+        return;
+    case Activation::SiLU:
+        applyChunked<double>(x, d2ydx2, [&](const auto& xs, auto& ds, const E& e) {
+            const E oneMinusTwoS = (xs >= 0.0).select((e - 1.0) / (1.0 + e), (1.0 - e) / (1.0 + e));
+            ds = e / (1.0 + e).square() * (2.0 + xs * oneMinusTwoS);
+        }, what);
+        return;
+    }
+    throw Error("activationSecondDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
+}
+
 } // namespace
 
 
@@ -219,6 +271,18 @@ double activationDerivative(Activation activation, double x) {
     throw Error("activationDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
 }
 
+double activationSecondDerivative(Activation activation, double x) {
+    switch (activation) {
+    case Activation::Identity: return 0.0;
+    case Activation::Tanh: return tanhSecondDerivative(x);
+    case Activation::Sigmoid: return sigmoidDerivative(x) * oneMinusTwoSigmoid(x);
+    case Activation::Softplus: return sigmoidDerivative(x);
+    case Activation::SiLU: return siluSecondDerivative(x);
+    case Activation::ReLU: return 0.0;
+    }
+    throw Error("activationSecondDerivative: invalid Activation value " + std::to_string(static_cast<int>(activation)));
+}
+
 void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                      Eigen::Ref<Eigen::ArrayXXd> y) {
     activationValueArray<double>(activation, x, y);
@@ -237,6 +301,11 @@ void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::A
 void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x,
                           Eigen::Ref<Eigen::ArrayXXf> dydx) {
     activationDerivativeArray<float>(activation, x, dydx);
+}
+
+void activationSecondDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
+                                Eigen::Ref<Eigen::ArrayXXd> d2ydx2) {
+    activationSecondDerivativeArray(activation, x, d2ydx2);
 }
 
 } // namespace cgflow::nn

@@ -80,6 +80,22 @@ double CosineDecaySchedule::computeLearningRate(int64_t step) const {
     return std::max(rate, 0.0);
 }
 
+ExponentialDecaySchedule::ExponentialDecaySchedule(double initialLearningRateIn, double decayFactorIn,
+                                                   int64_t stepsPerDecayIn)
+    : initialLearningRate(initialLearningRateIn), decayFactor(decayFactorIn), stepsPerDecay(stepsPerDecayIn) {
+    checkRate(initialLearningRate, "ExponentialDecaySchedule: initialLearningRate");
+    // A factor above 1 would grow the rate without bound; 0 would stop training after one stair.
+    if (!(decayFactor > 0.0 && decayFactor <= 1.0))
+        throw Error("ExponentialDecaySchedule: decayFactor must be in (0, 1], got " + std::to_string(decayFactor));
+    if (stepsPerDecay < 1)
+        throw Error("ExponentialDecaySchedule: stepsPerDecay must be >= 1, got " + std::to_string(stepsPerDecay));
+}
+
+double ExponentialDecaySchedule::computeLearningRate(int64_t step) const {
+    const int64_t stairs = step / stepsPerDecay;
+    return initialLearningRate * std::pow(decayFactor, static_cast<double>(stairs));
+}
+
 std::shared_ptr<const LearningRateSchedule> makeWarmupCosineSchedule(double peakLearningRate, int64_t warmupSteps,
                                                                      int64_t totalSteps, double finalLearningRate,
                                                                      double initialLearningRate) {

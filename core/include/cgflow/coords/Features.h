@@ -73,6 +73,19 @@ void computeFeatures(const std::vector<Feature>& features, const double* positio
 void backpropFeatures(const std::vector<Feature>& features, const double* positions, const PeriodicBox& box,
                       const double* dLdFeatures, double* grad);
 
+/**
+ * Forward mode, the transpose of backpropFeatures(): out (totalWidth values, overwritten) = J t,
+ * the directional derivative of the features along the position tangent t (3*numParticles), with
+ * J = d features / d positions. Force matching needs both products: the force is -J^T dU/df
+ * (backpropFeatures), and the loss gradient with respect to dU/df is J applied to the loss
+ * gradient with respect to the force. Each feature's row of J is computed directly from the same
+ * formulas as backpropFeatures() (one pass, O(features)), where building J from backpropFeatures()
+ * of unit vectors would cost O(features^2). Where a feature is not differentiable its row is zero,
+ * as there.
+ */
+void jvpFeatures(const std::vector<Feature>& features, const double* positions, const PeriodicBox& box,
+                 const double* tangent, double* out);
+
 } // namespace cgflow::coords
 
 #endif

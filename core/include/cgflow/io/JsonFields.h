@@ -38,6 +38,9 @@ int requireInt(const nlohmann::json& object, const char* key, const std::string&
 /** The finite number field `key`, or `fallback` when absent. */
 double readNumber(const nlohmann::json& object, const char* key, double fallback, const std::string& where);
 
+/** The boolean field `key` (true or false, nothing else), or `fallback` when absent. */
+bool readBool(const nlohmann::json& object, const char* key, bool fallback, const std::string& where);
+
 /** The array of ints `key`, which must be present. */
 std::vector<int> readIntArray(const nlohmann::json& object, const char* key, const std::string& where);
 

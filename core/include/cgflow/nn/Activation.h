@@ -25,6 +25,15 @@ double activationValue(Activation activation, double x);
 double activationDerivative(Activation activation, double x);
 
 /**
+ * f''(x), exactly: identity'' = relu'' = 0 (ReLU'' is 0 everywhere it exists; at 0 it is taken as
+ * 0 as for the first derivative), tanh'' = -2 t (1 - t^2), sigmoid'' = s (1 - s)(1 - 2s),
+ * softplus'' = s (1 - s), silu'' = s (1 - s)(2 + x (1 - 2s)), with t = tanh(x) and s = sigmoid(x),
+ * each written on exp(-|x|) so that nothing overflows or cancels for large |x|. Force matching
+ * needs it: the parameter gradient of a loss on dU/dx passes through f''.
+ */
+double activationSecondDerivative(Activation activation, double x);
+
+/**
  * Elementwise y = f(x). y must already have the shape of x (else Error); x and y may be the same
  * array. Vectorized with Eigen's exp, so results may differ from the scalar version in the last bit.
  */
@@ -34,8 +43,12 @@ void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayX
 void activationDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
                           Eigen::Ref<Eigen::ArrayXXd> dydx);
 
+/** Elementwise d2ydx2 = f''(x). d2ydx2 must already have the shape of x (else Error); they may be the same array. */
+void activationSecondDerivative(Activation activation, const Eigen::Ref<const Eigen::ArrayXXd>& x,
+                                Eigen::Ref<Eigen::ArrayXXd> d2ydx2);
+
 /**
- * The same two in float32 (used by mixed-precision networks): the same numerically stable forms,
+ * The same two (value and first derivative) in float32 (used by mixed-precision networks): the same numerically stable forms,
  * evaluated in float with Eigen's vectorized float exp, log1p and tanh.
  */
 void activationValue(Activation activation, const Eigen::Ref<const Eigen::ArrayXXf>& x, Eigen::Ref<Eigen::ArrayXXf> y);

@@ -92,6 +92,30 @@ private:
 };
 
 /**
+ * Exponential decay in stairs: the rate is multiplied by decayFactor every stepsPerDecay steps,
+ *   lr(t) = initialLearningRate * decayFactor^floor(t / stepsPerDecay).
+ * With stepsPerDecay = the updates of one epoch this is PyTorch's ExponentialLR stepped once per
+ * epoch (the CG-BG paper's "Adam with exponential decay"), in its closed form lr0 * gamma^epoch.
+ * initialLearningRate finite and >= 0, decayFactor in (0, 1] (1 = constant), stepsPerDecay >= 1;
+ * else Error.
+ */
+class ExponentialDecaySchedule : public LearningRateSchedule {
+public:
+    ExponentialDecaySchedule(double initialLearningRate, double decayFactor, int64_t stepsPerDecay = 1);
+    double getInitialLearningRate() const { return initialLearningRate; }
+    double getDecayFactor() const { return decayFactor; }
+    int64_t getStepsPerDecay() const { return stepsPerDecay; }
+
+protected:
+    double computeLearningRate(int64_t step) const override;
+
+private:
+    double initialLearningRate;
+    double decayFactor;
+    int64_t stepsPerDecay;
+};
+
+/**
  * Linear warm-up from initialLearningRate to peakLearningRate over warmupSteps, then cosine decay
  * to finalLearningRate, reached at step totalSteps (so the cosine spans totalSteps - warmupSteps).
  * Requires 0 <= warmupSteps < totalSteps.
