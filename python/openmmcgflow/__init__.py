@@ -22,10 +22,10 @@ The CG Boltzmann-generator and active-learning workflows are to land beside ``da
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
 from . import _core
-from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, PMFTrainer, load_flow_trainer, load_safetensors, save_safetensors
+from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
 from .plugin import BoltzmannGeneratorIntegrator, PMFForce
-from .pmf import set_ensemble_parameters
+from .pmf import PMFTrainer, set_ensemble_parameters
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
 from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
 from . import coordinates, datafree, plots, stats, systems  # noqa: E402  (submodules)

@@ -1,5 +1,13 @@
-"""Helpers that connect numpy-side MLP ensembles to the OpenMM-side PMFForce."""
+"""Neural PMFs: numpy-side MLP ensembles into the OpenMM-side PMFForce, and their training
+(:class:`PMFTrainer`: force matching or free-energy labels, with progress and resumable checkpoints)."""
+import json
+import os
+
+import numpy as np
+from tqdm import tqdm
+
 from ._core import MLPEnsemble
+from ._core import PMFTrainer as _CorePMFTrainer
 
 
 def set_ensemble_parameters(force, weights, biases, activation="sigmoid", output_activation="identity"):
@@ -18,3 +26,93 @@ def set_ensemble_parameters(force, weights, biases, activation="sigmoid", output
     ensemble = MLPEnsemble.from_arrays(weights, biases, activation, output_activation)
     force.setModelBytes(ensemble.to_bytes())
     return ensemble
+
+
+class PMFTrainer(_CorePMFTrainer):
+    """Fits the MLPEnsemble a PMFForce evaluates to forces (force matching) or to free-energy labels.
+
+    The core trainer (``help(openmmcgflow._core.PMFTrainer)`` lists the options) with what a long fit
+    needs around it: ``progress`` (a tqdm bar over epochs, with the members' mean validation loss)
+    and ``checkpoint`` (a file path: the whole state of the fit is written there atomically after
+    every ``checkpoint_every`` epochs and at the end, and a fit started with an existing checkpoint
+    continues from it, bit-identical to an uninterrupted fit with the same data and options; a
+    checkpoint written with other options or data is refused).
+    """
+
+    def fit_forces(self, positions, forces, box=None, *, progress=True, checkpoint=None, checkpoint_every=1):
+        """Force matching: positions and target forces (n, N, 3) in nm and kJ/mol/nm. Returns the history."""
+        return self._fit(_CorePMFTrainer.fit_forces, (positions, forces, box), "force matching", progress,
+                         checkpoint, checkpoint_every)
+
+    def fit_labels(self, inputs, energies, *, progress=True, checkpoint=None, checkpoint_every=1):
+        """Labels: feature values (n, input_size) and target energies (n,) in kJ/mol. Returns the history."""
+        return self._fit(_CorePMFTrainer.fit_labels, (inputs, energies), "label fit", progress, checkpoint,
+                         checkpoint_every)
+
+    def _fit(self, fit, arguments, description, progress, checkpoint, checkpoint_every):
+        if int(checkpoint_every) < 1:
+            raise ValueError("checkpoint_every: must be >= 1, got %r" % (checkpoint_every,))
+        resume = _read_checkpoint(checkpoint, self.options) if checkpoint is not None and os.path.exists(checkpoint) \
+            else None
+        bar = tqdm(desc=description, unit="epoch", disable=not progress,
+                   initial=resume["epochs_done"] if resume is not None else 0)
+
+        def on_epoch(state):
+            if bar.total is None:
+                bar.total = state["num_epochs"]
+            bar.update(state["epochs_done"] - bar.n)
+            validation = state["history"]["validation_loss"][state["epochs_done"] - 1]
+            if np.all(np.isfinite(validation)):
+                bar.set_postfix(validation_loss="%.4g" % float(np.mean(validation)))
+            done = state["epochs_done"] == state["num_epochs"]
+            if checkpoint is not None and (done or state["epochs_done"] % int(checkpoint_every) == 0):
+                _write_checkpoint(checkpoint, state, self.options)
+
+        try:
+            return fit(self, *arguments, on_epoch=on_epoch, resume=resume)
+        finally:
+            bar.close()
+
+
+def _write_checkpoint(path, state, options):
+    """The state of a fit after an epoch, as one .npz (arrays) with its scalars and options as JSON."""
+    history = state["history"]
+    arrays = {"train_loss": history["train_loss"], "validation_loss": history["validation_loss"]}
+    members = []
+    for m, member in enumerate(state["members"]):
+        for key in ("parameters", "best_parameters", "first_moment", "second_moment"):
+            arrays["member%d.%s" % (m, key)] = member[key]
+        arrays["member%d.train_indices" % m] = history["train_indices"][m]
+        arrays["member%d.validation_indices" % m] = history["validation_indices"][m]
+        members.append({key: member[key] for key in ("best_validation_loss", "best_epoch", "step_count")})
+    meta = {"format": "openmm-cgflow-pmf-checkpoint", "options": options, "epochs_done": state["epochs_done"],
+            "num_epochs": state["num_epochs"], "num_samples": history["num_samples"],
+            "num_skipped": history["num_skipped"], "members": members}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+
+
+def _read_checkpoint(path, options):
+    with np.load(path) as data:
+        meta = json.loads(bytes(data["meta"]).decode())
+        if meta.get("format") != "openmm-cgflow-pmf-checkpoint":
+            raise ValueError("checkpoint: %s is not a PMF trainer checkpoint" % path)
+        # The thread count does not change the results, so a fit may resume on another machine.
+        written, current = dict(meta["options"]), dict(options)
+        written.pop("threads", None)
+        current.pop("threads", None)
+        if written != current:
+            raise ValueError("checkpoint: %s was written by a fit with other options (%r), this one has %r"
+                             % (path, meta["options"], options))
+        members = []
+        for m, member in enumerate(meta["members"]):
+            members.append(dict(member, **{key: data["member%d.%s" % (m, key)] for key in
+                                           ("parameters", "best_parameters", "first_moment", "second_moment")}))
+        history = {"train_loss": data["train_loss"], "validation_loss": data["validation_loss"],
+                   "train_indices": [data["member%d.train_indices" % m].tolist() for m in range(len(members))],
+                   "validation_indices": [data["member%d.validation_indices" % m].tolist() for m in range(len(members))],
+                   "num_samples": meta["num_samples"], "num_skipped": meta["num_skipped"]}
+    return {"epochs_done": meta["epochs_done"], "num_epochs": meta["num_epochs"], "members": members,
+            "history": history}

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <optional>
 
 namespace py = pybind11;
 using namespace cgflow;
@@ -177,6 +178,95 @@ py::dict historyToDict(const train::PMFTrainingHistory& h) {
     return d;
 }
 
+py::array_t<double> doublesToNumpy(const std::vector<double>& v) {
+    return py::array_t<double>(static_cast<py::ssize_t>(v.size()), v.data());
+}
+
+std::vector<int> intsFromPython(const py::handle& values) {
+    return py::cast<std::vector<int>>(values);
+}
+
+std::vector<std::vector<double>> tableFromNumpy(const py::handle& table, const char* name) {
+    const InputArray a = py::reinterpret_borrow<py::object>(table).cast<InputArray>();
+    if (a.ndim() != 2)
+        throw Error(std::string("resume state: ") + name + " must be a 2-D array (epochs, members)");
+    std::vector<std::vector<double>> rows(a.shape(0), std::vector<double>(a.shape(1)));
+    for (py::ssize_t r = 0; r < a.shape(0); r++)
+        for (py::ssize_t c = 0; c < a.shape(1); c++)
+            rows[r][c] = a.at(r, c);
+    return rows;
+}
+
+// The state of a fit after an epoch, as plain Python values and arrays (what a checkpoint stores).
+py::dict stateToDict(const train::PMFTrainingState& state) {
+    py::dict d;
+    d["epochs_done"] = state.epochsDone;
+    d["num_epochs"] = state.numEpochs;
+    py::list members;
+    for (const train::PMFMemberState& member : state.members) {
+        py::dict m;
+        m["parameters"] = doublesToNumpy(member.parameters);
+        m["best_parameters"] = doublesToNumpy(member.bestParameters);
+        m["best_validation_loss"] = member.bestValidationLoss;
+        m["best_epoch"] = member.bestEpoch;
+        m["step_count"] = member.optimizer.stepCount;
+        m["first_moment"] = doublesToNumpy(member.optimizer.firstMoment);
+        m["second_moment"] = doublesToNumpy(member.optimizer.secondMoment);
+        members.append(m);
+    }
+    d["members"] = members;
+    d["history"] = historyToDict(state.history);
+    return d;
+}
+
+train::PMFTrainingState stateFromDict(const py::dict& d) {
+    for (const char* key : {"epochs_done", "num_epochs", "members", "history"})
+        if (!d.contains(key))
+            throw Error(std::string("resume state: the key '") + key + "' is missing");
+    train::PMFTrainingState state;
+    state.epochsDone = d["epochs_done"].cast<int>();
+    state.numEpochs = d["num_epochs"].cast<int>();
+    for (const py::handle& item : d["members"].cast<py::list>()) {
+        const py::dict m = py::reinterpret_borrow<py::dict>(item);
+        train::PMFMemberState member;
+        member.parameters = vectorFromNumpy(m["parameters"].cast<DoubleArray>(), "parameters");
+        member.bestParameters = vectorFromNumpy(m["best_parameters"].cast<DoubleArray>(), "best_parameters");
+        member.bestValidationLoss = m["best_validation_loss"].cast<double>();
+        member.bestEpoch = m["best_epoch"].cast<int>();
+        member.optimizer.stepCount = m["step_count"].cast<int64_t>();
+        member.optimizer.firstMoment = vectorFromNumpy(m["first_moment"].cast<DoubleArray>(), "first_moment");
+        member.optimizer.secondMoment = vectorFromNumpy(m["second_moment"].cast<DoubleArray>(), "second_moment");
+        state.members.push_back(std::move(member));
+    }
+    const py::dict h = d["history"].cast<py::dict>();
+    state.history.trainLoss = tableFromNumpy(h["train_loss"], "train_loss");
+    state.history.validationLoss = tableFromNumpy(h["validation_loss"], "validation_loss");
+    for (const py::handle& indices : h["train_indices"].cast<py::list>())
+        state.history.trainIndices.push_back(intsFromPython(indices));
+    for (const py::handle& indices : h["validation_indices"].cast<py::list>())
+        state.history.validationIndices.push_back(intsFromPython(indices));
+    state.history.numSamples = h["num_samples"].cast<int>();
+    state.history.numSkipped = h["num_skipped"].cast<int>();
+    return state;
+}
+
+// on_epoch (a Python callable or None) as the trainer's callback: called with the GIL held and the
+// state as a dict; an exception it raises ends the fit and reaches the caller.
+train::PMFEpochCallback epochCallback(const py::object& onEpoch) {
+    if (onEpoch.is_none())
+        return {};
+    return [onEpoch](const train::PMFTrainingState& state) {
+        py::gil_scoped_acquire acquire;
+        onEpoch(stateToDict(state));
+    };
+}
+
+std::optional<train::PMFTrainingState> resumeState(const py::object& resume) {
+    if (resume.is_none())
+        return std::nullopt;
+    return stateFromDict(resume.cast<py::dict>());
+}
+
 } // namespace
 
 void bindPMF(py::module_& m) {
@@ -204,38 +294,48 @@ num_samples, num_skipped (samples with non-finite data, left out), steps.)doc")
              py::keep_alive<1, 2>())
         .def(
             "fit_forces",
-            [](PMFTrainer& t, const InputArray& positions, const InputArray& forces, const py::object& box) {
+            [](PMFTrainer& t, const InputArray& positions, const InputArray& forces, const py::object& box,
+               const py::object& onEpoch, const py::object& resume) {
                 const ColumnMap r = particleBatch(positions, "positions");
                 const ColumnMap f = particleBatch(forces, "forces");
                 const coords::PeriodicBox periodicBox = boxFromPython(box);
+                const train::PMFEpochCallback callback = epochCallback(onEpoch);
+                const std::optional<train::PMFTrainingState> state = resumeState(resume);
                 train::PMFTrainingHistory history;
                 {
                     py::gil_scoped_release release;
-                    history = t.fitForces(r, f, periodicBox);
+                    history = t.fitForces(r, f, periodicBox, callback, state ? &*state : nullptr);
                 }
                 return historyToDict(history);
             },
-            py::arg("positions"), py::arg("forces"), py::arg("box") = py::none(),
+            py::arg("positions"), py::arg("forces"), py::arg("box") = py::none(), py::arg("on_epoch") = py::none(),
+            py::arg("resume") = py::none(),
             "Force matching: positions and target forces (n, N, 3), nm and kJ/mol/nm; box: None or the "
-            "box vectors as rows of a (3, 3) array (OpenMM's reduced form). Returns the history.")
+            "box vectors as rows of a (3, 3) array (OpenMM's reduced form). on_epoch: called after every "
+            "epoch with the state of the fit (a dict); resume: such a state, to continue the fit from it "
+            "(bit-identical to an uninterrupted fit). Returns the history.")
         .def(
             "fit_labels",
-            [](PMFTrainer& t, const InputArray& inputs, const InputArray& energies) {
+            [](PMFTrainer& t, const InputArray& inputs, const InputArray& energies, const py::object& onEpoch,
+               const py::object& resume) {
                 if (inputs.ndim() != 2)
                     throw Error("inputs: expected shape (n, " + std::to_string(t.getEnsemble().getInputSize()) +
                                 "), one sample of feature values per row");
                 const ColumnMap x(inputs.data(), inputs.shape(1), inputs.shape(0));
                 const std::vector<double> e = vectorFromNumpy(energies, "energies");
                 const Eigen::Map<const Eigen::VectorXd> labels(e.data(), static_cast<Eigen::Index>(e.size()));
+                const train::PMFEpochCallback callback = epochCallback(onEpoch);
+                const std::optional<train::PMFTrainingState> state = resumeState(resume);
                 train::PMFTrainingHistory history;
                 {
                     py::gil_scoped_release release;
-                    history = t.fitLabels(x, labels);
+                    history = t.fitLabels(x, labels, callback, state ? &*state : nullptr);
                 }
                 return historyToDict(history);
             },
-            py::arg("inputs"), py::arg("energies"),
-            "Labels: feature values (n, input_size) and target energies (n,), kJ/mol. Returns the history.")
+            py::arg("inputs"), py::arg("energies"), py::arg("on_epoch") = py::none(), py::arg("resume") = py::none(),
+            "Labels: feature values (n, input_size) and target energies (n,), kJ/mol; on_epoch and resume as "
+            "for fit_forces. Returns the history.")
         .def(
             "predict",
             [](PMFTrainer& t, const InputArray& positions, const py::object& box) {

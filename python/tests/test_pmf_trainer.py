@@ -210,3 +210,42 @@ def test_options_skipped_samples_threads_and_errors():
         trainer.fit_labels(np.zeros((5, 4)), np.zeros(5))
     with pytest.raises(cg.CGFlowError, match="energies"):
         trainer.fit_labels(np.zeros((5, 6)), np.zeros(4))
+
+
+def test_a_killed_fit_resumes_from_its_checkpoint_bit_identically(tmp_path, monkeypatch):
+    positions, _, forces = spring_samples(120, seed=21)
+    options = {"epochs": 6, "batch_size": 16, "learning_rate": 1e-2, "learning_rate_decay": 0.9,
+               "validation_fraction": 0.2, "bootstrap": True, "max_gradient_norm": 1.0, "seed": 4, "threads": 2}
+
+    def trainer(threads=2, seed=3):
+        ensemble = cg.MLPEnsemble([6, 16, 1], num_members=3, activation="tanh", seed=seed)
+        return ensemble, cg.PMFTrainer(ensemble, pair_distance_force(), dict(options, threads=threads))
+
+    whole, whole_trainer = trainer()
+    whole_history = whole_trainer.fit_forces(positions, forces, progress=False)
+
+    # A kill right after the checkpoint of epoch 3 is written (the write itself is atomic).
+    checkpoint = str(tmp_path / "pmf.npz")
+    write = cg.pmf._write_checkpoint
+
+    def write_then_die(path, state, opts):
+        write(path, state, opts)
+        if state["epochs_done"] == 3:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(cg.pmf, "_write_checkpoint", write_then_die)
+    _, first = trainer()
+    with pytest.raises(KeyboardInterrupt):
+        first.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)
+    monkeypatch.setattr(cg.pmf, "_write_checkpoint", write)
+    # The resumed fit starts from other initial parameters and another thread count: the checkpoint decides.
+    resumed, resumed_trainer = trainer(threads=1, seed=99)
+    history = resumed_trainer.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)
+    assert resumed.to_bytes() == whole.to_bytes()
+    assert np.array_equal(history["train_loss"], whole_history["train_loss"])
+    assert history["best_epoch"] == whole_history["best_epoch"]
+    # A checkpoint of a fit with other options is refused, naming the difference.
+    other = cg.PMFTrainer(cg.MLPEnsemble([6, 16, 1], num_members=3, activation="tanh", seed=3),
+                          pair_distance_force(), dict(options, learning_rate=2e-2))
+    with pytest.raises(ValueError, match="other options"):
+        other.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)

@@ -28,7 +28,9 @@ using cgflow::nn::MLP;
 using cgflow::nn::MLPEnsemble;
 using cgflow::train::PMFTrainer;
 using cgflow::train::PMFTrainerOptions;
+using cgflow::train::PMFEpochCallback;
 using cgflow::train::PMFTrainingHistory;
+using cgflow::train::PMFTrainingState;
 using cgflowtest::errorMessage;
 using Eigen::MatrixXd;
 using Eigen::Vector3d;
@@ -373,6 +375,67 @@ TEST(PMFTrainer, SameSeedGivesBitIdenticalParametersForAnyThreadCount) {
         EXPECT_EQ(one.first, three.first) << (forces ? "forces" : "labels");
         EXPECT_EQ(one.second, two.second);
         EXPECT_NE(one.first, train(forces, 2, 6).first);
+    }
+}
+
+// A fit resumed from the state its epoch callback saw (a checkpoint) ends bit-identical to the
+// uninterrupted fit, for labels and forces; a state from other data or options is refused.
+TEST(PMFTrainer, ResumedFitIsBitIdenticalToAnUninterruptedOne) {
+    const ForceData forceData = springSamples(80, 0.03, 11);
+    const LabelData labelData = torsionLabels(80, -pi, pi, -pi, pi, 0.1, 12);
+    PMFTrainerOptions options;
+    options.batchSize = 16;
+    options.epochs = 6;
+    options.bootstrap = true;
+    options.validationFraction = 0.2;
+    options.maxGradientNorm = 1.0;
+    options.learningRateDecay = 0.9;
+    options.seed = 3;
+    options.numThreads = 2;
+    for (bool forces : {false, true}) {
+        auto fit = [&](MLPEnsemble& ensemble, const PMFEpochCallback& onEpoch, const PMFTrainingState* resume) {
+            PMFTrainer trainer(ensemble, forces ? allPairDistances(4) : std::vector<Feature>(), options);
+            return forces ? trainer.fitForces(forceData.positions, forceData.forces, PeriodicBox(), onEpoch, resume)
+                          : trainer.fitLabels(labelData.inputs, labelData.energies, onEpoch, resume);
+        };
+        const std::vector<int> widths = {forces ? 6 : 4, 8, 1};
+        MLPEnsemble whole = makeEnsemble(widths, 3, Activation::Tanh, 40);
+        PMFTrainingState afterThree;
+        int calls = 0;
+        const PMFTrainingHistory wholeHistory = fit(whole, [&](const PMFTrainingState& state) {
+            EXPECT_EQ(state.epochsDone, ++calls);
+            EXPECT_EQ(state.numEpochs, 6);
+            if (state.epochsDone == 3)
+                afterThree = state;
+        }, nullptr);
+        EXPECT_EQ(calls, 6);
+        // A fresh ensemble (its initial parameters do not matter: the state carries them) resumed after 3 epochs.
+        MLPEnsemble resumed = makeEnsemble(widths, 3, Activation::Tanh, 99);
+        const PMFTrainingHistory resumedHistory = fit(resumed, {}, &afterThree);
+        EXPECT_EQ(parametersOf(resumed), parametersOf(whole)) << (forces ? "forces" : "labels");
+        EXPECT_EQ(resumedHistory.trainLoss, wholeHistory.trainLoss);
+        EXPECT_EQ(resumedHistory.bestEpoch, wholeHistory.bestEpoch);
+        EXPECT_EQ(resumedHistory.bestValidationLoss, wholeHistory.bestValidationLoss);
+        PMFTrainingState done = afterThree;
+        MLPEnsemble other = makeEnsemble(widths, 3, Activation::Tanh, 41);
+        PMFTrainer wrongTrainer(other, forces ? allPairDistances(4) : std::vector<Feature>(), options);
+        done.history.trainIndices[1][0] = done.history.trainIndices[1][1] + 1000;
+        EXPECT_NE(errorMessage([&] {
+                      if (forces)
+                          wrongTrainer.fitForces(forceData.positions, forceData.forces, PeriodicBox(), {}, &done);
+                      else
+                          wrongTrainer.fitLabels(labelData.inputs, labelData.energies, {}, &done);
+                  }).find("resume state: it was made from other data or another split"),
+                  std::string::npos);
+        PMFTrainingState fewer = afterThree;
+        fewer.numEpochs = 5;
+        EXPECT_NE(errorMessage([&] {
+                      if (forces)
+                          wrongTrainer.fitForces(forceData.positions, forceData.forces, PeriodicBox(), {}, &fewer);
+                      else
+                          wrongTrainer.fitLabels(labelData.inputs, labelData.energies, {}, &fewer);
+                  }).find("resume state: 3 of 5 epochs done, but this fit runs 6"),
+                  std::string::npos);
     }
 }
 

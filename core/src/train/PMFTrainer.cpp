@@ -300,25 +300,46 @@ json PMFTrainerOptions::toJson() const {
 
 namespace {
 
-// One member's training: its own optimizer, shuffles and best-validation copy. It reads and writes
-// only its own member and its own column of the history, so members can run on any threads.
-void trainMember(nn::MLP& mlp, int member, const Dataset& data, const PMFTrainerOptions& options, int numEpochs,
-                 int64_t totalSteps, int64_t stepsPerEpoch, PMFTrainingHistory& history) {
-    const size_t numParameters = mlp.getNumParameters();
-    std::vector<double> parameters(numParameters), gradient(numParameters), best;
-    mlp.getParameters(parameters.data());
-    optim::Adam adam(numParameters, options.adam);
-    adam.setSchedule(std::make_shared<optim::ExponentialDecaySchedule>(options.adam.learningRate,
-                                                                       options.learningRateDecay, stepsPerEpoch));
-    const std::vector<int>& train = history.trainIndices[member];
-    const std::vector<int>& validation = history.validationIndices[member];
-    const double termsPerSample = data.termsPerSample();
-    BatchScratch scratch;
-    std::vector<int> order;
-    double bestLoss = std::numeric_limits<double>::infinity();
-    int bestEpoch = -1;
-    int64_t step = 0;
-    for (int epoch = 0; epoch < numEpochs; epoch++) {
+// One member's training, one epoch at a time: its own optimizer, shuffles and best-validation copy.
+// It reads and writes only its own member, its own state and its own column of the history, so
+// members can run on any threads, and its result does not depend on which.
+class MemberTraining {
+public:
+    MemberTraining(nn::MLP& mlp, int member, const PMFTrainerOptions& options, int64_t stepsPerEpoch)
+        : mlp(mlp), member(member), options(options), adam(mlp.getNumParameters(), options.adam) {
+        adam.setSchedule(std::make_shared<optim::ExponentialDecaySchedule>(options.adam.learningRate,
+                                                                           options.learningRateDecay, stepsPerEpoch));
+        parameters.resize(mlp.getNumParameters());
+        gradient.resize(mlp.getNumParameters());
+        mlp.getParameters(parameters.data());
+    }
+
+    /** Continues from a saved state (same architecture, checked by the caller). */
+    void restore(const PMFMemberState& state) {
+        parameters = state.parameters;
+        mlp.setParameters(parameters.data());
+        adam.setState(state.optimizer);
+        best = state.bestParameters;
+        bestLoss = state.bestValidationLoss;
+        bestEpoch = state.bestEpoch;
+        step = state.optimizer.stepCount;
+    }
+
+    PMFMemberState save() const {
+        PMFMemberState state;
+        state.parameters = parameters;
+        state.bestParameters = best;
+        state.bestValidationLoss = bestLoss;
+        state.bestEpoch = bestEpoch;
+        state.optimizer = adam.getState();
+        return state;
+    }
+
+    void trainEpoch(int epoch, const Dataset& data, int64_t totalSteps, PMFTrainingHistory& history) {
+        const std::vector<int>& train = history.trainIndices[member];
+        const std::vector<int>& validation = history.validationIndices[member];
+        const double termsPerSample = data.termsPerSample();
+        const size_t numParameters = parameters.size();
         order = train;
         shuffleInPlace(order, options.seed, streamTag(DrawPurpose::Shuffle, member), static_cast<uint32_t>(epoch));
         double squaredError = 0;
@@ -350,14 +371,30 @@ void trainMember(nn::MLP& mlp, int member, const Dataset& data, const PMFTrainer
             }
         }
     }
-    if (bestEpoch >= 0) {
-        mlp.setParameters(best.data());
-        history.bestEpoch[member] = bestEpoch;
-        history.bestValidationLoss[member] = bestLoss;
-    } else {
-        history.bestEpoch[member] = numEpochs - 1;
+
+    /** After the last epoch: the member takes its best-validation parameters. */
+    void finish(int numEpochs, PMFTrainingHistory& history) {
+        if (bestEpoch >= 0) {
+            mlp.setParameters(best.data());
+            history.bestEpoch[member] = bestEpoch;
+            history.bestValidationLoss[member] = bestLoss;
+        } else {
+            history.bestEpoch[member] = numEpochs - 1;
+        }
     }
-}
+
+private:
+    nn::MLP& mlp;
+    int member;
+    const PMFTrainerOptions& options;
+    optim::Adam adam;
+    std::vector<double> parameters, gradient, best;
+    std::vector<int> order;
+    BatchScratch scratch;
+    double bestLoss = std::numeric_limits<double>::infinity();
+    int bestEpoch = -1;
+    int64_t step = 0;
+};
 
 } // namespace
 
@@ -374,7 +411,35 @@ PMFTrainer::PMFTrainer(nn::MLPEnsemble& ensembleIn, std::vector<Feature> feature
 
 namespace {
 
-PMFTrainingHistory fit(nn::MLPEnsemble& ensemble, const Dataset& data, const PMFTrainerOptions& options) {
+// A saved state continues this fit only if it came from the same data, split and architecture.
+void checkResumable(const PMFTrainingState& state, const PMFTrainingHistory& history, const nn::MLPEnsemble& ensemble,
+                    int numEpochs) {
+    const int numMembers = ensemble.getNumMembers();
+    if (static_cast<int>(state.members.size()) != numMembers)
+        throw Error("resume state: it has " + std::to_string(state.members.size()) + " members, the ensemble " +
+                    std::to_string(numMembers));
+    if (state.numEpochs != numEpochs || state.epochsDone < 0 || state.epochsDone > numEpochs)
+        throw Error("resume state: " + std::to_string(state.epochsDone) + " of " + std::to_string(state.numEpochs) +
+                    " epochs done, but this fit runs " + std::to_string(numEpochs) + " (different options?)");
+    if (state.history.numSamples != history.numSamples || state.history.numSkipped != history.numSkipped ||
+        state.history.trainIndices != history.trainIndices || state.history.validationIndices != history.validationIndices)
+        throw Error("resume state: it was made from other data or another split (sample count, skipped samples or "
+                    "split indices differ)");
+    if (static_cast<int>(state.history.trainLoss.size()) < state.epochsDone ||
+        static_cast<int>(state.history.validationLoss.size()) < state.epochsDone)
+        throw Error("resume state: its history has fewer epochs than it says are done");
+    for (int m = 0; m < numMembers; m++) {
+        const size_t n = ensemble.getMember(m).getNumParameters();
+        const PMFMemberState& member = state.members[m];
+        if (member.parameters.size() != n || member.optimizer.firstMoment.size() != n ||
+            member.optimizer.secondMoment.size() != n || (!member.bestParameters.empty() && member.bestParameters.size() != n))
+            throw Error("resume state: member " + std::to_string(m) + " does not have the ensemble's " +
+                        std::to_string(n) + " parameters");
+    }
+}
+
+PMFTrainingHistory fit(nn::MLPEnsemble& ensemble, const Dataset& data, const PMFTrainerOptions& options,
+                       const PMFEpochCallback& onEpoch, const PMFTrainingState* resumeFrom) {
     const int numMembers = ensemble.getNumMembers();
     const int numUsable = static_cast<int>(data.usable.size());
     if (numUsable == 0)
@@ -424,10 +489,40 @@ PMFTrainingHistory fit(nn::MLPEnsemble& ensemble, const Dataset& data, const PMF
     for (int epoch = 0; epoch < numEpochs; epoch++)
         history.learningRate.push_back(schedule.getLearningRate(epoch * stepsPerEpoch));
 
-    util::parallelFor(numMembers, options.numThreads, [&](int begin, int end) {
-        for (int m = begin; m < end; m++)
-            trainMember(ensemble.getMember(m), m, data, options, numEpochs, totalSteps, stepsPerEpoch, history);
-    });
+    std::vector<MemberTraining> members;
+    members.reserve(numMembers);
+    for (int m = 0; m < numMembers; m++)
+        members.emplace_back(ensemble.getMember(m), m, options, stepsPerEpoch);
+    int firstEpoch = 0;
+    if (resumeFrom != nullptr) {
+        checkResumable(*resumeFrom, history, ensemble, numEpochs);
+        for (int m = 0; m < numMembers; m++)
+            members[m].restore(resumeFrom->members[m]);
+        firstEpoch = resumeFrom->epochsDone;
+        for (int epoch = 0; epoch < firstEpoch; epoch++) {
+            history.trainLoss[epoch] = resumeFrom->history.trainLoss[epoch];
+            history.validationLoss[epoch] = resumeFrom->history.validationLoss[epoch];
+        }
+    }
+    // Epoch by epoch, the members of an epoch in parallel: after each epoch the whole run is a
+    // consistent state that the callback can report or checkpoint.
+    for (int epoch = firstEpoch; epoch < numEpochs; epoch++) {
+        util::parallelFor(numMembers, options.numThreads, [&](int begin, int end) {
+            for (int m = begin; m < end; m++)
+                members[m].trainEpoch(epoch, data, totalSteps, history);
+        });
+        if (onEpoch) {
+            PMFTrainingState state;
+            state.epochsDone = epoch + 1;
+            state.numEpochs = numEpochs;
+            for (const MemberTraining& member : members)
+                state.members.push_back(member.save());
+            state.history = history;
+            onEpoch(state);
+        }
+    }
+    for (int m = 0; m < numMembers; m++)
+        members[m].finish(numEpochs, history);
     return history;
 }
 
@@ -451,13 +546,15 @@ double memberLoss(const nn::MLP& mlp, const Dataset& data, int batchSize, std::v
 } // namespace
 
 PMFTrainingHistory PMFTrainer::fitLabels(const Eigen::Ref<const Eigen::MatrixXd>& inputs,
-                                         const Eigen::Ref<const Eigen::VectorXd>& energies) {
-    return fit(ensemble, labelDataset(inputs, energies, ensemble.getInputSize()), options);
+                                         const Eigen::Ref<const Eigen::VectorXd>& energies,
+                                         const PMFEpochCallback& onEpoch, const PMFTrainingState* resumeFrom) {
+    return fit(ensemble, labelDataset(inputs, energies, ensemble.getInputSize()), options, onEpoch, resumeFrom);
 }
 
 PMFTrainingHistory PMFTrainer::fitForces(const Eigen::Ref<const Eigen::MatrixXd>& positions,
-                                         const Eigen::Ref<const Eigen::MatrixXd>& forces, const PeriodicBox& box) {
-    return fit(ensemble, forceDataset(positions, forces, box, features), options);
+                                         const Eigen::Ref<const Eigen::MatrixXd>& forces, const PeriodicBox& box,
+                                         const PMFEpochCallback& onEpoch, const PMFTrainingState* resumeFrom) {
+    return fit(ensemble, forceDataset(positions, forces, box, features), options, onEpoch, resumeFrom);
 }
 
 double PMFTrainer::labelLoss(int member, const Eigen::Ref<const Eigen::MatrixXd>& inputs,

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -80,6 +81,30 @@ struct PMFTrainingHistory {
     int64_t stepsPerMember = 0; ///< optimizer updates each member took
 };
 
+/** One member's training state after an epoch. */
+struct PMFMemberState {
+    std::vector<double> parameters;     ///< the current parameters (flat MLP order)
+    std::vector<double> bestParameters; ///< those of the best validation loss so far (empty: none yet)
+    double bestValidationLoss = std::numeric_limits<double>::infinity();
+    int bestEpoch = -1;
+    optim::AdamState optimizer;         ///< its step count is the member's number of updates
+};
+
+/**
+ * Everything a fit needs to continue after an epoch, as plain data (a checkpoint): the splits and
+ * shuffles are counter-based draws of (seed, member, epoch), so with the same data and options a
+ * fit resumed from this state gives bit-identical parameters and history to an uninterrupted one.
+ */
+struct PMFTrainingState {
+    int epochsDone = 0;
+    int numEpochs = 0;
+    std::vector<PMFMemberState> members;
+    PMFTrainingHistory history; ///< losses filled up to epochsDone; the split indices
+};
+
+/** Called after every epoch with the state of the whole fit (for progress reports and checkpoints). */
+using PMFEpochCallback = std::function<void(const PMFTrainingState&)>;
+
 /**
  * Fits the model a PMFForce evaluates, an MLPEnsemble (scalar output, energy = ensemble mean) over
  * geometric features, either
@@ -112,16 +137,23 @@ public:
     const std::vector<coords::Feature>& getFeatures() const { return features; }
     nn::MLPEnsemble& getEnsemble() { return ensemble; }
 
+    /*
+     * Both fits: onEpoch (optional) is called after every epoch with the state of the fit;
+     * resumeFrom (optional) continues a fit from such a state (same data and options, else Error
+     * "resume state: ..."), with bit-identical results to an uninterrupted fit.
+     */
     /** Labels: inputs (inputSize x n), energies (n). */
     PMFTrainingHistory fitLabels(const Eigen::Ref<const Eigen::MatrixXd>& inputs,
-                                 const Eigen::Ref<const Eigen::VectorXd>& energies);
+                                 const Eigen::Ref<const Eigen::VectorXd>& energies,
+                                 const PMFEpochCallback& onEpoch = {}, const PMFTrainingState* resumeFrom = nullptr);
     /**
      * Force matching: positions and forces (3N x n each, one sample per column); box as for
      * PMFForce (periodic: OpenMM's reduced triclinic form). Every feature's particles must be < N.
      */
     PMFTrainingHistory fitForces(const Eigen::Ref<const Eigen::MatrixXd>& positions,
                                  const Eigen::Ref<const Eigen::MatrixXd>& forces,
-                                 const coords::PeriodicBox& box = coords::PeriodicBox());
+                                 const coords::PeriodicBox& box = coords::PeriodicBox(),
+                                 const PMFEpochCallback& onEpoch = {}, const PMFTrainingState* resumeFrom = nullptr);
 
     /**
      * The losses the training minimizes, of one member on all the columns given (evaluated in
