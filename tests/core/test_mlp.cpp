@@ -1,4 +1,5 @@
 #include "CoreTestUtils.h"
+#include "MLPTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/nn/Activation.h"
 #include "cgflow/nn/MLP.h"
@@ -15,25 +16,14 @@
 using cgflow::Error;
 using cgflow::nn::Activation;
 using cgflow::nn::MLP;
+using cgflowtest::allActivations;
+using cgflowtest::randomMLP;
 
 namespace {
 
-const std::vector<Activation> allActivations = {Activation::Identity, Activation::Tanh,     Activation::Sigmoid,
-                                                Activation::Softplus, Activation::SiLU,     Activation::ReLU};
 
 using cgflowtest::errorMessage;
 
-// Random parameters, including biases, so gradients see every term.
-MLP randomMLP(std::vector<int> widths, Activation hidden, Activation output, uint64_t seed) {
-    MLP mlp(std::move(widths), hidden, output);
-    std::vector<double> params(mlp.getNumParameters());
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> normal(0.0, 0.7);
-    for (double& p : params)
-        p = normal(rng);
-    mlp.setParameters(params.data());
-    return mlp;
-}
 
 } // namespace
 

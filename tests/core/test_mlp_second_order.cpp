@@ -2,6 +2,7 @@
 // f'' against finite differences of f', and the MLP's input gradient and mixed parameter gradient
 // (Pearlmutter's R-operator) against backward() and finite differences in the parameters.
 #include "CoreTestUtils.h"
+#include "MLPTestUtils.h"
 #include "cgflow/Error.h"
 #include "cgflow/nn/Activation.h"
 #include "cgflow/nn/MLP.h"
@@ -17,23 +18,13 @@
 using cgflow::Error;
 using cgflow::nn::Activation;
 using cgflow::nn::MLP;
+using cgflowtest::allActivations;
+using cgflowtest::randomMLP;
 using cgflowtest::errorMessage;
 
 namespace {
 
-const std::vector<Activation> allActivations = {Activation::Identity, Activation::Tanh, Activation::Sigmoid,
-                                                Activation::Softplus, Activation::SiLU, Activation::ReLU};
 
-MLP randomMLP(std::vector<int> widths, Activation hidden, Activation output, uint64_t seed) {
-    MLP mlp(std::move(widths), hidden, output);
-    std::vector<double> params(mlp.getNumParameters());
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> normal(0.0, 0.7);
-    for (double& p : params)
-        p = normal(rng);
-    mlp.setParameters(params.data());
-    return mlp;
-}
 
 Eigen::MatrixXd randomMatrix(Eigen::Index rows, Eigen::Index cols, uint64_t seed) {
     std::mt19937_64 rng(seed);
