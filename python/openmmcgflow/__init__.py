@@ -11,13 +11,15 @@ Two extension modules sit under this package:
 Models travel between the two as model-file bytes. The modules mirror the workflows a user runs:
 
 * ``datafree``: data-free coarse-graining (energies, the schedule, the trainer, system helpers);
+* ``cgbg``: CG Boltzmann generators, so far the data stage (alanine-dipeptide CG maps, CG datasets with
+  unbiased mapped forces from MD, metadynamics or DCD files);
 * ``generator``: Boltzmann generators inside OpenMM (model files, priced batches, reporters);
 * ``pmf``: numpy-side MLP ensembles into ``PMFForce``; ``PMFTrainer`` fits them to forces or labels;
 * ``energy``, ``coordinates``, ``systems``: batched energies, Z-matrices and CG maps, test systems;
 * ``stats``, ``plots``: the weights engine and PNG plots.
 
-The CG Boltzmann-generator and active-learning workflows are to land beside ``datafree`` as
-``cgbg`` and ``active_learning``.
+The CG Boltzmann generators' force-matching, flow and reweighting stages are to land in ``cgbg``, and
+the active-learning workflow beside it as ``active_learning``.
 """
 import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, our kernels)
 
@@ -28,7 +30,7 @@ from .plugin import BoltzmannGeneratorIntegrator, PMFForce
 from .pmf import PMFTrainer, set_ensemble_parameters
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
 from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
-from . import coordinates, datafree, plots, stats, systems  # noqa: E402  (submodules)
+from . import cgbg, coordinates, datafree, plots, stats, systems  # noqa: E402  (submodules)
 
 __version__ = "0.1.0"
 
