@@ -345,3 +345,72 @@ def alanine_dipeptide(solvent="vacuum", minimize=True):
             "heavy_atom_map": _core.SliceMap.alanine_dipeptide("heavy_atom"),
             "core_beta_map": _core.SliceMap.alanine_dipeptide("core_beta"), "solvent": solvent}
     return TestSystem(f"alanine_dipeptide_{solvent}", system, positions, 300.0, list(range(66)), None, info)
+
+
+def alanine_dipeptide_explicit(box_nm=3.7, *, temperature=300.0, cutoff_nm=1.0, ewald_tolerance=5e-4,
+                               minimize=True, max_iterations=0, platform="CPU", platform_properties=None):
+    """Alanine dipeptide in explicit water, as the CG Boltzmann-generator paper: amber99sb-ildn + TIP3P
+    (OpenMM's bundled ``amber99sbildn.xml`` and ``tip3p.xml``), a cubic box of edge ``box_nm`` (3.7 nm),
+    PME with a ``cutoff_nm`` (1 nm) real-space cutoff and OpenMM's default long-range dispersion
+    correction, at ``temperature`` (300 K).
+
+    The solute is the one of :func:`alanine_dipeptide` (Z-matrix geometry, C7eq, L form), centred in the
+    box and solvated by ``openmm.app.Modeller.addSolvent`` (no ions: the peptide is neutral).
+    Constraints: bonds to hydrogen (``HBonds``) and rigid TIP3P water, the usual choice for Langevin MD
+    with a 2 fs step; these atomistic models are for data generation by MD (``cgbg.generate_dataset``
+    with ``timestep=0.002``), where OpenMM's integrators apply the constraints. (The
+    BoltzmannGeneratorIntegrator is meant for the CG System, not this one.)
+    The structure is energy-minimized (``openmm.LocalEnergyMinimizer``, tolerance 10 kJ/mol/nm,
+    ``max_iterations``: 0 = until converged, about 1 min on 2 CPU cores; 100 = about 7 s, enough to
+    remove the clashes of the freshly placed water) on ``platform`` (None: OpenMM's choice) when
+    ``minimize``.
+
+    info: topology (solute residues ACE, ALA, NME, then HOH), solute_atoms (the solute's atom indices,
+    0..21 in the order of :func:`alanine_dipeptide`), num_waters, box_nm, cutoff_nm, the heavy-atom and
+    core-beta maps (``cgbg.heavy_atom_map`` / ``cgbg.core_beta_map`` of the topology: SliceMaps over all
+    atoms) and the phi/psi CV forces (``cgbg.phi_psi_cvs``). ``active`` is the solute's flat coordinates.
+    """
+    from openmm import app, unit
+    from .cgbg import maps
+    if isinstance(box_nm, bool) or not np.isfinite(float(box_nm)) or float(box_nm) <= 2.0 * float(cutoff_nm):
+        raise ValueError("box_nm: must exceed twice the cutoff (%g nm), got %r" % (2.0 * float(cutoff_nm), box_nm))
+    if not np.isfinite(float(cutoff_nm)) or float(cutoff_nm) <= 0.0:
+        raise ValueError("cutoff_nm: must be > 0, got %r" % (cutoff_nm,))
+    if not np.isfinite(float(temperature)) or float(temperature) <= 0.0:
+        raise ValueError("temperature: must be > 0 K, got %r" % (temperature,))
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 0:
+        raise ValueError("max_iterations: must be an integer >= 0 (0: until converged), got %r" % (max_iterations,))
+    box_nm, cutoff_nm, temperature = float(box_nm), float(cutoff_nm), float(temperature)
+    solute = alanine_dipeptide("vacuum", minimize=False)
+    topology = solute.info["topology"]
+    x = np.asarray(solute.positions, dtype=float)
+    x = x - x.mean(axis=0) + 0.5 * box_nm
+    forcefield = app.ForceField("amber99sbildn.xml", "tip3p.xml")
+    modeller = app.Modeller(topology, x * unit.nanometer)
+    modeller.addSolvent(forcefield, model="tip3p", boxSize=openmm.Vec3(box_nm, box_nm, box_nm) * unit.nanometer,
+                        neutralize=False)
+    topology = modeller.getTopology()
+    system = forcefield.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=cutoff_nm * unit.nanometer,
+                                     constraints=app.HBonds, rigidWater=True, ewaldErrorTolerance=ewald_tolerance)
+    positions = np.asarray(modeller.getPositions().value_in_unit(unit.nanometer), dtype=float)
+    if minimize:
+        integrator = openmm.VerletIntegrator(0.001)
+        if platform is None:
+            context = openmm.Context(system, integrator)
+        else:
+            context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform),
+                                     dict(platform_properties or {}))
+        context.setPositions(positions)
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, int(max_iterations))
+        state = context.getState(getPositions=True)
+        positions = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=float)
+        del context
+    num_solute = solute.system.getNumParticles()
+    solute_atoms = [a.index for r in topology.residues() if r.name in ("ACE", "ALA", "NME") for a in r.atoms()]
+    info = {"topology": topology, "solute_atoms": solute_atoms, "num_solute_atoms": num_solute,
+            "num_waters": sum(1 for r in topology.residues() if r.name == "HOH"), "box_nm": box_nm,
+            "cutoff_nm": cutoff_nm, "constraints": "HBonds, rigid water",
+            "heavy_atom_map": maps.heavy_atom_map(topology), "core_beta_map": maps.core_beta_map(topology),
+            "phi_psi": maps.phi_psi_cvs(topology)}
+    active = [3 * i + k for i in solute_atoms for k in range(3)]
+    return TestSystem("alanine_dipeptide_explicit", system, positions, temperature, active, None, info)

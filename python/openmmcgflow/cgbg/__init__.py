@@ -1,23 +1,32 @@
-"""Coarse-grained Boltzmann generators (Chen, Zhao, Eckwert & Zavadlav): the data stage.
+"""Coarse-grained Boltzmann generators (Chen, Zhao, Eckwert & Zavadlav): the data and flow stages.
 
 * :mod:`~openmmcgflow.cgbg.maps`: the alanine-dipeptide heavy-atom and core-beta CG maps by atom
   names, and the phi/psi CVs;
 * :mod:`~openmmcgflow.cgbg.data`: CG datasets with unbiased mapped forces from Langevin MD (optionally
   well-tempered metadynamics through ``openmm.app.Metadynamics``) or from existing DCD trajectories;
 * :mod:`~openmmcgflow.cgbg.storage`: the dataset directory format and :func:`load_dataset`;
-* :mod:`~openmmcgflow.cgbg.dcd`: a numpy DCD reader.
+* :mod:`~openmmcgflow.cgbg.dcd`: a numpy DCD reader;
+* :mod:`~openmmcgflow.cgbg.umbrella`: umbrella windows (a harmonic restraint per window in a force
+  group of its own, so the recorded forces stay unbiased) and :func:`load_umbrella_dataset`;
+* :mod:`~openmmcgflow.cgbg.flow`: a spline-coupling flow over the CG internal coordinates (Z-matrix
+  over the bead graph, full Jacobian), trained by forward KL, saved as a ``boltzmann_generator``.
 
-Force matching of a PMF on these datasets is ``openmmcgflow.PMFTrainer``; the flow and reweighting
-stages are to come.
+Force matching of a PMF on these datasets is ``openmmcgflow.PMFTrainer``; the reweighting stage is
+to come.
 """
-from . import data, dcd, maps, storage  # noqa: F401
+from . import data, dcd, flow, maps, storage, umbrella  # noqa: F401
 from .data import MetadynamicsSettings, alanine_metadynamics, dataset_from_trajectory, generate_dataset
 from .dcd import DCDReader, read_dcd
+from .flow import (CHIRAL_CENTERS, CORE_BETA_BONDS, HEAVY_ATOM_BONDS, bead_bonds, cg_flow_model_bytes,
+                   cg_internal_coordinates, cg_log_prob, train_cg_flow)
 from .maps import (CORE_BETA_BEADS, HEAVY_ATOM_BEADS, alanine_dipeptide_map, bead_labels, core_beta_map,
                    find_atoms, heavy_atom_map, phi_psi_cvs, slice_map, torsion_cv)
 from .storage import CGDataset, load_dataset
+from .umbrella import UmbrellaDataset, load_umbrella_dataset, umbrella_windows
 
 __all__ = ["MetadynamicsSettings", "alanine_metadynamics", "dataset_from_trajectory", "generate_dataset",
            "DCDReader", "read_dcd", "CORE_BETA_BEADS", "HEAVY_ATOM_BEADS", "alanine_dipeptide_map", "bead_labels",
            "core_beta_map", "find_atoms", "heavy_atom_map", "phi_psi_cvs", "slice_map", "torsion_cv", "CGDataset",
-           "load_dataset"]
+           "load_dataset", "CHIRAL_CENTERS", "CORE_BETA_BONDS", "HEAVY_ATOM_BONDS", "bead_bonds",
+           "cg_flow_model_bytes", "cg_log_prob", "cg_internal_coordinates", "train_cg_flow", "UmbrellaDataset",
+           "load_umbrella_dataset", "umbrella_windows"]
