@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 from . import stats  # noqa: E402
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Writes a figure to a PNG at path (its folder made if needed), closes it, returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -44,7 +45,7 @@ def plot_free_energy_1d(path, values, log_w=None, axis=(-math.pi, math.pi, 60), 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("free energy (kJ/mol)")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ramachandran(path, phi, psi, log_w=None, bins=60, kT=2.494, vmax=25.0, title=None):
@@ -62,7 +63,7 @@ def plot_ramachandran(path, phi, psi, log_w=None, bins=60, kT=2.494, vmax=25.0, 
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_ess_curve(path, x, ess_fraction, xlabel="training step", label=None):
@@ -74,4 +75,4 @@ def plot_ess_curve(path, x, ess_fraction, xlabel="training step", label=None):
     ax.set_yscale("log")
     if label:
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -11,16 +11,20 @@
 * :mod:`~openmmcgflow.cgbg.flow`: a spline-coupling flow over the CG internal coordinates (Z-matrix
   over the bead graph, full Jacobian), trained by forward KL, saved as a ``boltzmann_generator``.
 
-Force matching of a PMF on these datasets is ``openmmcgflow.PMFTrainer``; the reweighting stage is
-to come.
+* :mod:`~openmmcgflow.cgbg.reweighting`: the CG System (CG particles + the trained ``PMFForce``), flow
+  proposals reweighted inside OpenMM (Importance mode, top 1 % dropped, Kish ESS, clipping curve),
+  profile metrics (JS divergence, PMF error) raw and reweighted, and their plot.
+
+Force matching of a PMF on these datasets is ``openmmcgflow.PMFTrainer``.
 """
-from . import data, dcd, flow, maps, storage, umbrella  # noqa: F401
+from . import data, dcd, flow, maps, reweighting, storage, umbrella  # noqa: F401
 from .data import MetadynamicsSettings, alanine_metadynamics, dataset_from_trajectory, generate_dataset
 from .dcd import DCDReader, read_dcd
 from .flow import (CHIRAL_CENTERS, CORE_BETA_BONDS, HEAVY_ATOM_BONDS, bead_bonds, cg_flow_model_bytes,
                    cg_internal_coordinates, cg_log_prob, train_cg_flow)
 from .maps import (CORE_BETA_BEADS, HEAVY_ATOM_BEADS, alanine_dipeptide_map, bead_labels, core_beta_map,
                    find_atoms, heavy_atom_map, phi_psi_cvs, slice_map, torsion_cv)
+from .reweighting import ReweightResult, cg_system, plot_reweighting, profile_metrics, reweight
 from .storage import CGDataset, load_dataset
 from .umbrella import UmbrellaDataset, load_umbrella_dataset, umbrella_windows
 
@@ -29,4 +33,5 @@ __all__ = ["MetadynamicsSettings", "alanine_metadynamics", "dataset_from_traject
            "core_beta_map", "find_atoms", "heavy_atom_map", "phi_psi_cvs", "slice_map", "torsion_cv", "CGDataset",
            "load_dataset", "CHIRAL_CENTERS", "CORE_BETA_BONDS", "HEAVY_ATOM_BONDS", "bead_bonds",
            "cg_flow_model_bytes", "cg_log_prob", "cg_internal_coordinates", "train_cg_flow", "UmbrellaDataset",
-           "load_umbrella_dataset", "umbrella_windows"]
+           "load_umbrella_dataset", "umbrella_windows", "ReweightResult", "cg_system", "plot_reweighting",
+           "profile_metrics", "reweight"]
