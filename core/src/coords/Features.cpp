@@ -24,10 +24,6 @@ void addGradient(double* grad, int particle, const Vector3d& g) {
     grad[3 * particle + 2] += g[2];
 }
 
-Vector3d tangentOf(const double* tangent, int particle) {
-    return positionOf(tangent, particle);
-}
-
 Vector3d vectorBetween(const double* positions, int from, int to, const PeriodicBox& box) {
     return displacement(positionOf(positions, from), positionOf(positions, to), box);
 }
@@ -229,71 +225,30 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
 
 void jvpFeatures(const std::vector<Feature>& features, const double* positions, const PeriodicBox& box,
                  const double* tangent, double* out) {
-    // The minimum-image shift is constant where the features are differentiable, so the tangent of
-    // a displacement is the difference of the particles' tangents.
+    // Row k of J is backpropFeatures() of the unit vector e_k. Each feature touches at most four
+    // particles, so it is back-propagated alone on a local copy of them (re-indexed 0..3): the
+    // derivative formulas exist once, and a row costs O(1), not O(features). The minimum-image
+    // shift is the same for the copies, as displacements depend only on the particles' positions.
     for (const Feature& f : features) {
-        const std::vector<int>& p = f.particles;
-        switch (f.type) {
-        case FeatureType::Distance: {
-            Vector3d d = vectorBetween(positions, p[0], p[1], box);
-            double r = d.norm();
-            *out++ = r > 0 ? d.dot(tangentOf(tangent, p[1]) - tangentOf(tangent, p[0])) / r : 0.0;
-            break;
+        const int count = static_cast<int>(f.particles.size());
+        Feature local = f;
+        double localPositions[12], localTangent[12];
+        for (int q = 0; q < count; q++) {
+            local.particles[q] = q;
+            for (int a = 0; a < 3; a++) {
+                localPositions[3 * q + a] = positions[3 * f.particles[q] + a];
+                localTangent[3 * q + a] = tangent[3 * f.particles[q] + a];
+            }
         }
-        case FeatureType::Angle: {
-            Vector3d u = vectorBetween(positions, p[1], p[0], box);
-            Vector3d v = vectorBetween(positions, p[1], p[2], box);
-            Vector3d w = u.cross(v);
-            double s = w.norm();
+        const std::vector<Feature> one = {local};
+        for (int k = 0; k < f.getWidth(); k++) {
+            double unit[2] = {0.0, 0.0}, row[12] = {};
+            unit[k] = 1.0;
+            backpropFeatures(one, localPositions, box, unit, row);
             double value = 0;
-            if (s > 0) {
-                // dθ/du and dθ/dv as in backpropFeatures().
-                Vector3d du = (1.0 / (u.squaredNorm() * s)) * u.cross(w);
-                Vector3d dv = (-1.0 / (v.squaredNorm() * s)) * v.cross(w);
-                Vector3d tj = tangentOf(tangent, p[1]);
-                value = du.dot(tangentOf(tangent, p[0]) - tj) + dv.dot(tangentOf(tangent, p[2]) - tj);
-            }
+            for (int c = 0; c < 3 * count; c++)
+                value += row[c] * localTangent[c];
             *out++ = value;
-            break;
-        }
-        case FeatureType::Dihedral: {
-            Vector3d b1 = vectorBetween(positions, p[0], p[1], box);
-            Vector3d b2 = vectorBetween(positions, p[1], p[2], box);
-            Vector3d b3 = vectorBetween(positions, p[2], p[3], box);
-            Vector3d m = b1.cross(b2);
-            Vector3d n = b2.cross(b3);
-            double mm = m.squaredNorm(), nn = n.squaredNorm(), b2b2 = b2.squaredNorm();
-            double dCos = 0, dSin = 0;
-            if (mm > 0 && nn > 0) {
-                double phi = std::atan2(std::sqrt(b2b2) * b1.dot(n), m.dot(n));
-                // dφ/dpositions, Blondel & Karplus, as in backpropFeatures().
-                double b2norm = std::sqrt(b2b2);
-                Vector3d gi = (-b2norm / mm) * m;
-                Vector3d gl = (b2norm / nn) * n;
-                double fi = b1.dot(b2) / b2b2;
-                double fl = b3.dot(b2) / b2b2;
-                Vector3d gj = -gi - fi * gi + fl * gl;
-                Vector3d gk = -gl + fi * gi - fl * gl;
-                double dPhi = gi.dot(tangentOf(tangent, p[0])) + gj.dot(tangentOf(tangent, p[1])) +
-                              gk.dot(tangentOf(tangent, p[2])) + gl.dot(tangentOf(tangent, p[3]));
-                dCos = -std::sin(phi) * dPhi;
-                dSin = std::cos(phi) * dPhi;
-            }
-            *out++ = dCos;
-            *out++ = dSin;
-            break;
-        }
-        case FeatureType::Coordinate: {
-            double dx = tangent[3 * p[0] + f.axis];
-            if (f.period > 0) {
-                double scale = twoPi / f.period;
-                double angle = scale * positions[3 * p[0] + f.axis];
-                *out++ = -std::sin(angle) * scale * dx;
-                *out++ = std::cos(angle) * scale * dx;
-            } else
-                *out++ = dx;
-            break;
-        }
         }
     }
 }

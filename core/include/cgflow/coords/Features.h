@@ -78,10 +78,9 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
  * the directional derivative of the features along the position tangent t (3*numParticles), with
  * J = d features / d positions. Force matching needs both products: the force is -J^T dU/df
  * (backpropFeatures), and the loss gradient with respect to dU/df is J applied to the loss
- * gradient with respect to the force. Each feature's row of J is computed directly from the same
- * formulas as backpropFeatures() (one pass, O(features)), where building J from backpropFeatures()
- * of unit vectors would cost O(features^2). Where a feature is not differentiable its row is zero,
- * as there.
+ * gradient with respect to the force. Each row of J is backpropFeatures() of a unit vector, taken
+ * on the feature's own particles alone (O(1) per row, O(features) in all), so both directions share
+ * one set of derivative formulas. Where a feature is not differentiable its row is zero, as there.
  */
 void jvpFeatures(const std::vector<Feature>& features, const double* positions, const PeriodicBox& box,
                  const double* tangent, double* out);
