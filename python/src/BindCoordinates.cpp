@@ -197,6 +197,10 @@ void bindCoordinates(py::module_& m) {
     py::class_<LinearMap>(m, "LinearMap", "CG beads R_I = sum_j c_Ij r_j with a valid force map (sum over the bead's atoms "
                                           "for disjoint groups, minimum-norm weights otherwise).")
         .def(py::init<const Eigen::MatrixXd&>(), py::arg("coefficients"))
+        .def(py::init<const Eigen::MatrixXd&, const Eigen::MatrixXd&>(), py::arg("coefficients"),
+             py::arg("force_coefficients"),
+             "An explicit force map b (beads x atoms), checked against sum_j b_Ij c_Jj = delta_IJ: e.g. a slice "
+             "map whose bead forces aggregate the forces of the atoms attached to each bead.")
         .def_static("center_of_mass", &LinearMap::centerOfMass, py::arg("groups"), py::arg("masses"))
         .def_static("center_of_geometry", &LinearMap::centerOfGeometry, py::arg("num_atoms"), py::arg("groups"))
         .def_property_readonly("num_atoms", &LinearMap::getNumAtoms)

@@ -14,22 +14,25 @@
 * :mod:`~openmmcgflow.cgbg.reweighting`: the CG System (CG particles + the trained ``PMFForce``), flow
   proposals reweighted inside OpenMM (Importance mode, top 1 % dropped, Kish ESS, clipping curve),
   profile metrics (JS divergence, PMF error) raw and reweighted, and their plot.
+* :mod:`~openmmcgflow.cgbg.mueller_brown`: the paper's Mueller-Brown case end to end
+  (``run_mueller_brown``), against the exact PMF along x.
 
 Force matching of a PMF on these datasets is ``openmmcgflow.PMFTrainer``.
 """
-from . import data, dcd, flow, maps, reweighting, storage, umbrella  # noqa: F401
+from . import (data, dcd, flow, force_matching, maps, mueller_brown, pipeline, reference, reweighting,  # noqa: F401
+               storage, umbrella)
 from .data import MetadynamicsSettings, alanine_metadynamics, dataset_from_trajectory, generate_dataset
 from .dcd import DCDReader, read_dcd
 from .flow import (CHIRAL_CENTERS, CORE_BETA_BONDS, HEAVY_ATOM_BONDS, bead_bonds, cg_flow_model_bytes,
                    cg_internal_coordinates, cg_log_prob, train_cg_flow)
-from .maps import (CORE_BETA_BEADS, HEAVY_ATOM_BEADS, alanine_dipeptide_map, bead_labels, core_beta_map,
-                   find_atoms, heavy_atom_map, phi_psi_cvs, slice_map, torsion_cv)
+from .maps import (CORE_BETA_BEADS, HEAVY_ATOM_BEADS, aggregated_map, aggregation_groups, alanine_dipeptide_map,
+                   bead_labels, core_beta_map, find_atoms, heavy_atom_map, phi_psi_cvs, slice_map, torsion_cv)
 from .reweighting import ReweightResult, cg_system, plot_reweighting, profile_metrics, reweight
 from .storage import CGDataset, load_dataset
 from .umbrella import UmbrellaDataset, load_umbrella_dataset, umbrella_windows
 
 __all__ = ["MetadynamicsSettings", "alanine_metadynamics", "dataset_from_trajectory", "generate_dataset",
-           "DCDReader", "read_dcd", "CORE_BETA_BEADS", "HEAVY_ATOM_BEADS", "alanine_dipeptide_map", "bead_labels",
+           "DCDReader", "read_dcd", "aggregated_map", "aggregation_groups", "CORE_BETA_BEADS", "HEAVY_ATOM_BEADS", "alanine_dipeptide_map", "bead_labels",
            "core_beta_map", "find_atoms", "heavy_atom_map", "phi_psi_cvs", "slice_map", "torsion_cv", "CGDataset",
            "load_dataset", "CHIRAL_CENTERS", "CORE_BETA_BONDS", "HEAVY_ATOM_BONDS", "bead_bonds",
            "cg_flow_model_bytes", "cg_log_prob", "cg_internal_coordinates", "train_cg_flow", "UmbrellaDataset",

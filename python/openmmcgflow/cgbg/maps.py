@@ -5,10 +5,21 @@ phi and psi, plus C-beta), as the core's :class:`~openmmcgflow.coordinates.Slice
 atom; its force map keeps the forces on the kept atoms). Beads are named by (atom name, residue
 name), so the maps fit any topology of ACE-ALA-NME, solvated or not, in any atom order. Also the
 phi/psi collective variables (``CustomTorsionForce`` ``theta``) for metadynamics and for recording.
+
+:func:`aggregated_map` keeps a slice map's positions and gives it the lower-noise force map of
+Kraemer et al. (JCTC 2023, "statistically optimal force aggregation"): each bead's force is the sum of
+the forces on its atom and on the atoms attached to it. Ciccotti, Kapral & Vanden-Eijnden's condition
+for a constant force map b of a linear map c, sum_j b_Ij c_Jj = delta_IJ, only asks that bead I's
+weights be 1 on its own atom and 0 on the other beads' atoms: the weights on atoms outside the map are
+free. Moving a bead's hydrogens (or carbonyl O) rigidly with it cancels the stiff bond forces between
+them, so the mapped force is far less noisy and its conditional mean is the same mean force.
 """
+from collections import deque
+
+import numpy as np
 import openmm
 
-from .._core import SliceMap
+from .._core import LinearMap, SliceMap
 
 # (atom name, residue name) per bead, in bead order. A tuple of names lists alternatives (the NME
 # methyl carbon is CH3 in AMBER's templates and C in some PDB files).
@@ -87,6 +98,49 @@ def core_beta_map(topology):
 def alanine_dipeptide_map(topology, mapping):
     """``mapping``: 'heavy_atom' (:func:`heavy_atom_map`) or 'core_beta' (:func:`core_beta_map`)."""
     return slice_map(topology, _beads_of(mapping))
+
+
+def aggregation_groups(topology, bead_atoms, molecule_atoms=None):
+    """Per bead, the atoms whose forces :func:`aggregated_map` adds to the bead's: the bead's atom and every
+    atom of the same molecule that is closer (in bonds) to it than to any other bead (ties go to the bead
+    listed first). ``molecule_atoms`` (default: the atoms bonded, directly or not, to the beads) limits
+    the search, so solvent is never aggregated."""
+    bead_atoms = [int(a) for a in bead_atoms]
+    neighbours = {}
+    for bond in topology.bonds():
+        i, j = bond[0].index, bond[1].index
+        neighbours.setdefault(i, []).append(j)
+        neighbours.setdefault(j, []).append(i)
+    allowed = None if molecule_atoms is None else set(int(a) for a in molecule_atoms)
+    owner = {atom: bead for bead, atom in enumerate(bead_atoms)}
+    queue = deque(bead_atoms)
+    while queue:  # breadth-first from every bead at once: each atom goes to its nearest bead
+        atom = queue.popleft()
+        for other in sorted(neighbours.get(atom, [])):
+            if other not in owner and (allowed is None or other in allowed):
+                owner[other] = owner[atom]
+                queue.append(other)
+    groups = [[] for _ in bead_atoms]
+    for atom, bead in sorted(owner.items()):
+        groups[bead].append(atom)
+    return groups
+
+
+def aggregated_map(topology, cg_map, molecule_atoms=None):
+    """``cg_map`` (a SliceMap over ``topology``) with the aggregated force map: the same bead positions,
+    bead forces summed over :func:`aggregation_groups`. A ``LinearMap`` whose force map is explicit
+    (``force_map_type == "explicit"``; the core checks the consistency identity)."""
+    if not isinstance(cg_map, SliceMap):
+        raise TypeError("cg_map: expected a SliceMap (a bead is one atom), got %s" % type(cg_map).__name__)
+    if cg_map.num_atoms != topology.getNumAtoms():
+        raise ValueError("cg_map: maps %d atoms but the topology has %d" % (cg_map.num_atoms, topology.getNumAtoms()))
+    groups = aggregation_groups(topology, cg_map.atoms, molecule_atoms)
+    coefficients = np.zeros((cg_map.num_beads, cg_map.num_atoms))
+    force_coefficients = np.zeros_like(coefficients)
+    for bead, (atom, group) in enumerate(zip(cg_map.atoms, groups)):
+        coefficients[bead, atom] = 1.0
+        force_coefficients[bead, group] = 1.0
+    return LinearMap(coefficients, force_coefficients)
 
 
 def torsion_cv(topology, atoms, argument="topology"):

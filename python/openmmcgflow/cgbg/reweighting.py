@@ -24,9 +24,10 @@ from ..systems import KB
 DEFAULT_CLIP_LEVELS = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
 
 
-def cg_system(num_particles, pmf_force, masses=1.0):
+def cg_system(num_particles, pmf_force, masses=1.0, extra_forces=()):
     """The CG System: ``num_particles`` particles (``masses`` in amu or as Quantities, one or one per particle)
-    and a copy of the trained ``pmf_force`` (a ``PMFForce`` with its model set; the caller keeps its own)."""
+    and a copy of the trained ``pmf_force`` (a ``PMFForce`` with its model set; the caller keeps its own),
+    plus copies of ``extra_forces`` (e.g. the harmonic prior of ``cgbg.force_match``): the PMF is their sum."""
     if isinstance(num_particles, bool) or int(num_particles) != num_particles or int(num_particles) < 1:
         raise ValueError("num_particles: expected an integer >= 1, got %r" % (num_particles,))
     num_particles = int(num_particles)
@@ -51,6 +52,10 @@ def cg_system(num_particles, pmf_force, masses=1.0):
     system = openmm.System()
     for mass in m:
         system.addParticle(float(mass))
+    for k, extra in enumerate(extra_forces):
+        if not isinstance(extra, openmm.Force):
+            raise TypeError("extra_forces[%d]: expected an openmm.Force, got %s" % (k, type(extra).__name__))
+        system.addForce(openmm.XmlSerializer.clone(extra))
     system.addForce(openmm.XmlSerializer.clone(force))    # a copy: the System owns it
     return system
 

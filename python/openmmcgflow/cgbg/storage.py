@@ -131,20 +131,29 @@ def map_to_json(cg_map):
                 "atoms": [int(a) for a in cg_map.atoms], "force_map_type": cg_map.force_map_type}
     coefficients = np.asarray(cg_map.coefficients)
     rows = [[[int(j), float(c)] for j, c in enumerate(row) if c != 0.0] for row in coefficients]
-    return {"type": "LinearMap", "num_atoms": cg_map.num_atoms, "num_beads": cg_map.num_beads,
-            "coefficients": rows, "force_map_type": cg_map.force_map_type}
+    description = {"type": "LinearMap", "num_atoms": cg_map.num_atoms, "num_beads": cg_map.num_beads,
+                   "coefficients": rows, "force_map_type": cg_map.force_map_type}
+    if cg_map.force_map_type == "explicit":  # the force map is not derived from c: store it
+        description["force_coefficients"] = [[[int(j), float(b)] for j, b in enumerate(row) if b != 0.0]
+                                             for row in np.asarray(cg_map.force_coefficients)]
+    return description
 
 
 def map_from_json(description):
-    """The CG map :func:`map_to_json` wrote (the force map is derived again, as the core derives it)."""
+    """The CG map :func:`map_to_json` wrote (an explicit force map as stored, any other derived again as
+    the core derives it)."""
     if description["type"] == "SliceMap":
         return SliceMap(description["num_atoms"], description["atoms"])
     if description["type"] == "LinearMap":
-        coefficients = np.zeros((description["num_beads"], description["num_atoms"]))
-        for bead, row in enumerate(description["coefficients"]):
-            for atom, value in row:
-                coefficients[bead, atom] = value
-        return LinearMap(coefficients)
+        def dense(rows):
+            matrix = np.zeros((description["num_beads"], description["num_atoms"]))
+            for bead, row in enumerate(rows):
+                for atom, value in row:
+                    matrix[bead, atom] = value
+            return matrix
+        if "force_coefficients" in description:
+            return LinearMap(dense(description["coefficients"]), dense(description["force_coefficients"]))
+        return LinearMap(dense(description["coefficients"]))
     raise ValueError("cg_map: unknown map type %r in the manifest" % (description["type"],))
 
 
