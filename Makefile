@@ -36,6 +36,7 @@ test-python: install
 test: test-cpp test-python
 
 demo: install
+	@$(PYTHON) examples/cgbg_alanine.py
 	@$(PYTHON) examples/data_free_double_well.py
 	@$(PYTHON) examples/bg_double_well.py
 	@$(PYTHON) examples/pmf_md_demo.py

@@ -1,10 +1,16 @@
 #!/usr/bin/env python
-"""CG Boltzmann generators end to end (Chen, Zhao, Eckwert & Zavadlav) on alanine dipeptide in implicit
-solvent (amber96 + OBC, 300 K): data by OpenMM MD, force matching into a PMFForce (+ harmonic prior), a
-spline flow over the CG internal coordinates, reweighting inside OpenMM, metrics against the atomistic
-reference. The pipeline is ``openmmcgflow.cgbg.pipeline.run_alanine``.
+"""CG Boltzmann generators end to end (Chen, Zhao, Eckwert & Zavadlav): alanine dipeptide in implicit
+solvent (amber96 + OBC, 300 K) and the Mueller-Brown potential. Data by OpenMM MD, force matching into a
+PMFForce, a spline flow over the CG coordinates, reweighting inside OpenMM, metrics against the atomistic
+reference (alanine) or the exact PMF (Mueller-Brown). The pipelines are
+``openmmcgflow.cgbg.pipeline.run_alanine`` and ``openmmcgflow.cgbg.mueller_brown.run_mueller_brown``.
 
     python benchmarks/cg_bg.py --case ala2_core_beta --seed 1
+    python benchmarks/cg_bg.py --case mb_biased --seed 1
+
+Mueller-Brown cases (mb_unbiased, mb_biased: the paper's Gaussian bias at x = 32) print js_x, pmf_error_x,
+ess_fraction, pmf_max_error_kT (largest |F - F_exact| over the populated range, reweighted), its
+_unclipped and _raw forms, pmf_model_max_error_kT (the learned PMF itself), md_ns and wall_s per stage.
 
 Cases: ala2_core_beta, ala2_core_beta_biased, ala2_heavy, ala2_heavy_biased ("_biased": the flow is
 trained on gamma = 1.5 well-tempered metadynamics instead of unbiased MD). The force-matching data are
@@ -13,9 +19,9 @@ maps (core beta is a subset of its beads). Stages are cached under --out (datase
 the flow resume from their checkpoints); the atomistic reference (metadynamics, then a frozen bias and exact
 reweighting: cgbg.reference) is built once and shared by every case and seed.
 
-Prints JSON lines {"name", "value", "unit"}: js_phi, js_psi, pmf_error_phi, pmf_error_psi, ess_fraction
-(top 1 % of the weights dropped, the paper's), js_*_raw / pmf_error_*_raw (the flow's samples unweighted),
-ess_fraction_raw (no clipping), d_form_fraction, the plain CG MD baseline (js_phi_cg_md, ...), the
+Alanine cases print JSON lines {"name", "value", "unit"}: js_phi, js_psi, pmf_error_phi, pmf_error_psi,
+ess_fraction (top 1 % of the weights dropped, the paper's heuristic), the same without clipping (_unclipped:
+exact importance sampling), js_*_raw / pmf_error_*_raw (the flow's samples unweighted), d_form_fraction, the plain CG MD baseline (js_phi_cg_md, ...), the
 reference noise floor, md_ns and wall_s per stage, energy_evaluations. Writes PNGs (profiles, weighted
 Ramachandran, energy histogram, clipping curve) and results.json under --out/<case>_seed<seed>/.
 """
@@ -23,7 +29,7 @@ import argparse
 import json
 import sys
 
-from openmmcgflow.cgbg import pipeline
+from openmmcgflow.cgbg import mueller_brown, pipeline
 
 
 def emit(name, value, unit):
@@ -33,22 +39,30 @@ def emit(name, value, unit):
 def main():
     defaults = pipeline.AlanineSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", choices=sorted(pipeline.CASES), default=defaults.case)
+    parser.add_argument("--case", choices=sorted(pipeline.CASES) + sorted(mueller_brown.CASES), default=defaults.case)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="data, training and proposal seed (>= 1)")
     parser.add_argument("--out", default="out/cg_bg")
-    parser.add_argument("--fm-ns", type=float, default=defaults.fm_ns, help="gamma = 9 metadynamics for force matching")
-    parser.add_argument("--flow-ns", type=float, default=defaults.flow_ns, help="flow data (unbiased or gamma = 1.5)")
-    parser.add_argument("--fm-epochs", type=int, default=defaults.fm_epochs)
-    parser.add_argument("--flow-epochs", type=int, default=defaults.flow_epochs)
-    parser.add_argument("--proposals", type=int, default=defaults.proposals)
-    parser.add_argument("--cg-md-ns", type=float, default=defaults.cg_md_ns, help="plain CG MD baseline (0: skip)")
-    parser.add_argument("--hidden", default=",".join(map(str, defaults.hidden)), help="PMF MLP hidden widths")
+    parser.add_argument("--fm-ns", type=float, default=defaults.fm_ns, help="alanine: gamma = 9 metadynamics for FM")
+    parser.add_argument("--flow-ns", type=float, default=defaults.flow_ns, help="alanine: flow data (unbiased or gamma 1.5)")
+    parser.add_argument("--fm-epochs", type=int, default=defaults.fm_epochs, help="alanine")
+    parser.add_argument("--flow-epochs", type=int, default=defaults.flow_epochs, help="alanine")
+    parser.add_argument("--proposals", type=int, default=None,
+                        help="default: %d (alanine), %d (Mueller-Brown)" % (defaults.proposals,
+                                                                           mueller_brown.MuellerBrownSettings.proposals))
+    parser.add_argument("--cg-md-ns", type=float, default=defaults.cg_md_ns, help="alanine: plain CG MD baseline (0: skip)")
+    parser.add_argument("--hidden", default=",".join(map(str, defaults.hidden)), help="alanine: PMF MLP hidden widths")
     args = parser.parse_args()
-    settings = pipeline.AlanineSettings(case=args.case, seed=args.seed, fm_ns=args.fm_ns, flow_ns=args.flow_ns,
-                                        fm_epochs=args.fm_epochs, flow_epochs=args.flow_epochs,
-                                        proposals=args.proposals, cg_md_ns=args.cg_md_ns,
-                                        hidden=tuple(int(h) for h in args.hidden.split(",")))
     try:
+        if args.case in mueller_brown.CASES:
+            settings = mueller_brown.MuellerBrownSettings(case=args.case, seed=args.seed)
+            if args.proposals is not None:
+                settings.proposals = args.proposals
+            mueller_brown.run_mueller_brown(settings, args.out, emit=emit, progress=sys.stderr.isatty())
+            return
+        settings = pipeline.AlanineSettings(case=args.case, seed=args.seed, fm_ns=args.fm_ns, flow_ns=args.flow_ns,
+                                            fm_epochs=args.fm_epochs, flow_epochs=args.flow_epochs,
+                                            proposals=args.proposals or defaults.proposals, cg_md_ns=args.cg_md_ns,
+                                            hidden=tuple(int(h) for h in args.hidden.split(",")))
         pipeline.run_alanine(settings, args.out, emit=emit, progress=sys.stderr.isatty())
     except ValueError as error:
         raise SystemExit(str(error))

@@ -62,7 +62,7 @@ def main():
                                                  value("reference_noise_pmf_error_phi"), value("reference_noise_js_psi"),
                                                  value("reference_noise_pmf_error_psi")))
     print("ESS fraction %.3f (top 1 %% dropped), %.3f without clipping; P(phi > 0) %.4f reweighted, reference %.4f"
-          % (value("ess_fraction"), value("ess_fraction_raw"), value("fraction_phi_positive"),
+          % (value("ess_fraction"), value("ess_fraction_unclipped"), value("fraction_phi_positive"),
              value("reference_fraction_phi_positive")))
     print("D-form fraction of the PMF's ensemble %.2g (0.5 would mean a PMF blind to chirality)"
           % value("d_form_fraction"))

@@ -202,7 +202,7 @@ def test_alanine_pipeline_on_a_tiny_budget(tmp_path):
                                      bias_factor=8.0, seed=1))
     seen = []
     results = pipeline.run_alanine(settings, tmp_path, emit=lambda name, value, unit: seen.append(name))
-    for name in ("js_phi", "js_psi", "pmf_error_phi", "ess_fraction", "js_phi_raw", "ess_fraction_raw",
+    for name in ("js_phi", "js_psi", "pmf_error_phi", "ess_fraction", "js_phi_raw", "ess_fraction_unclipped", "js_phi_unclipped",
                  "d_form_fraction", "js_phi_cg_md", "md_ns", "wall_s_force_matching", "wall_s_flow",
                  "wall_s_inference", "energy_evaluations", "reference_noise_js_phi"):
         assert name in results and name in seen
