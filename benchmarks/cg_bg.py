@@ -51,6 +51,8 @@ def main():
                                                                            mueller_brown.MuellerBrownSettings.proposals))
     parser.add_argument("--cg-md-ns", type=float, default=defaults.cg_md_ns, help="alanine: plain CG MD baseline (0: skip)")
     parser.add_argument("--hidden", default=",".join(map(str, defaults.hidden)), help="alanine: PMF MLP hidden widths")
+    parser.add_argument("--compare-unbiased-pmf", action="store_true",
+                        help="alanine: also force-match on unbiased MD (PMF_U) and judge it on the same proposals")
     args = parser.parse_args()
     try:
         if args.case in mueller_brown.CASES:
@@ -62,7 +64,8 @@ def main():
         settings = pipeline.AlanineSettings(case=args.case, seed=args.seed, fm_ns=args.fm_ns, flow_ns=args.flow_ns,
                                             fm_epochs=args.fm_epochs, flow_epochs=args.flow_epochs,
                                             proposals=args.proposals or defaults.proposals, cg_md_ns=args.cg_md_ns,
-                                            hidden=tuple(int(h) for h in args.hidden.split(",")))
+                                            hidden=tuple(int(h) for h in args.hidden.split(",")),
+                                            compare_unbiased_pmf=args.compare_unbiased_pmf)
         pipeline.run_alanine(settings, args.out, emit=emit, progress=sys.stderr.isatty())
     except ValueError as error:
         raise SystemExit(str(error))

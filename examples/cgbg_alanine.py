@@ -2,7 +2,7 @@
 """A few-minute CG Boltzmann generator of alanine dipeptide (core-beta map, amber96 + OBC, 300 K): the main
 part of `make demo`.
 
-It runs the whole pipeline of ``openmmcgflow.cgbg.pipeline.run_alanine`` on a reduced budget: 0.6 ns of
+It runs the whole pipeline of ``openmmcgflow.cgbg.pipeline.run_alanine`` on a reduced budget: 1 ns of
 gamma = 9 metadynamics for force matching and 0.6 ns of gamma = 1.5 metadynamics for the flow, short fits, 20 000
 flow proposals reweighted inside OpenMM, and a short atomistic reference (metadynamics, then exact
 reweighting under the frozen bias). If the benchmark's long reference (``benchmarks/cg_bg.py``) exists
@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     settings = pipeline.AlanineSettings(
-        case="ala2_core_beta_biased", seed=args.seed, fm_ns=0.6, flow_ns=0.6, fm_epochs=10, flow_epochs=15,
+        case="ala2_core_beta_biased", seed=args.seed, fm_ns=1.0, flow_ns=0.6, fm_epochs=30, flow_epochs=15,
         proposals=20_000, cg_md_ns=0.5,
         reference=dict(DEMO_REFERENCE) if args.reference == "demo" else dict(pipeline.FULL_REFERENCE))
     print("CG Boltzmann generator, alanine dipeptide, core-beta map (6 beads), amber96 + OBC at 300 K.")

@@ -146,6 +146,48 @@ def test_force_match_recovers_a_chiral_torsion_pmf():
     assert np.allclose(e, e_mirror, atol=1e-9)
 
 
+def test_prior_fits_a_narrow_torsion_as_von_mises_and_leaves_broad_ones_to_the_mlp():
+    """A stiff torsion k (1 - cos(t - t0)) sampled by MD is fitted back (k = kappa k_B T, t0 the circular
+    mean) in OpenMM's sign convention; a broad one stays out of the prior."""
+    bonds = [(0, 1), (1, 2), (2, 3)]
+    for k_true, t0, narrow in ((40.0, 2.0, True), (3.0, -1.0, False)):
+        system = openmm.System()
+        for _ in range(4):
+            system.addParticle(12.0)
+        springs = openmm.HarmonicBondForce()
+        for i, j in bonds:
+            springs.addBond(i, j, 0.15, 2.0e4)
+        angles = openmm.HarmonicAngleForce()
+        angles.addAngle(0, 1, 2, 1.9, 200.0)
+        angles.addAngle(1, 2, 3, 1.9, 200.0)
+        torsion = openmm.CustomTorsionForce("%g*(1 - cos(theta - %g))" % (k_true, t0))
+        torsion.addTorsion(0, 1, 2, 3, [])
+        for force in (springs, angles, torsion):
+            system.addForce(force)
+        integrator = openmm.LangevinMiddleIntegrator(300.0, 5.0, 0.001)
+        integrator.setRandomNumberSeed(7)
+        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(_chain(np.array([t0]))[0])
+        context.setVelocitiesToTemperature(300.0, 7)
+        frames = []
+        for _ in range(3000):
+            integrator.step(20)
+            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+        prior = fm.HarmonicPrior.fit(np.asarray(frames), bonds, 300.0)
+        if narrow:
+            (_, _, _, _, fitted_t0, fitted_k), = prior.dihedrals
+            assert fitted_t0 == pytest.approx(t0, abs=0.05)
+            assert fitted_k == pytest.approx(k_true, rel=0.2)
+            # its OpenMM force is the von Mises energy
+            probe = _chain(np.linspace(-math.pi, math.pi, 9))
+            angle = fm.torsion_angles(probe, (0, 1, 2, 3))
+            energy, _ = prior.evaluate(probe)
+            expected = fitted_k * (1 - np.cos(angle - fitted_t0))
+            assert np.allclose(energy - energy[0], expected - expected[0], rtol=1e-6, atol=1e-6)
+        else:
+            assert prior.dihedrals == []
+
+
 def test_force_match_refuses_bad_input():
     x = np.zeros((10, 4, 3))
     with pytest.raises(ValueError, match="forces: expected the shape"):
@@ -198,13 +240,15 @@ def test_alanine_pipeline_on_a_tiny_budget(tmp_path):
     from openmmcgflow.cgbg import pipeline
     settings = pipeline.AlanineSettings(
         case="ala2_core_beta", fm_ns=0.02, flow_ns=0.02, fm_epochs=2, flow_epochs=2, proposals=500, cg_md_ns=0.005,
-        hidden=(16,), reference=dict(bias_frames=100, sample_frames=200, record_every=100, hill_interval_ps=0.05,
-                                     bias_factor=8.0, seed=1))
+        hidden=(16,), compare_unbiased_pmf=True,
+        reference=dict(bias_frames=100, sample_frames=200, record_every=100, hill_interval_ps=0.05,
+                       bias_factor=8.0, seed=1))
     seen = []
     results = pipeline.run_alanine(settings, tmp_path, emit=lambda name, value, unit: seen.append(name))
     for name in ("js_phi", "js_psi", "pmf_error_phi", "ess_fraction", "js_phi_raw", "ess_fraction_unclipped", "js_phi_unclipped",
                  "d_form_fraction", "js_phi_cg_md", "md_ns", "wall_s_force_matching", "wall_s_flow",
-                 "wall_s_inference", "energy_evaluations", "reference_noise_js_phi"):
+                 "wall_s_inference", "energy_evaluations", "reference_noise_js_phi", "js_phi_unbiased_pmf",
+                 "ess_fraction_unbiased_pmf"):
         assert name in results and name in seen
         assert np.isfinite(results[name]["value"])
     assert 0 < results["ess_fraction"]["value"] <= 1

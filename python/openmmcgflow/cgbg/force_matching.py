@@ -7,7 +7,9 @@ any error in it costs the importance weights a factor per bond. So, as CGnets (W
 the PMF is split:
 
 * a **prior** of harmonic bonds and angles fitted to the data by Boltzmann inversion (k = k_B T / var,
-  the minimum at the mean): an ``openmm.HarmonicBondForce`` and an ``openmm.HarmonicAngleForce``;
+  the minimum at the mean): an ``openmm.HarmonicBondForce`` and an ``openmm.HarmonicAngleForce``; and
+  the dihedrals the data keep narrow (peptide bonds, planar groups: the heavy-atom map's omegas) as von
+  Mises torsions in a ``CustomTorsionForce``;
 * a **PMFForce** (an MLP over all pair distances and the cos/sin of every proper dihedral of the bead
   graph) force-matched to the mapped forces minus the prior's forces: it learns what the prior misses
   (the coupling of bonds and angles to the rest, the torsions, the non-bonded pairs). Its first layer is
@@ -62,17 +64,40 @@ def proper_dihedrals(num_beads, bead_bonds):
     return result
 
 
+def evaluate_forces(forces, num_particles, positions):
+    """(energies (n,), forces (n, particles, 3)) of OpenMM ``forces`` on ``num_particles`` particles for each
+    configuration of ``positions`` (n, particles, 3) nm: a throwaway System priced by an EnergyTarget."""
+    system = openmm.System()
+    for _ in range(int(num_particles)):
+        system.addParticle(1.0)
+    for force in forces:
+        system.addForce(force)
+    energies, result, _ = EnergyTarget(system).evaluate(np.asarray(positions, dtype=float))
+    return energies, result
+
+
 @dataclass
 class HarmonicPrior:
-    """Harmonic bonds (i, j, r0 nm, k kJ/mol/nm^2) and angles (i, j, k, theta0 rad, k kJ/mol/rad^2)."""
+    """Harmonic bonds (i, j, r0 nm, k kJ/mol/nm^2), angles (i, j, k, theta0 rad, k kJ/mol/rad^2) and, for
+    the dihedrals the data keep narrow (peptide bonds, planar groups), von Mises torsions
+    (i, j, k, l, phi0 rad, k kJ/mol: energy k (1 - cos(phi - phi0)))."""
     bonds: list
     angles: list
     num_beads: int
+    dihedrals: list = field(default_factory=list)
+
+    # A dihedral joins the prior when its mean resultant length exceeds this (circular sd below ~0.45 rad):
+    # stiff torsions and planarity, which an MLP on cos/sin learns as slowly as it learns a bond spring.
+    NARROW_DIHEDRAL = 0.9
 
     @classmethod
-    def fit(cls, positions, bead_bonds, temperature):
+    def fit(cls, positions, bead_bonds, temperature, dihedrals=True):
         """Boltzmann inversion of the data's bond lengths and angles: the minimum at the mean, the spring
-        constant k_B T / variance (a harmonic PMF gives exactly this Gaussian)."""
+        constant k_B T / variance (a harmonic PMF gives exactly this Gaussian); with ``dihedrals``, for each
+        central bond the first proper dihedral about it whose distribution is narrow
+        (:attr:`NARROW_DIHEDRAL`) as a von Mises torsion
+        fitted by maximum likelihood (the circular mean, and the concentration kappa from the mean
+        resultant length by Best & Fisher's approximation; k = kappa k_B T)."""
         x = np.asarray(positions, dtype=float)
         kT = KB * float(temperature)
         bonds = []
@@ -85,7 +110,19 @@ class HarmonicPrior:
             cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
             theta = np.arccos(np.clip(cos, -1.0, 1.0))
             angles.append((i, j, k, float(theta.mean()), float(kT / theta.var())))
-        return cls(bonds, angles, int(x.shape[1]))
+        torsions, central_bonds = [], set()
+        if dihedrals:
+            for quad in proper_dihedrals(x.shape[1], bead_bonds):
+                if quad[1:3] in central_bonds:
+                    continue  # dihedrals about one bond move together: a second spring would count it twice
+                angle = torsion_angles(x, quad)
+                mean_vector = np.mean(np.cos(angle)), np.mean(np.sin(angle))
+                resultant = math.hypot(*mean_vector)
+                if resultant > cls.NARROW_DIHEDRAL:
+                    kappa = 1.0 / (resultant ** 3 - 4.0 * resultant ** 2 + 3.0 * resultant)
+                    torsions.append((*quad, float(math.atan2(mean_vector[1], mean_vector[0])), float(kappa * kT)))
+                    central_bonds.add(quad[1:3])
+        return cls(bonds, angles, int(x.shape[1]), torsions)
 
     def forces(self):
         """The prior as OpenMM forces (new objects each call)."""
@@ -94,21 +131,33 @@ class HarmonicPrior:
             bond_force.addBond(i, j, r0, k)
         for i, j, k, theta0, kt in self.angles:
             angle_force.addAngle(i, j, k, theta0, kt)
-        return [bond_force, angle_force]
+        forces = [bond_force, angle_force]
+        if self.dihedrals:
+            torsion_force = openmm.CustomTorsionForce("k_prior * (1 - cos(theta - theta0_prior))")
+            torsion_force.addPerTorsionParameter("theta0_prior")
+            torsion_force.addPerTorsionParameter("k_prior")
+            for i, j, k, l, phi0, kd in self.dihedrals:
+                torsion_force.addTorsion(i, j, k, l, [phi0, kd])
+            forces.append(torsion_force)
+        return forces
 
     def evaluate(self, positions):
         """(energies (n,), forces (n, beads, 3)) of the prior, through OpenMM."""
-        system = openmm.System()
-        for _ in range(self.num_beads):
-            system.addParticle(1.0)
-        for force in self.forces():
-            system.addForce(force)
-        energies, forces, _ = EnergyTarget(system).evaluate(np.asarray(positions, dtype=float))
-        return energies, forces
+        return evaluate_forces(self.forces(), self.num_beads, positions)
 
     def to_json(self):
         return {"bonds": [list(b) for b in self.bonds], "angles": [list(a) for a in self.angles],
-                "num_beads": self.num_beads}
+                "dihedrals": [list(d) for d in self.dihedrals], "num_beads": self.num_beads}
+
+
+def torsion_angles(positions, quad):
+    """The dihedral angle (rad, OpenMM's convention: the ``theta`` of a CustomTorsionForce) of beads ``quad``
+    in each configuration, evaluated by OpenMM itself so that fitted minima use its sign convention."""
+    x = np.asarray(positions, dtype=float)
+    torsion = openmm.CustomTorsionForce("theta")
+    torsion.addTorsion(*[int(b) for b in quad], [])
+    energies, _ = evaluate_forces([torsion], x.shape[1], x)
+    return energies
 
 
 def pmf_features(num_beads, bead_bonds, *, distances="nonbonded", dihedrals=True):
@@ -186,16 +235,7 @@ class ForceMatchResult:
 
     def evaluate(self, positions):
         """(energies, forces) of prior + PMFForce for (n, beads, 3) positions, through OpenMM."""
-        system = openmm.System()
-        for _ in range(self.pmf_force_particles()):
-            system.addParticle(1.0)
-        for force in self.forces():
-            system.addForce(force)
-        energies, forces, _ = EnergyTarget(system).evaluate(np.asarray(positions, dtype=float))
-        return energies, forces
-
-    def pmf_force_particles(self):
-        return self.info["num_beads"]
+        return evaluate_forces(self.forces(), self.info["num_beads"], positions)
 
 
 def force_match(positions, forces, bead_bonds, *, temperature, hidden=(128, 128, 128), activation="tanh",

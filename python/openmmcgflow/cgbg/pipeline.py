@@ -116,6 +116,7 @@ class AlanineSettings:
     flow_epochs: int = 40
     proposals: int = 100_000
     cg_md_ns: float = 2.0         # plain CG MD baseline (0: none)
+    compare_unbiased_pmf: bool = False  # also force-match on fm_ns of unbiased MD and judge it on the same proposals
     hidden: tuple = (128, 128, 128)
     reference: dict = field(default_factory=lambda: dict(FULL_REFERENCE))
 
@@ -238,6 +239,10 @@ def run_alanine(settings, out, *, emit=None, progress=False):
     record("energy_evaluations", len(fm_data) + len(flow_data), "atomistic force evaluations")
     record("pmf_evaluations", settings.proposals, "PMF evaluations")
 
+    # ---- simulation-free benchmarking of a second PMF (the paper's section 4.3) ----
+    if settings.compare_unbiased_pmf:
+        _compare_unbiased_pmf(settings, out, case_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress)
+
     # ---- plain CG MD with the PMF ----
     if settings.cg_md_ns > 0:
         t = time.perf_counter()
@@ -270,6 +275,35 @@ def run_alanine(settings, out, *, emit=None, progress=False):
         json.dump(summary, handle, indent=1, default=float)
     os.replace(tmp, os.path.join(case_dir, "results.json"))
     return results
+
+
+def _compare_unbiased_pmf(settings, out, case_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress):
+    """PMF_U, force-matched on unbiased MD of the same length (aggregated forces), judged from the same
+    proposals: log w_U = -beta U_U - log q, no new sampling of the CG model (the paper's section 4.3)."""
+    path = os.path.join(out, "data", "ala2_unbiased_%s_aggregated_%gns_seed%d" % (mapping, settings.fm_ns,
+                                                                                  settings.seed))
+    frames = int(round(settings.fm_ns * 1e3 / (RECORD_EVERY * 0.0005)))
+    wall, md = _dataset_job("unbiased", path, frames, settings.seed + 200, mapping)
+    record("md_ns_unbiased_pmf_data", md, "ns")
+    record("wall_s_unbiased_pmf_data", wall, "s")
+    data = load_dataset(path)
+    t = time.perf_counter()
+    pmf_u = force_matching.force_match(data.positions, data.forces, mapping, temperature=TEMPERATURE,
+                                       hidden=tuple(settings.hidden),
+                                       options={"epochs": settings.fm_epochs, "seed": settings.seed},
+                                       seed=settings.seed, progress=progress,
+                                       checkpoint=os.path.join(case_dir, "pmf_unbiased_checkpoint.npz"))
+    record("wall_s_force_matching_unbiased_pmf", time.perf_counter() - t, "s")
+    energy_u, _ = pmf_u.evaluate(result.positions)
+    log_w = -energy_u / KT - result.log_q
+    log_w_clipped = stats.drop_top_fraction(log_w, result.clip_fraction)
+    record("ess_fraction_unbiased_pmf", stats.effective_sample_fraction(log_w_clipped), "fraction")
+    for name, values, ref_hist in (("phi", phi, ref_phi), ("psi", psi, ref_psi)):
+        metrics = profile_metrics(values, log_w_clipped, ref_hist, PHI_AXIS, kT=1.0)
+        record("js_%s_unbiased_pmf" % name, metrics["reweighted"]["js"], "nats")
+        record("pmf_error_%s_unbiased_pmf" % name, metrics["reweighted"]["pmf_error"], "kT^2")
+    positive = stats.weighted_mean(log_w_clipped, (phi > 0).astype(float))
+    record("fraction_phi_positive_unbiased_pmf", float(positive[0]), "fraction")
 
 
 def plot_energy_histogram(path, result):
