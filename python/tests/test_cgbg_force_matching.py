@@ -95,34 +95,48 @@ def _chain(t):
     return x
 
 
-def test_force_match_recovers_a_chiral_torsion_pmf():
-    """Exact forces of a known PMF (springs + a torsion term 3 cos t + 2 sin t, whose sine a mirror flips):
-    the fitted prior + PMFForce give the torsion profile back, and tell L from D."""
-    bonds = [(0, 1), (1, 2), (2, 3)]
+CHAIN_BONDS = [(0, 1), (1, 2), (2, 3)]
+
+
+def _chain_system(torsion_expression):
+    """A 4-bead chain: springs (0.15 nm, 2e4), angles (1.9 rad, 200) and a CustomTorsionForce; returns
+    (system, torsion force)."""
     system = openmm.System()
     for _ in range(4):
         system.addParticle(12.0)
     springs = openmm.HarmonicBondForce()
-    for i, j in bonds:
+    for i, j in CHAIN_BONDS:
         springs.addBond(i, j, 0.15, 2.0e4)
     angles = openmm.HarmonicAngleForce()
     angles.addAngle(0, 1, 2, 1.9, 200.0)
     angles.addAngle(1, 2, 3, 1.9, 200.0)
-    torsion = openmm.CustomTorsionForce("3*cos(theta) + 2*sin(theta)")
+    torsion = openmm.CustomTorsionForce(torsion_expression)
     torsion.addTorsion(0, 1, 2, 3, [])
     for force in (springs, angles, torsion):
         system.addForce(force)
-    # Boltzmann-distributed data (the prior is a Boltzmann inversion): Langevin MD at 300 K
+    return system, torsion
+
+
+def _chain_md(system, start_torsion, seed, frames=3000):
+    """Boltzmann-distributed chains (the prior is a Boltzmann inversion): Langevin MD at 300 K."""
     integrator = openmm.LangevinMiddleIntegrator(300.0, 5.0, 0.001)
-    integrator.setRandomNumberSeed(3)
+    integrator.setRandomNumberSeed(seed)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(_chain(np.array([0.3]))[0])
-    context.setVelocitiesToTemperature(300.0, 3)
-    frames = []
-    for _ in range(3000):
+    context.setPositions(_chain(np.array([start_torsion]))[0])
+    context.setVelocitiesToTemperature(300.0, seed)
+    result = []
+    for _ in range(frames):
         integrator.step(20)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
-    x = np.asarray(frames)
+        result.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    return np.asarray(result)
+
+
+def test_force_match_recovers_a_chiral_torsion_pmf():
+    """Exact forces of a known PMF (springs + a torsion term 3 cos t + 2 sin t, whose sine a mirror flips):
+    the fitted prior + PMFForce give the torsion profile back, and tell L from D."""
+    bonds = CHAIN_BONDS
+    system, _ = _chain_system("3*cos(theta) + 2*sin(theta)")
+    x = _chain_md(system, 0.3, 3)
     _, forces, _ = cg.EnergyTarget(system).evaluate(x)
     result = fm.force_match(x, forces, bonds, temperature=300.0, hidden=(32, 32), activation="tanh",
                             options={"epochs": 60, "batch_size": 64, "learning_rate": 3e-3,
@@ -149,30 +163,10 @@ def test_force_match_recovers_a_chiral_torsion_pmf():
 def test_prior_fits_a_narrow_torsion_as_von_mises_and_leaves_broad_ones_to_the_mlp():
     """A stiff torsion k (1 - cos(t - t0)) sampled by MD is fitted back (k = kappa k_B T, t0 the circular
     mean) in OpenMM's sign convention; a broad one stays out of the prior."""
-    bonds = [(0, 1), (1, 2), (2, 3)]
+    bonds = CHAIN_BONDS
     for k_true, t0, narrow in ((40.0, 2.0, True), (3.0, -1.0, False)):
-        system = openmm.System()
-        for _ in range(4):
-            system.addParticle(12.0)
-        springs = openmm.HarmonicBondForce()
-        for i, j in bonds:
-            springs.addBond(i, j, 0.15, 2.0e4)
-        angles = openmm.HarmonicAngleForce()
-        angles.addAngle(0, 1, 2, 1.9, 200.0)
-        angles.addAngle(1, 2, 3, 1.9, 200.0)
-        torsion = openmm.CustomTorsionForce("%g*(1 - cos(theta - %g))" % (k_true, t0))
-        torsion.addTorsion(0, 1, 2, 3, [])
-        for force in (springs, angles, torsion):
-            system.addForce(force)
-        integrator = openmm.LangevinMiddleIntegrator(300.0, 5.0, 0.001)
-        integrator.setRandomNumberSeed(7)
-        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-        context.setPositions(_chain(np.array([t0]))[0])
-        context.setVelocitiesToTemperature(300.0, 7)
-        frames = []
-        for _ in range(3000):
-            integrator.step(20)
-            frames.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+        system, _ = _chain_system("%g*(1 - cos(theta - %g))" % (k_true, t0))
+        frames = _chain_md(system, t0, 7)
         prior = fm.HarmonicPrior.fit(np.asarray(frames), bonds, 300.0)
         if narrow:
             (_, _, _, _, fitted_t0, fitted_k), = prior.dihedrals
