@@ -1,14 +1,13 @@
 """Force matching with a harmonic prior (cgbg.force_matching), the static-bias reference (cgbg.reference)
 and the alanine pipeline (cgbg.pipeline) on a tiny budget."""
 import math
-import os
 
 import numpy as np
 import openmm
 import pytest
 
 import openmmcgflow as cg
-from openmmcgflow import cgbg, stats, systems
+from openmmcgflow import cgbg, systems
 from openmmcgflow.cgbg import force_matching as fm
 from openmmcgflow.cgbg import reference
 
