@@ -52,12 +52,13 @@ public:
      */
     virtual double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) = 0;
     /**
-     * Compute the energy of every ensemble member at the current positions; forces are untouched.
+     * Compute the energy of every ensemble member for every copy of the features (particle group)
+     * at the current positions; forces are untouched.
      *
      * @param context  the Context's implementation
-     * @return one energy per ensemble member, in kJ/mol
+     * @return PMFForce::getNumCopies() * ensemble size energies in kJ/mol, copy-major
      */
-    virtual std::vector<double> computeEnsembleEnergies(OpenMM::ContextImpl& context) = 0;
+    virtual std::vector<double> computeCopyMemberEnergies(OpenMM::ContextImpl& context) = 0;
     /**
      * Copy new model weights and feature particles from the force (PMFForce::updateParametersInContext(),
      * after PMFForce::validate() has succeeded).

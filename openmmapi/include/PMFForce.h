@@ -24,6 +24,12 @@ namespace CGFlowPlugin {
  * The model is a value: the bytes of an OpenMM-CGFlow model file (safetensors, kind
  * "mlp_ensemble"). It is embedded when a System is serialized to XML.
  *
+ * Particle groups (addParticleGroup()) make one force price many copies of a system at once, for
+ * example the walkers of a CGMonteCarloIntegrator: the features are then a template whose
+ * particle indices are positions within a group, applied to every group; the energy is the sum
+ * over groups of each group's ensemble mean, and getGroupEnergies() / getGroupEnsembleStd() give
+ * the groups apart. Without groups the features name the System's particles directly.
+ *
  * Arguments are checked when they are given (a bad model file, a negative or repeated particle
  * index, a bad axis or period throw an OpenMMException naming the argument or the feature);
  * what depends on the System is checked when a Context is created: a model must be set, at least
@@ -223,6 +229,42 @@ public:
     void setFeatureParticles(int index, const std::vector<int>& particles);
 
     /**
+     * Add a particle group: one copy of the system the features describe. Once groups exist, the
+     * features' particle indices are positions within a group (0 is the group's first particle),
+     * and every group is priced by the same ensemble; the force's energy is the sum over groups.
+     * Groups must all have the same size, at least the largest particle index the features use plus
+     * one, and no particle may belong to two groups (checked here for groups already added, and when
+     * a Context is created).
+     *
+     * @param particles  the System's particle indices of the group, in template order (in Python any
+     *                   sequence of ints), each >= 0 and distinct. A group that overlaps an earlier
+     *                   one or differs from it in size throws an OpenMMException naming both groups.
+     * @return the index of the new group
+     */
+    int addParticleGroup(const std::vector<int>& particles);
+    /**
+     * Get the number of particle groups added with addParticleGroup().
+     *
+     * @return 0 when the features name the System's particles directly, else the number of groups
+     */
+    int getNumParticleGroups() const;
+    /**
+     * Get the particles of a group.
+     *
+     * @param index  the index of the group, in [0, getNumParticleGroups()) (out of range throws an
+     *               OpenMMException)
+     * @return the group's particle indices, in template order
+     */
+    std::vector<int> getParticleGroup(int index) const;
+    /**
+     * Get the number of copies of the features the force evaluates: getNumParticleGroups(), or 1
+     * when no group has been added.
+     *
+     * @return the number of independently priced copies (at least 1)
+     */
+    int getNumCopies() const;
+
+    /**
      * Set whether the features use periodic boundary conditions. When they do, the vectors between
      * particles (for distances, angles and dihedrals) follow the minimum-image convention in the
      * Context's periodic box; coordinate features are never wrapped. The default is false.
@@ -252,8 +294,9 @@ public:
      */
     void updateParametersInContext(OpenMM::Context& context);
     /**
-     * Compute the energy of every ensemble member at the Context's current positions; forces are
-     * not touched. Their mean is the energy this force contributes.
+     * Compute the energy of every ensemble member at the Context's current positions (with particle
+     * groups, each member's energy summed over the groups); forces are not touched. Their mean is
+     * the energy this force contributes.
      *
      * @param context  a Context whose System contains this force (otherwise an OpenMMException is
      *                 thrown)
@@ -271,11 +314,42 @@ public:
      * @return the standard deviation of the ensemble energies in kJ/mol
      */
     double getEnsembleStd(OpenMM::Context& context) const;
+    /**
+     * Compute the energy of every copy (particle group) at the Context's current positions: the mean
+     * over the ensemble of that group's energies; forces are not touched. Their sum is the energy
+     * this force contributes.
+     *
+     * @param context  a Context whose System contains this force (otherwise an OpenMMException is
+     *                 thrown)
+     * @return getNumCopies() energies in kJ/mol (in Python a list)
+     */
+    std::vector<double> getGroupEnergies(OpenMM::Context& context) const;
+    /**
+     * Compute the ensemble spread of every copy (particle group) at the Context's current positions:
+     * the population standard deviation of the members' energies of that group. This is what a
+     * CGMonteCarloIntegrator thresholds for each walker.
+     *
+     * @param context  a Context whose System contains this force (otherwise an OpenMMException is
+     *                 thrown)
+     * @return getNumCopies() standard deviations in kJ/mol (in Python a list)
+     */
+    std::vector<double> getGroupEnsembleStd(OpenMM::Context& context) const;
+    /**
+     * Compute the energy of every ensemble member for every copy, copy-major: entry
+     * c * getEnsembleSize() + m is member m's energy of copy c. The other ensemble queries are
+     * reductions of this one; integrators read it directly.
+     *
+     * @param context  a Context whose System contains this force (otherwise an OpenMMException is
+     *                 thrown)
+     * @return getNumCopies() * getEnsembleSize() energies in kJ/mol
+     */
+    std::vector<double> getCopyMemberEnergies(OpenMM::Context& context) const;
 
     /**
      * Check everything a Context needs: a model is set, at least one feature has been added, every
-     * feature's particles are valid indices for the System, and the features' input width equals
-     * the model's input size. Called when a Context is created and by updateParametersInContext();
+     * feature's particles are valid indices for the System (with particle groups: for a group, and
+     * the groups' particles for the System, disjoint), and the features' input width equals the
+     * model's input size. Called when a Context is created and by updateParametersInContext();
      * not wrapped for Python.
      *
      * @param numParticles  the number of particles in the System
@@ -320,6 +394,7 @@ private:
     std::string modelBytes;
     std::shared_ptr<const cgflow::nn::MLPEnsemble> ensemble;
     std::vector<FeatureInfo> features;
+    std::vector<std::vector<int>> groups;
     bool periodic;
 };
 

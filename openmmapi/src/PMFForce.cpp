@@ -169,6 +169,47 @@ void PMFForce::setFeatureParticles(int index, const std::vector<int>& particles)
     features[index] = f;
 }
 
+int PMFForce::addParticleGroup(const std::vector<int>& particles) {
+    const int index = (int) groups.size();
+    const std::string name = "PMFForce particle group " + std::to_string(index);
+    if (particles.empty())
+        throw OpenMMException(name + ": particles must not be empty");
+    std::set<int> seen;
+    for (int p : particles) {
+        if (p < 0)
+            throw OpenMMException(name + ": particle index " + std::to_string(p) + " must be >= 0");
+        if (!seen.insert(p).second)
+            throw OpenMMException(name + ": particle " + std::to_string(p) + " appears twice");
+    }
+    for (int g = 0; g < index; g++) {
+        if (groups[g].size() != particles.size())
+            throw OpenMMException(name + " has " + std::to_string(particles.size()) + " particles but group " +
+                                  std::to_string(g) + " has " + std::to_string(groups[g].size()) +
+                                  "; every group is one copy of the same template");
+        for (int p : groups[g])
+            if (seen.count(p) != 0)
+                throw OpenMMException(name + " overlaps group " + std::to_string(g) + " (particle " + std::to_string(p) +
+                                      "); groups must be disjoint");
+    }
+    groups.push_back(particles);
+    return index;
+}
+
+int PMFForce::getNumParticleGroups() const {
+    return (int) groups.size();
+}
+
+std::vector<int> PMFForce::getParticleGroup(int index) const {
+    if (index < 0 || index >= (int) groups.size())
+        throw OpenMMException("PMFForce: particle group index " + std::to_string(index) + " out of range [0, " +
+                              std::to_string(groups.size()) + ")");
+    return groups[index];
+}
+
+int PMFForce::getNumCopies() const {
+    return groups.empty() ? 1 : (int) groups.size();
+}
+
 void PMFForce::setUsesPeriodicBoundaryConditions(bool periodic) {
     this->periodic = periodic;
 }
@@ -182,14 +223,22 @@ void PMFForce::validate(int numParticles) const {
         throw OpenMMException("PMFForce: no model has been set (use setModelFile or setModelBytes)");
     if (features.empty())
         throw OpenMMException("PMFForce: no features have been added");
+    // With groups, feature indices are positions within a group.
+    const int templateSize = groups.empty() ? numParticles : (int) groups[0].size();
     for (int i = 0; i < (int) features.size(); i++) {
         try {
-            cgflow::coords::validateFeature(coreFeature(features[i]), numParticles, featureName(i, features[i].type));
+            cgflow::coords::validateFeature(coreFeature(features[i]), templateSize, featureName(i, features[i].type) +
+                                            (groups.empty() ? "" : " (indices within a particle group)"));
         }
         catch (const cgflow::Error& e) {
             throw OpenMMException(e.what());
         }
     }
+    for (int g = 0; g < (int) groups.size(); g++)
+        for (int p : groups[g])
+            if (p >= numParticles)
+                throw OpenMMException("PMFForce particle group " + std::to_string(g) + ": particle " + std::to_string(p) +
+                                      " is not in the System (" + std::to_string(numParticles) + " particles)");
     if (getNumFeatureInputs() != ensemble->getInputSize()) {
         std::stringstream s;
         s << "PMFForce: the " << features.size() << " features give " << getNumFeatureInputs()
@@ -207,19 +256,55 @@ void PMFForce::updateParametersInContext(Context& context) {
     dynamic_cast<PMFForceImpl&>(getImplInContext(context)).updateParametersInContext(getContextImpl(context));
 }
 
-std::vector<double> PMFForce::getEnsembleEnergies(Context& context) const {
+namespace {
+
+/** Population mean and standard deviation (two passes: E[x^2] - E[x]^2 cancels badly). */
+std::pair<double, double> meanAndStd(const double* values, int n) {
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += values[i];
+    mean /= n;
+    double var = 0;
+    for (int i = 0; i < n; i++)
+        var += (values[i] - mean) * (values[i] - mean);
+    return {mean, std::sqrt(var / n)};
+}
+
+} // namespace
+
+std::vector<double> PMFForce::getCopyMemberEnergies(Context& context) const {
     PMFForce& self = const_cast<PMFForce&>(*this);
-    return dynamic_cast<PMFForceImpl&>(self.getImplInContext(context)).getEnsembleEnergies(self.getContextImpl(context));
+    return dynamic_cast<PMFForceImpl&>(self.getImplInContext(context)).getCopyMemberEnergies(self.getContextImpl(context));
+}
+
+std::vector<double> PMFForce::getEnsembleEnergies(Context& context) const {
+    const std::vector<double> all = getCopyMemberEnergies(context);
+    const int members = getEnsembleSize();
+    std::vector<double> sums(members, 0.0);
+    for (size_t i = 0; i < all.size(); i++)
+        sums[i % members] += all[i];
+    return sums;
 }
 
 double PMFForce::getEnsembleStd(Context& context) const {
-    std::vector<double> e = getEnsembleEnergies(context);
-    double mean = 0;
-    for (double x : e)
-        mean += x;
-    mean /= e.size();
-    double var = 0;
-    for (double x : e)
-        var += (x - mean) * (x - mean);
-    return std::sqrt(var / e.size());
+    const std::vector<double> e = getEnsembleEnergies(context);
+    return meanAndStd(e.data(), (int) e.size()).second;
+}
+
+std::vector<double> PMFForce::getGroupEnergies(Context& context) const {
+    const std::vector<double> all = getCopyMemberEnergies(context);
+    const int members = getEnsembleSize();
+    std::vector<double> result(all.size() / members);
+    for (size_t c = 0; c < result.size(); c++)
+        result[c] = meanAndStd(&all[c * members], members).first;
+    return result;
+}
+
+std::vector<double> PMFForce::getGroupEnsembleStd(Context& context) const {
+    const std::vector<double> all = getCopyMemberEnergies(context);
+    const int members = getEnsembleSize();
+    std::vector<double> result(all.size() / members);
+    for (size_t c = 0; c < result.size(); c++)
+        result[c] = meanAndStd(&all[c * members], members).second;
+    return result;
 }

@@ -13,8 +13,17 @@ cgflow::coords::Feature coreFeature(const PMFForce::FeatureInfo& feature) {
 
 std::vector<cgflow::coords::Feature> coreFeatures(const PMFForce& force) {
     std::vector<cgflow::coords::Feature> features;
-    for (const PMFForce::FeatureInfo& f : force.getFeatures())
-        features.push_back(coreFeature(f));
+    const int copies = force.getNumCopies();
+    for (int c = 0; c < copies; c++)
+        for (const PMFForce::FeatureInfo& f : force.getFeatures()) {
+            cgflow::coords::Feature feature = coreFeature(f);
+            if (force.getNumParticleGroups() > 0) {
+                const std::vector<int> group = force.getParticleGroup(c);
+                for (int& p : feature.particles)
+                    p = group[p];
+            }
+            features.push_back(feature);
+        }
     return features;
 }
 

@@ -1,5 +1,6 @@
 #include "internal/PMFForceImpl.h"
 #include "CGFlowKernels.h"
+#include "internal/PMFForceFeatures.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 
@@ -27,7 +28,7 @@ std::vector<std::string> PMFForceImpl::getKernelNames() {
 
 std::vector<std::pair<int, int>> PMFForceImpl::getBondedParticles() const {
     std::vector<std::pair<int, int>> bonds;
-    for (const PMFForce::FeatureInfo& f : owner.getFeatures())
+    for (const cgflow::coords::Feature& f : coreFeatures(owner))
         for (size_t i = 1; i < f.particles.size(); i++)
             bonds.emplace_back(f.particles[i - 1], f.particles[i]);
     return bonds;
@@ -39,6 +40,6 @@ void PMFForceImpl::updateParametersInContext(ContextImpl& context) {
     context.systemChanged();
 }
 
-std::vector<double> PMFForceImpl::getEnsembleEnergies(ContextImpl& context) {
-    return kernel.getAs<CalcPMFForceKernel>().computeEnsembleEnergies(context);
+std::vector<double> PMFForceImpl::getCopyMemberEnergies(ContextImpl& context) {
+    return kernel.getAs<CalcPMFForceKernel>().computeCopyMemberEnergies(context);
 }

@@ -9,7 +9,8 @@
 using namespace CGFlowPlugin;
 using namespace OpenMM;
 
-static const int ProxyVersion = 1;
+// Version 2 added the particle groups; version 1 files (no groups) are still read.
+static const int ProxyVersion = 2;
 
 PMFForceProxy::PMFForceProxy() : SerializationProxy("PMFForce") {
 }
@@ -32,6 +33,12 @@ void PMFForceProxy::serialize(const void* object, SerializationNode& node) const
             f.setIntProperty("axis", force.getFeatureAxis(i));
             f.setDoubleProperty("period", force.getFeaturePeriod(i));
         }
+    }
+    SerializationNode& groups = node.createChildNode("ParticleGroups");
+    for (int g = 0; g < force.getNumParticleGroups(); g++) {
+        SerializationNode& group = groups.createChildNode("Group");
+        for (int p : force.getParticleGroup(g))
+            group.createChildNode("Particle").setIntProperty("index", p);
     }
 }
 
@@ -72,5 +79,12 @@ void* PMFForceProxy::deserialize(const SerializationNode& node) const {
             throw OpenMMException("PMFForce XML: unknown feature type " + std::to_string(type));
         }
     }
+    if (version >= 2)
+        for (const SerializationNode& group : node.getChildNode("ParticleGroups").getChildren()) {
+            std::vector<int> particles;
+            for (const SerializationNode& p : group.getChildren())
+                particles.push_back(p.getIntProperty("index"));
+            force->addParticleGroup(particles);
+        }
     return force.release();
 }

@@ -271,3 +271,27 @@ TEST(MLPEnsemble, EvaluateDoesNotAllocateAfterFirstCall) {
     GTEST_SKIP() << "allocation counting needs glibc and no sanitizer";
 #endif
 }
+
+TEST(MLPEnsemble, EvaluateMembersMatchesEvaluatePerColumn) {
+    MLPEnsemble ensemble = randomEnsemble({4, 9, 5, 1}, Activation::Sigmoid, 3, 41);
+    Eigen::MatrixXd X = Eigen::MatrixXd::Random(4, 6) * 1.5;
+    Eigen::MatrixXd outputs, gradMean;
+    ensemble.evaluateMembers(X, outputs, &gradMean);
+    ASSERT_EQ(outputs.rows(), 3);
+    ASSERT_EQ(outputs.cols(), 6);
+    ASSERT_EQ(gradMean.rows(), 4);
+    ASSERT_EQ(gradMean.cols(), 6);
+    MLPEnsemble::Result result;
+    for (int j = 0; j < 6; j++) {
+        ensemble.evaluate(X.col(j), true, result);
+        for (int k = 0; k < 3; k++)
+            EXPECT_NEAR(outputs(k, j), result.memberValues[k], 1e-14);
+        for (int i = 0; i < 4; i++)
+            EXPECT_NEAR(gradMean(i, j), result.gradMean[i], 1e-14);
+    }
+    // Without a gradient only the outputs are computed, and they are the same.
+    Eigen::MatrixXd again;
+    ensemble.evaluateMembers(X, again, nullptr);
+    EXPECT_EQ(again, outputs);
+    EXPECT_THROW(ensemble.evaluateMembers(Eigen::MatrixXd::Zero(3, 2), again, nullptr), Error);
+}

@@ -69,3 +69,37 @@ TEST(PMFForce, SingularGeometriesMatchReference) {
             EXPECT_NEAR(sg.getForces()[i][k], sr.getForces()[i][k], isDoublePrecision() ? 1e-8 : 1e-3);
         }
 }
+
+TEST(PMFForce, ParticleGroupsMatchReference) {
+    // Many copies, as a CG Monte Carlo integrator's walkers: every (copy, member) pair is one work group.
+    const int copies = 40;
+    System system = makeSystem(6 * copies);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({8, 24, 12, 1}, 4, Activation::Sigmoid, 8));
+    addAllFeatureKinds(*force);
+    for (int c = 0; c < copies; c++)
+        force->addParticleGroup({c, copies + c, 2 * copies + c, 3 * copies + c, 4 * copies + c, 5 * copies + c});
+    system.addForce(force);
+    VerletIntegrator i1(0.001), i2(0.001);
+    Context gpu(system, i1, platform(), platformProperties());
+    Context ref(system, i2, Platform::getPlatformByName("Reference"));
+    std::vector<Vec3> pos = randomPositions(6 * copies, 31);
+    gpu.setPositions(pos);
+    ref.setPositions(pos);
+    State sg = gpu.getState(State::Energy | State::Forces);
+    State sr = ref.getState(State::Energy | State::Forces);
+    const double e = sr.getPotentialEnergy();
+    EXPECT_NEAR(sg.getPotentialEnergy(), e, energyTolerance() * std::max(1.0, std::fabs(e)) * copies);
+    double norm = 0;
+    for (const Vec3& f : sr.getForces())
+        norm += f.dot(f);
+    norm = std::sqrt(norm / copies);
+    for (int i = 0; i < 6 * copies; i++)
+        for (int k = 0; k < 3; k++)
+            EXPECT_NEAR(sg.getForces()[i][k], sr.getForces()[i][k], (isDoublePrecision() ? 1e-8 : 1e-4) * std::max(1.0, norm))
+                << "particle " << i;
+    std::vector<double> mg = force->getCopyMemberEnergies(gpu), mr = force->getCopyMemberEnergies(ref);
+    ASSERT_EQ(mg.size(), mr.size());
+    for (size_t m = 0; m < mr.size(); m++)
+        EXPECT_NEAR(mg[m], mr[m], energyTolerance() * std::max(1.0, std::fabs(mr[m])));
+}

@@ -6,6 +6,7 @@
 #include "openmm/VerletIntegrator.h"
 #include <gtest/gtest.h>
 #include <cmath>
+#include <functional>
 #include <iostream>
 
 using namespace OpenMM;
@@ -245,4 +246,117 @@ TEST(PMFForce, LangevinDynamicsStaysFiniteAndVerletConservesEnergy) {
               << " kJ/mol; potential energy range " << maxPE - minPE << " kJ/mol" << std::endl;
     ASSERT_GT(maxPE - minPE, 1.0);  // the PMF really does work on the beads
     EXPECT_LT(maxDrift, (isDoublePrecision() ? 1e-4 : 1e-2) * (maxPE - minPE)) << "max drift " << maxDrift;
+}
+
+/** Three copies of the six-particle template, interleaved and permuted in a System of 19 particles. */
+static std::vector<std::vector<int>> threeGroups() {
+    return {{0, 3, 6, 9, 12, 15}, {17, 1, 4, 7, 10, 13}, {2, 5, 8, 11, 14, 16}};
+}
+
+TEST(PMFForce, ParticleGroupsPriceEveryCopyByItself) {
+    System system = makeSystem(19);  // particle 18 belongs to no group
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({8, 16, 1}, 3, Activation::Tanh, 21));
+    addAllFeatureKinds(*force);
+    for (const std::vector<int>& group : threeGroups())
+        force->addParticleGroup(group);
+    ASSERT_EQ(force->getNumCopies(), 3);
+    const std::vector<std::vector<int>> groups = threeGroups();
+    system.addForce(force);
+    VerletIntegrator integrator(0.001);
+    Context context(system, integrator, platform(), platformProperties());
+    std::vector<Vec3> pos = randomPositions(19, 5);
+    context.setPositions(pos);
+    State state = context.getState(State::Energy | State::Forces);
+    std::vector<double> groupEnergies = force->getGroupEnergies(context);
+    std::vector<double> groupStd = force->getGroupEnsembleStd(context);
+    std::vector<double> copyMember = force->getCopyMemberEnergies(context);
+    ASSERT_EQ(groupEnergies.size(), 3u);
+    ASSERT_EQ(copyMember.size(), 9u);
+    double total = 0;
+    for (int g = 0; g < 3; g++) {
+        std::vector<Vec3> own;
+        for (int p : groups[g])
+            own.push_back(pos[p]);
+        const double expected = directEnergy(*force, own);
+        EXPECT_NEAR(groupEnergies[g], expected, energyTolerance() * std::max(1.0, std::fabs(expected))) << "group " << g;
+        double mean = (copyMember[3 * g] + copyMember[3 * g + 1] + copyMember[3 * g + 2]) / 3, var = 0;
+        for (int m = 0; m < 3; m++)
+            var += (copyMember[3 * g + m] - mean) * (copyMember[3 * g + m] - mean) / 3;
+        EXPECT_NEAR(groupStd[g], std::sqrt(var), 1e-9 + energyTolerance() * std::fabs(mean));
+        total += expected;
+    }
+    EXPECT_NEAR(state.getPotentialEnergy(), total, energyTolerance() * std::max(1.0, std::fabs(total)));
+    std::vector<double> members = force->getEnsembleEnergies(context);
+    ASSERT_EQ(members.size(), 3u);
+    EXPECT_NEAR(members[1], copyMember[1] + copyMember[4] + copyMember[7], 1e-6 * std::max(1.0, std::fabs(members[1])));
+    // Forces: minus the gradient of the sum; the particle in no group feels none.
+    std::vector<Vec3> fd = finiteDifferenceForces(context, pos, fdStep());
+    double norm = 0;
+    for (const Vec3& f : fd)
+        norm += f.dot(f);
+    norm = std::sqrt(norm);
+    ASSERT_GT(norm, 1e-3);
+    for (int i = 0; i < 19; i++)
+        for (int k = 0; k < 3; k++)
+            EXPECT_NEAR(state.getForces()[i][k], fd[i][k], fdTolerance() * std::max(1.0, norm)) << "particle " << i;
+    EXPECT_EQ(state.getForces()[18], Vec3(0, 0, 0));
+    // Moving one group changes only its own energy.
+    std::vector<Vec3> moved = pos;
+    for (int p : groups[1])
+        moved[p] += Vec3(0.05, -0.1, 0.2);
+    context.setPositions(moved);
+    std::vector<double> after = force->getGroupEnergies(context);
+    EXPECT_NEAR(after[0], groupEnergies[0], 1e-6 * std::max(1.0, std::fabs(groupEnergies[0])));
+    EXPECT_NEAR(after[2], groupEnergies[2], 1e-6 * std::max(1.0, std::fabs(groupEnergies[2])));
+    EXPECT_GT(std::fabs(after[1] - groupEnergies[1]), 1e-4);
+}
+
+TEST(PMFForce, ParticleGroupErrorsNameTheGroup) {
+    auto expectMessage = [](const std::function<void()>& action, const std::string& fragment) {
+        try {
+            action();
+            ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+        }
+        catch (const OpenMMException& e) {
+            EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+        }
+    };
+    PMFForce force;
+    force.addParticleGroup({0, 1, 2});
+    expectMessage([&] { force.addParticleGroup({3, 2, 4}); }, "overlaps group 0");
+    expectMessage([&] { force.addParticleGroup({3, 4}); }, "has 2 particles but group 0 has 3");
+    expectMessage([&] { force.addParticleGroup({3, 3, 4}); }, "appears twice");
+    expectMessage([&] { force.addParticleGroup({3, -4, 5}); }, "must be >= 0");
+    expectMessage([&] { force.getParticleGroup(1); }, "out of range");
+    EXPECT_EQ(force.getNumParticleGroups(), 1);
+    // A template index beyond the group, or a group particle beyond the System, at Context creation.
+    auto contextError = [&](PMFForce* f, int numParticles, const std::string& fragment) {
+        System system = makeSystem(numParticles);
+        system.addForce(f);
+        VerletIntegrator integrator(0.001);
+        expectMessage([&] { Context context(system, integrator, platform(), platformProperties()); }, fragment);
+    };
+    PMFForce* f1 = new PMFForce();
+    f1->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, Activation::Tanh, 1));
+    f1->addDistance(0, 3);
+    f1->addParticleGroup({0, 1, 2});
+    contextError(f1, 6, "within a particle group");
+    PMFForce* f2 = new PMFForce();
+    f2->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, Activation::Tanh, 1));
+    f2->addDistance(0, 1);
+    f2->addParticleGroup({0, 1});
+    f2->addParticleGroup({2, 9});
+    contextError(f2, 6, "particle group 1: particle 9");
+    // The number of groups is compiled into the Context.
+    System system = makeSystem(6);
+    PMFForce* f3 = new PMFForce();
+    f3->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, Activation::Tanh, 1));
+    f3->addDistance(0, 1);
+    f3->addParticleGroup({0, 1});
+    system.addForce(f3);
+    VerletIntegrator integrator(0.001);
+    Context context(system, integrator, platform(), platformProperties());
+    f3->addParticleGroup({2, 3});
+    expectMessage([&] { f3->updateParametersInContext(context); }, "number of particle groups");
 }

@@ -66,6 +66,31 @@ TEST(PMFForceSerialization, CorruptEmbeddedModelIsRejected) {
     EXPECT_THROW(XmlSerializer::deserialize<System>(corrupted), OpenMMException);
 }
 
+TEST(PMFForceSerialization, ParticleGroupsRoundTrip) {
+    System system;
+    for (int i = 0; i < 12; i++)
+        system.addParticle(1.0);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({8, 16, 1}, 2, cgflow::nn::Activation::Tanh, 6));
+    addAllFeatureKinds(*force);
+    force->addParticleGroup({11, 1, 2, 3, 4, 5});
+    force->addParticleGroup({6, 7, 8, 9, 10, 0});
+    system.addForce(force);
+    std::stringstream buffer;
+    XmlSerializer::serialize<System>(&system, "System", buffer);
+    System* copy = XmlSerializer::deserialize<System>(buffer);
+    const PMFForce& restored = dynamic_cast<const PMFForce&>(copy->getForce(0));
+    ASSERT_EQ(restored.getNumParticleGroups(), 2);
+    EXPECT_EQ(restored.getParticleGroup(0), force->getParticleGroup(0));
+    EXPECT_EQ(restored.getParticleGroup(1), force->getParticleGroup(1));
+    VerletIntegrator i1(0.001), i2(0.001);
+    Context c1(system, i1, Platform::getPlatformByName("Reference"));
+    Context c2(*copy, i2, Platform::getPlatformByName("Reference"));
+    std::vector<Vec3> pos = randomPositions(12, 3, 1.0);
+    EXPECT_EQ(energyAt(c1, pos), energyAt(c2, pos));
+    delete copy;
+}
+
 int main(int argc, char** argv) {
     registerCGFlowReferenceKernelFactories();
     ::testing::InitGoogleTest(&argc, argv);

@@ -80,20 +80,35 @@ void MLPEnsemble::evaluate(const Eigen::Ref<const Eigen::VectorXd>& x, bool want
     result.std = std::sqrt(sumSquares * weight);
 }
 
-void MLPEnsemble::evaluateBatch(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::VectorXd& means,
-                                Eigen::VectorXd& stds) const {
+void MLPEnsemble::evaluateMembers(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::MatrixXd& memberOutputs,
+                                  Eigen::MatrixXd* gradMean) const {
     if (members.empty())
-        throw Error("MLPEnsemble::evaluateBatch called on an empty ensemble");
+        throw Error("MLPEnsemble::evaluateMembers called on an empty ensemble");
     if (X.rows() != getInputSize())
         throw Error("MLPEnsemble input X has " + std::to_string(X.rows()) + " rows, expected " +
                     std::to_string(getInputSize()) + " (one sample per column)");
     const int numMembers = getNumMembers();
     const Eigen::Index batch = X.cols();
-    scratch.memberOutputs.resize(numMembers, batch);
+    memberOutputs.resize(numMembers, batch);
+    if (gradMean != nullptr) {
+        gradMean->setZero(X.rows(), batch);
+        scratch.dy.setConstant(1, batch, 1.0 / numMembers);
+    }
     for (int k = 0; k < numMembers; k++) {
         members[k].forward(X, scratch.y, scratch.workspace);
-        scratch.memberOutputs.row(k) = scratch.y.row(0);
+        memberOutputs.row(k) = scratch.y.row(0);
+        if (gradMean != nullptr) {
+            members[k].backward(scratch.dy, scratch.workspace, &scratch.dx, nullptr);
+            *gradMean += scratch.dx;
+        }
     }
+}
+
+void MLPEnsemble::evaluateBatch(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::VectorXd& means,
+                                Eigen::VectorXd& stds) const {
+    evaluateMembers(X, scratch.memberOutputs, nullptr);
+    const int numMembers = getNumMembers();
+    const Eigen::Index batch = X.cols();
     means = scratch.memberOutputs.colwise().mean().transpose();
     stds.resize(batch);
     for (Eigen::Index j = 0; j < batch; j++)

@@ -16,7 +16,13 @@ namespace CGFlowPlugin {
  */
 cgflow::coords::Feature coreFeature(const PMFForce::FeatureInfo& feature);
 
-/** coreFeature() of each of the force's features, in the order they were added. */
+/**
+ * Every feature a Context evaluates, as core features on the System's particle indices: without
+ * particle groups, coreFeature() of each of the force's features in the order they were added;
+ * with groups, that list once per group (copy-major), each feature's template indices replaced by
+ * the group's particles. Model inputs follow the same order, so copy c's inputs are the c-th block
+ * of getNumFeatureInputs() values.
+ */
 std::vector<cgflow::coords::Feature> coreFeatures(const PMFForce& force);
 
 } // namespace CGFlowPlugin

@@ -23,7 +23,8 @@ public:
     /** Particles sharing a feature are "bonded": keeps them in one molecule for reordering. */
     std::vector<std::pair<int, int>> getBondedParticles() const override;
     void updateParametersInContext(OpenMM::ContextImpl& context);
-    std::vector<double> getEnsembleEnergies(OpenMM::ContextImpl& context);
+    /** Every member's energy of every copy, copy-major (CalcPMFForceKernel::computeCopyMemberEnergies). */
+    std::vector<double> getCopyMemberEnergies(OpenMM::ContextImpl& context);
 
 private:
     const PMFForce& owner;

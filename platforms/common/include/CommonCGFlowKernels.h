@@ -10,8 +10,8 @@ namespace CGFlowPlugin {
 
 /**
  * PMFForce on OpenCL and CUDA from one kernel source. Three launches per evaluation:
- * features with their Jacobians, the MLP ensemble (one work group per member, forward and
- * backward), then energy and forces (one thread per involved particle, no atomics).
+ * features with their Jacobians, the MLP ensemble (one work group per member and copy of the
+ * features, i.e. particle group, forward and backward), then energy and forces (one thread per involved particle, no atomics).
  * Arithmetic is in the platform's `real` (float in single/mixed precision); the energy is
  * accumulated in `mixed`.
  */
@@ -21,7 +21,7 @@ public:
         : CalcPMFForceKernel(name, platform), cc(cc) {}
     void initialize(const OpenMM::System& system, const PMFForce& force) override;
     double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) override;
-    std::vector<double> computeEnsembleEnergies(OpenMM::ContextImpl& context) override;
+    std::vector<double> computeCopyMemberEnergies(OpenMM::ContextImpl& context) override;
     void copyParametersToContext(OpenMM::ContextImpl& context, const PMFForce& force) override;
     /** Re-map particle indices to positions in the (reordered) posq array. */
     void updateParticleSlots();
@@ -38,7 +38,8 @@ private:
 
     OpenMM::ComputeContext& cc;
     bool periodic = false;
-    int numFeatures = 0, numInputs = 0, numMembers = 0, numInvolved = 0, blockSize = 0;
+    // numFeatures counts every copy's features; numInputs is the width of one copy.
+    int numFeatures = 0, numInputs = 0, numMembers = 0, numCopies = 1, numInvolved = 0, blockSize = 0;
     std::vector<int> widths;
     int hiddenActivation = 0, outputActivation = 0;
     std::vector<int> featureTypes;

@@ -24,7 +24,7 @@ const int MaxLocalScratchBytes = 16 * 1024;
 class CommonCalcPMFForceKernel::ForceInfo : public ComputeForceInfo {
 public:
     explicit ForceInfo(const PMFForce& force) {
-        for (const PMFForce::FeatureInfo& f : force.getFeatures()) {
+        for (const cgflow::coords::Feature& f : coreFeatures(force)) {
             groups.push_back(f.particles);
             for (int p : f.particles)
                 used.insert(p);
@@ -78,14 +78,14 @@ void CommonCalcPMFForceKernel::updateParticleSlots() {
 }
 
 void CommonCalcPMFForceKernel::uploadFeatures(const PMFForce& force) {
-    const std::vector<PMFForce::FeatureInfo>& features = force.getFeatures();
+    const std::vector<cgflow::coords::Feature> features = coreFeatures(force);
     std::vector<mm_int4> particles, info;
     std::vector<double> periods;
     // For each involved particle: the (model input, role) pairs whose Jacobian it receives.
     std::map<int, std::vector<mm_int2>> byParticle;
     int input = 0;
     featureTypes.clear();
-    for (const PMFForce::FeatureInfo& f : features) {
+    for (const cgflow::coords::Feature& f : features) {
         int p[4] = {0, 0, 0, 0};
         for (size_t j = 0; j < f.particles.size(); j++)
             p[j] = f.particles[j];
@@ -93,13 +93,13 @@ void CommonCalcPMFForceKernel::uploadFeatures(const PMFForce& force) {
         info.push_back(mm_int4((int) f.type, f.axis, input, 0));
         periods.push_back(f.period);
         featureTypes.push_back((int) f.type);
-        const int width = coreFeature(f).getWidth();
+        const int width = f.getWidth();
         for (int k = 0; k < width; k++)
             for (size_t r = 0; r < f.particles.size(); r++)
                 byParticle[f.particles[r]].push_back(mm_int2(input + k, (int) r));
         input += width;
     }
-    numInputs = input;
+    numInputs = input / force.getNumCopies();  // the copy-major inputs: copy c starts at c * numInputs
     std::vector<int> starts(1, 0);
     std::vector<mm_int2> flatEntries;
     involvedParticles.clear();
@@ -162,7 +162,8 @@ void CommonCalcPMFForceKernel::uploadWeights(const PMFForce& force) {
 void CommonCalcPMFForceKernel::initialize(const System&, const PMFForce& force) {
     ContextSelector selector(cc);
     periodic = force.usesPeriodicBoundaryConditions();
-    numFeatures = force.getNumFeatures();
+    numCopies = force.getNumCopies();
+    numFeatures = numCopies * force.getNumFeatures();
     const cgflow::nn::MLPEnsemble& ensemble = force.getEnsemble();
     const cgflow::nn::MLP& first = ensemble.getMember(0);
     numMembers = ensemble.getNumMembers();
@@ -192,16 +193,18 @@ void CommonCalcPMFForceKernel::initialize(const System&, const PMFForce& force) 
     int scratchSize = 2 * totalWidth + 2 * maxWidth;
     int realSize = cc.getUseDoublePrecision() ? sizeof(double) : sizeof(float);
     bool scratchInLocal = scratchSize * realSize <= MaxLocalScratchBytes;
-    scratch.initialize(cc, scratchInLocal ? 1 : (size_t) scratchSize * numMembers, realSize, "pmfScratch");
-    inputs.initialize(cc, numInputs, realSize, "pmfInputs");
-    jacobian.initialize(cc, 12 * numInputs, realSize, "pmfJacobian");
-    memberEnergy.initialize(cc, numMembers, realSize, "pmfMemberEnergy");
-    memberGrad.initialize(cc, (size_t) numMembers * numInputs, realSize, "pmfMemberGrad");
+    const size_t numPairs = (size_t) numCopies * numMembers;  // one work group each
+    scratch.initialize(cc, scratchInLocal ? 1 : (size_t) scratchSize * numPairs, realSize, "pmfScratch");
+    inputs.initialize(cc, (size_t) numCopies * numInputs, realSize, "pmfInputs");
+    jacobian.initialize(cc, 12 * (size_t) numCopies * numInputs, realSize, "pmfJacobian");
+    memberEnergy.initialize(cc, numPairs, realSize, "pmfMemberEnergy");
+    memberGrad.initialize(cc, numPairs * numInputs, realSize, "pmfMemberGrad");
 
     std::map<std::string, std::string> defines;
     defines["NUM_FEATURES"] = cc.intToString(numFeatures);
     defines["NUM_INPUTS"] = cc.intToString(numInputs);
     defines["NUM_MEMBERS"] = cc.intToString(numMembers);
+    defines["NUM_COPIES"] = cc.intToString(numCopies);
     defines["NUM_LAYERS"] = cc.intToString((int) layers.size());
     defines["NUM_INVOLVED"] = cc.intToString(numInvolved);
     defines["PADDED_NUM_ATOMS"] = cc.intToString(cc.getPaddedNumAtoms());
@@ -280,7 +283,7 @@ void CommonCalcPMFForceKernel::runFeaturesAndEnsemble(bool computeGradient) {
     setBoxArguments();
     featuresKernel->execute(numFeatures);
     ensembleKernel->setArg(8, (int) (computeGradient ? 1 : 0));
-    ensembleKernel->execute(numMembers * blockSize, blockSize);
+    ensembleKernel->execute(numCopies * numMembers * blockSize, blockSize);
 }
 
 double CommonCalcPMFForceKernel::execute(ContextImpl&, bool includeForces, bool) {
@@ -291,14 +294,14 @@ double CommonCalcPMFForceKernel::execute(ContextImpl&, bool includeForces, bool)
     return 0.0;  // the energy was added to the context's energy buffer on the device
 }
 
-std::vector<double> CommonCalcPMFForceKernel::computeEnsembleEnergies(ContextImpl&) {
+std::vector<double> CommonCalcPMFForceKernel::computeCopyMemberEnergies(ContextImpl&) {
     ContextSelector selector(cc);
     runFeaturesAndEnsemble(false);
-    std::vector<double> result(numMembers);
+    std::vector<double> result((size_t) numCopies * numMembers);  // copy-major, like memberEnergy
     if (cc.getUseDoublePrecision())
         memberEnergy.download(result);
     else {
-        std::vector<float> values(numMembers);
+        std::vector<float> values(result.size());
         memberEnergy.download(values);
         std::copy(values.begin(), values.end(), result.begin());
     }
@@ -312,9 +315,11 @@ void CommonCalcPMFForceKernel::copyParametersToContext(ContextImpl&, const PMFFo
         (int) first.getHiddenActivation() != hiddenActivation || (int) first.getOutputActivation() != outputActivation)
         throw OpenMMException("PMFForce.updateParametersInContext: the model architecture (ensemble size, widths, "
                               "activations) must not change; create a new Context instead");
-    if (force.getNumFeatures() != numFeatures)
+    if (force.getNumCopies() != numCopies)
+        throw OpenMMException("PMFForce.updateParametersInContext: the number of particle groups must not change");
+    if (force.getNumCopies() * force.getNumFeatures() != numFeatures)
         throw OpenMMException("PMFForce.updateParametersInContext: the number of features must not change");
-    for (int i = 0; i < numFeatures; i++)
+    for (int i = 0; i < force.getNumFeatures(); i++)
         if ((int) force.getFeatureType(i) != featureTypes[i])
             throw OpenMMException("PMFForce.updateParametersInContext: feature " + std::to_string(i) + " changed its type");
     uploadFeatures(force);

@@ -15,21 +15,23 @@ public:
     ReferenceCalcPMFForceKernel(std::string name, const OpenMM::Platform& platform) : CalcPMFForceKernel(name, platform) {}
     void initialize(const OpenMM::System& system, const PMFForce& force) override;
     double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) override;
-    std::vector<double> computeEnsembleEnergies(OpenMM::ContextImpl& context) override;
+    std::vector<double> computeCopyMemberEnergies(OpenMM::ContextImpl& context) override;
     void copyParametersToContext(OpenMM::ContextImpl& context, const PMFForce& force) override;
 
 private:
     void setFeatures(const PMFForce& force);
-    /** Features of the current positions into `inputs`; returns positions as a flat array. */
+    /** Features of the current positions into `inputs`, one column per copy (particle group). */
     void computeInputs(OpenMM::ContextImpl& context);
-    std::vector<cgflow::coords::Feature> features;
+    std::vector<cgflow::coords::Feature> features; // every copy's, copy-major
+    int numCopies = 1;
     // Each kernel owns its copy: the ensemble's workspaces are per object, so Contexts on
     // different threads never share one.
     cgflow::nn::MLPEnsemble ensemble;
-    cgflow::nn::MLPEnsemble::Result result;
     cgflow::coords::PeriodicBox box;
     bool periodic = false;
-    Eigen::VectorXd inputs;
+    Eigen::MatrixXd inputs;        // (inputs per copy) x copies
+    Eigen::MatrixXd memberEnergies; // members x copies
+    Eigen::MatrixXd gradMean;       // d(mean)/d inputs, like `inputs`
     std::vector<double> gradient;
 };
 

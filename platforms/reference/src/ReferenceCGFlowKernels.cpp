@@ -13,8 +13,9 @@ static ReferencePlatform::PlatformData& getPlatformData(ContextImpl& context) {
 
 void ReferenceCalcPMFForceKernel::setFeatures(const PMFForce& force) {
     features = coreFeatures(force);
+    numCopies = force.getNumCopies();
     periodic = force.usesPeriodicBoundaryConditions();
-    inputs.resize(cgflow::coords::totalWidth(features));
+    inputs.resize(cgflow::coords::totalWidth(features) / numCopies, numCopies);
 }
 
 void ReferenceCalcPMFForceKernel::initialize(const System&, const PMFForce& force) {
@@ -38,23 +39,26 @@ void ReferenceCalcPMFForceKernel::computeInputs(ContextImpl& context) {
 
 double ReferenceCalcPMFForceKernel::execute(ContextImpl& context, bool includeForces, bool) {
     computeInputs(context);
-    ensemble.evaluate(inputs, includeForces, result);
+    // One pass per member prices every copy; the energy is the sum over copies of the ensemble mean.
+    ensemble.evaluateMembers(inputs, memberEnergies, includeForces ? &gradMean : nullptr);
     if (includeForces) {
         ReferencePlatform::PlatformData& data = getPlatformData(context);
         std::vector<Vec3>& forces = *data.forces;
         gradient.assign(3 * forces.size(), 0.0);
         const double* positions = &(*data.positions)[0][0];
-        cgflow::coords::backpropFeatures(features, positions, box, result.gradMean.data(), gradient.data());
+        // gradMean is column-major, copy after copy: the order of the copy-major feature list.
+        cgflow::coords::backpropFeatures(features, positions, box, gradMean.data(), gradient.data());
         for (size_t i = 0; i < forces.size(); i++)
             forces[i] -= Vec3(gradient[3 * i], gradient[3 * i + 1], gradient[3 * i + 2]);
     }
-    return result.mean;
+    return memberEnergies.sum() / ensemble.getNumMembers();
 }
 
-std::vector<double> ReferenceCalcPMFForceKernel::computeEnsembleEnergies(ContextImpl& context) {
+std::vector<double> ReferenceCalcPMFForceKernel::computeCopyMemberEnergies(ContextImpl& context) {
     computeInputs(context);
-    ensemble.evaluate(inputs, false, result);
-    return result.memberValues;
+    ensemble.evaluateMembers(inputs, memberEnergies, nullptr);
+    // memberEnergies is members x copies, column-major: already copy-major.
+    return std::vector<double>(memberEnergies.data(), memberEnergies.data() + memberEnergies.size());
 }
 
 void ReferenceCalcPMFForceKernel::copyParametersToContext(ContextImpl&, const PMFForce& force) {
@@ -65,11 +69,15 @@ void ReferenceCalcPMFForceKernel::copyParametersToContext(ContextImpl&, const PM
         updated.getMember(0).getOutputActivation() != ensemble.getMember(0).getOutputActivation())
         throw OpenMMException("PMFForce.updateParametersInContext: the model architecture (ensemble size, widths, "
                               "activations) must not change; create a new Context instead");
-    if ((int) force.getFeatures().size() != (int) features.size())
+    if (force.getNumCopies() != numCopies)
+        throw OpenMMException("PMFForce.updateParametersInContext: the number of particle groups must not change");
+    const std::vector<cgflow::coords::Feature> updatedFeatures = coreFeatures(force);
+    if (updatedFeatures.size() != features.size())
         throw OpenMMException("PMFForce.updateParametersInContext: the number of features must not change");
     for (size_t i = 0; i < features.size(); i++)
-        if ((int) force.getFeatures()[i].type != (int) features[i].type)
-            throw OpenMMException("PMFForce.updateParametersInContext: feature " + std::to_string(i) + " changed its type");
+        if (updatedFeatures[i].type != features[i].type)
+            throw OpenMMException("PMFForce.updateParametersInContext: feature " +
+                                  std::to_string(i % force.getNumFeatures()) + " changed its type");
     setFeatures(force);
     ensemble = updated;
 }

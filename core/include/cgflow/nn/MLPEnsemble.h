@@ -44,6 +44,14 @@ public:
     /** Batch: X (inputSize x batch) -> means and stds (length batch). */
     void evaluateBatch(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::VectorXd& means,
                        Eigen::VectorXd& stds) const;
+    /**
+     * Batch with every member's value: X (inputSize x batch) -> memberOutputs (numMembers x batch);
+     * when gradMean is non-null it is set to d(mean)/dX (inputSize x batch), one column per sample.
+     * This is what a PMFForce with several particle groups needs: each group is one column, and one
+     * pass per member prices them all.
+     */
+    void evaluateMembers(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::MatrixXd& memberOutputs,
+                         Eigen::MatrixXd* gradMean) const;
 
 private:
     void checkIndex(int i) const;

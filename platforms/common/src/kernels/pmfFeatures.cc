@@ -113,7 +113,8 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
 }
 
 // One thread per particle that appears in a feature: contracts dE/dinputs (summed over
-// ensemble members, each already scaled by 1/M) with the Jacobian. Each particle is owned by
+// ensemble members, each already scaled by 1/M) with the Jacobian. Inputs are copy-major (copy c's
+// NUM_INPUTS values start at c * NUM_INPUTS), and so are the (copy, member) gradients. Each particle is owned by
 // one thread, so forces are added without atomics and the result is deterministic.
 KERNEL void applyPMFForces(GLOBAL const real* RESTRICT memberEnergy, GLOBAL const real* RESTRICT memberGrad,
         GLOBAL const real* RESTRICT jacobian, GLOBAL const int* RESTRICT involvedParticles,
@@ -122,7 +123,7 @@ KERNEL void applyPMFForces(GLOBAL const real* RESTRICT memberEnergy, GLOBAL cons
         GLOBAL mixed* RESTRICT energyBuffer, int includeForces) {
     if (GLOBAL_ID == 0) {
         mixed energy = 0;
-        for (int m = 0; m < NUM_MEMBERS; m++)
+        for (int m = 0; m < NUM_COPIES * NUM_MEMBERS; m++)
             energy += memberEnergy[m];
         energyBuffer[0] += energy / NUM_MEMBERS;
     }
@@ -131,10 +132,12 @@ KERNEL void applyPMFForces(GLOBAL const real* RESTRICT memberEnergy, GLOBAL cons
     for (int i = GLOBAL_ID; i < NUM_INVOLVED; i += GLOBAL_SIZE) {
         real3 grad = make_real3(0, 0, 0);
         for (int e = entryStart[i]; e < entryStart[i + 1]; e++) {
-            int2 entry = entries[e];  // x: model input, y: role of the particle in its feature
+            int2 entry = entries[e];  // x: model input (of all copies), y: role of the particle in its feature
+            int copy = entry.x / NUM_INPUTS;
+            GLOBAL const real* copyGrad = memberGrad + copy * NUM_MEMBERS * NUM_INPUTS + (entry.x - copy * NUM_INPUTS);
             real g = 0;
             for (int m = 0; m < NUM_MEMBERS; m++)
-                g += memberGrad[m * NUM_INPUTS + entry.x];
+                g += copyGrad[m * NUM_INPUTS];
             int j = 12 * entry.x + 3 * entry.y;
             grad += g * make_real3(jacobian[j], jacobian[j + 1], jacobian[j + 2]);
         }
