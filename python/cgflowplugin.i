@@ -8,6 +8,7 @@
 
 %{
 #include "BoltzmannGeneratorIntegrator.h"
+#include "CGMonteCarloIntegrator.h"
 #include "PMFForce.h"
 #include "OpenMM.h"
 #include "OpenMMAmoeba.h"
@@ -167,5 +168,30 @@
     }
 }
 
+%extend CGFlowPlugin::CGMonteCarloIntegrator {
+    /**
+     * Get an Integrator as a CGMonteCarloIntegrator, for example one returned by
+     * Context.getIntegrator() or CompoundIntegrator.getIntegrator(), which SWIG hands back as the
+     * base class openmm.Integrator.
+     *
+     * @param integrator  an Integrator that is a CGMonteCarloIntegrator (any other Integrator
+     *                    throws an OpenMMException)
+     * @return the same integrator as a CGMonteCarloIntegrator
+     */
+    static CGFlowPlugin::CGMonteCarloIntegrator& cast(OpenMM::Integrator& integrator) {
+        return dynamic_cast<CGFlowPlugin::CGMonteCarloIntegrator&>(integrator);
+    }
+    /**
+     * Get whether an Integrator is a CGMonteCarloIntegrator.
+     *
+     * @param integrator  the Integrator to test
+     * @return true if integrator is a CGMonteCarloIntegrator (cast() will succeed)
+     */
+    static bool isinstance(OpenMM::Integrator& integrator) {
+        return dynamic_cast<CGFlowPlugin::CGMonteCarloIntegrator*>(&integrator) != NULL;
+    }
+}
+
 %include "PMFForce.h"
 %include "BoltzmannGeneratorIntegrator.h"
+%include "CGMonteCarloIntegrator.h"

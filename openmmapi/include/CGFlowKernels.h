@@ -2,6 +2,7 @@
 #define CGFLOW_KERNELS_H_
 
 #include "BoltzmannGeneratorIntegrator.h"
+#include "CGMonteCarloIntegrator.h"
 #include "PMFForce.h"
 #include "openmm/internal/ContextImpl.h"
 #include <cstdint>
@@ -144,6 +145,45 @@ public:
     virtual void restoreState(OpenMM::ContextImpl& context) = 0;
     /**
      * Computes the kinetic energy of the current velocities.
+     *
+     * @param context  the Context's implementation
+     * @return sum 1/2 m v^2 in kJ/mol
+     */
+    virtual double computeKineticEnergy(OpenMM::ContextImpl& context) = 0;
+};
+
+/**
+ * The platform part of CGMonteCarloIntegrator, which is small: the integrator proposes, prices (through
+ * the Context and the PMFForce) and accepts on the host, writing positions with ContextImpl, so every
+ * platform shares that logic. A platform only has to set up its Context for an integrator (OpenCL and
+ * CUDA create their device state there, as OpenMM's own integrator kernels do) and report the kinetic
+ * energy of whatever velocities the Context holds.
+ */
+class IntegrateCGMonteCarloStepKernel : public OpenMM::KernelImpl {
+public:
+    /**
+     * Get the name under which platforms register this kernel.
+     *
+     * @return "CGFlow_IntegrateCGMonteCarloStep"
+     */
+    static std::string Name() { return "CGFlow_IntegrateCGMonteCarloStep"; }
+    /**
+     * Create the kernel (called by a platform's kernel factory).
+     *
+     * @param name      the kernel's name, Name()
+     * @param platform  the platform creating it
+     */
+    IntegrateCGMonteCarloStepKernel(std::string name, const OpenMM::Platform& platform)
+        : OpenMM::KernelImpl(name, platform) {}
+    /**
+     * Prepare the Context for the integrator.
+     *
+     * @param system      the System the Context was created for
+     * @param integrator  the integrator being bound to the Context
+     */
+    virtual void initialize(const OpenMM::System& system, const CGMonteCarloIntegrator& integrator) = 0;
+    /**
+     * Computes the kinetic energy of the current velocities (which Monte Carlo never changes).
      *
      * @param context  the Context's implementation
      * @return sum 1/2 m v^2 in kJ/mol

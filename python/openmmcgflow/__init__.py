@@ -26,7 +26,7 @@ import openmm  # noqa: F401  (loads OpenMM and, through its plugin directory, ou
 from . import _core
 from ._core import CGFlowError, EncoderDecoderModel, Flow, ModelTrainer, SlowFastModel, MLPEnsemble, load_flow_trainer, load_safetensors, save_safetensors
 from .energy import EnergyTarget
-from .plugin import BoltzmannGeneratorIntegrator, PMFForce
+from .plugin import BoltzmannGeneratorIntegrator, CGMonteCarloIntegrator, PMFForce
 from .pmf import PMFTrainer, set_ensemble_parameters
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
 from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 # Python convenience on the SWIG class: parameters from numpy without writing a file.
 PMFForce.setEnsembleParameters = set_ensemble_parameters
 
-__all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "PositionMap", "encode_boltzmann_generator",
+__all__ = ["PMFForce", "BoltzmannGeneratorIntegrator", "CGMonteCarloIntegrator", "PositionMap", "encode_boltzmann_generator",
            "decode_boltzmann_generator", "BoltzmannGeneratorReporter", "evaluate_proposals", "write_proposals",
            "EnergyTarget", "MLPEnsemble", "PMFTrainer", "CGFlowError", "Flow", "ModelTrainer", "SlowFastModel", "EncoderDecoderModel", "load_flow_trainer",
            "load_safetensors", "save_safetensors",

@@ -1,5 +1,7 @@
 #include "BoltzmannGeneratorIntegrator.h"
 #include "BoltzmannGeneratorIntegratorProxy.h"
+#include "CGMonteCarloIntegrator.h"
+#include "CGMonteCarloIntegratorProxy.h"
 #include "PMFForce.h"
 #include "PMFForceProxy.h"
 #include "openmm/serialization/SerializationProxy.h"
@@ -10,4 +12,6 @@ extern "C" __attribute__((constructor)) void registerCGFlowSerializationProxies(
     OpenMM::SerializationProxy::registerProxy(typeid(CGFlowPlugin::PMFForce), new CGFlowPlugin::PMFForceProxy());
     OpenMM::SerializationProxy::registerProxy(typeid(CGFlowPlugin::BoltzmannGeneratorIntegrator),
                                               new CGFlowPlugin::BoltzmannGeneratorIntegratorProxy());
+    OpenMM::SerializationProxy::registerProxy(typeid(CGFlowPlugin::CGMonteCarloIntegrator),
+                                              new CGFlowPlugin::CGMonteCarloIntegratorProxy());
 }

@@ -1,4 +1,4 @@
-// PMFForce on OpenCL (PoCL in CI) in single, mixed and double precision (first argument).
+// PMFForce and CGMonteCarloIntegrator on OpenCL (PoCL in CI) in single, mixed and double precision (first argument).
 #include "PMFForce.h"
 #include <map>
 #include <string>
@@ -13,6 +13,7 @@ static bool isDoublePrecision() { return precision == "double"; }
 static double energyTolerance() { return isDoublePrecision() ? 1e-9 : 2e-5; }
 
 #include "PMFForceTests.h"
+#include "CGMonteCarloTests.h"
 #include "GpuVsReferenceTests.h"
 
 int main(int argc, char** argv) {

@@ -1,4 +1,4 @@
-// PMFForce on the Reference and CPU platforms (double precision, the ground truth).
+// PMFForce and CGMonteCarloIntegrator on the Reference and CPU platforms (double precision, the ground truth).
 #include "PMFForce.h"
 #include <map>
 #include <string>
@@ -12,6 +12,7 @@ static bool isDoublePrecision() { return true; }
 static double energyTolerance() { return 1e-10; }
 
 #include "PMFForceTests.h"
+#include "CGMonteCarloTests.h"
 
 int main(int argc, char** argv) {
     ::testing::InitGoogleTest(&argc, argv);

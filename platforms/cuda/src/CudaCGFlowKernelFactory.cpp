@@ -1,5 +1,6 @@
 #include "CommonBoltzmannGeneratorKernels.h"
 #include "CommonCGFlowKernels.h"
+#include "CommonCGMonteCarloKernels.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
@@ -20,6 +21,8 @@ public:
             return new CommonCalcPMFForceKernel(name, platform, cu);
         if (name == IntegrateBoltzmannGeneratorStepKernel::Name())
             return new CommonIntegrateBoltzmannGeneratorStepKernel(name, platform, cu);
+        if (name == IntegrateCGMonteCarloStepKernel::Name())
+            return new CommonIntegrateCGMonteCarloStepKernel(name, platform, cu);
         throw OpenMMException("CudaCGFlowKernelFactory: no kernel named " + name);
     }
 };
@@ -37,6 +40,7 @@ static void registerFactories() {
         KernelFactory* factory = new CudaCGFlowKernelFactory();
         platform.registerKernelFactory(CalcPMFForceKernel::Name(), factory);
         platform.registerKernelFactory(IntegrateBoltzmannGeneratorStepKernel::Name(), factory);
+        platform.registerKernelFactory(IntegrateCGMonteCarloStepKernel::Name(), factory);
     }
     catch (std::exception&) {
         // The CUDA platform is not available; nothing to register.

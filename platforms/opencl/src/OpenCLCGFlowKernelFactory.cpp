@@ -1,5 +1,6 @@
 #include "CommonBoltzmannGeneratorKernels.h"
 #include "CommonCGFlowKernels.h"
+#include "CommonCGMonteCarloKernels.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
@@ -20,6 +21,8 @@ public:
             return new CommonCalcPMFForceKernel(name, platform, cl);
         if (name == IntegrateBoltzmannGeneratorStepKernel::Name())
             return new CommonIntegrateBoltzmannGeneratorStepKernel(name, platform, cl);
+        if (name == IntegrateCGMonteCarloStepKernel::Name())
+            return new CommonIntegrateCGMonteCarloStepKernel(name, platform, cl);
         throw OpenMMException("OpenCLCGFlowKernelFactory: no kernel named " + name);
     }
 };
@@ -37,6 +40,7 @@ static void registerFactories() {
         KernelFactory* factory = new OpenCLCGFlowKernelFactory();
         platform.registerKernelFactory(CalcPMFForceKernel::Name(), factory);
         platform.registerKernelFactory(IntegrateBoltzmannGeneratorStepKernel::Name(), factory);
+        platform.registerKernelFactory(IntegrateCGMonteCarloStepKernel::Name(), factory);
     }
     catch (std::exception&) {
         // The OpenCL platform is not available; nothing to register.

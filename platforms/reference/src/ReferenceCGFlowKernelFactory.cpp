@@ -1,5 +1,6 @@
 #include "ReferenceBoltzmannGeneratorKernels.h"
 #include "ReferenceCGFlowKernels.h"
+#include "ReferenceCGMonteCarloKernels.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
@@ -17,6 +18,8 @@ public:
             return new ReferenceCalcPMFForceKernel(name, platform);
         if (name == IntegrateBoltzmannGeneratorStepKernel::Name())
             return new ReferenceIntegrateBoltzmannGeneratorStepKernel(name, platform);
+        if (name == IntegrateCGMonteCarloStepKernel::Name())
+            return new ReferenceIntegrateCGMonteCarloStepKernel(name, platform);
         throw OpenMMException("ReferenceCGFlowKernelFactory: no kernel named " + name);
     }
 };
@@ -37,6 +40,7 @@ static void registerReferenceFactories() {
             ReferenceCGFlowKernelFactory* factory = new ReferenceCGFlowKernelFactory();
             platform.registerKernelFactory(CalcPMFForceKernel::Name(), factory);
             platform.registerKernelFactory(IntegrateBoltzmannGeneratorStepKernel::Name(), factory);
+            platform.registerKernelFactory(IntegrateCGMonteCarloStepKernel::Name(), factory);
         }
     }
 }
