@@ -30,7 +30,7 @@ from .plugin import BoltzmannGeneratorIntegrator, CGMonteCarloIntegrator, PMFFor
 from .pmf import PMFTrainer, set_ensemble_parameters
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator
 from .generator import BoltzmannGeneratorReporter, evaluate_proposals, write_proposals
-from . import cgbg, coordinates, datafree, plots, stats, systems  # noqa: E402  (submodules)
+from . import active_learning, cgbg, coordinates, datafree, plots, stats, systems  # noqa: E402  (submodules)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,22 @@
+"""CG Monte Carlo active learning (Schopmans & Friederich), the pieces that exist so far.
+
+* :mod:`~openmmcgflow.active_learning.walkers`: many CG walkers in one OpenMM Context — a ``PMFForce``
+  whose particle groups are the walkers (one particle per walker whose x and y are the CG angles, e.g.
+  phi and psi), the ``CGMonteCarloIntegrator`` search for points where the PMF ensemble is uncertain,
+  and a reporter for it;
+* :mod:`~openmmcgflow.active_learning.labels`: PMF labels from flow free energies (the paper's eq. 12,
+  the largest terms clipped as in its section A.6);
+* :mod:`~openmmcgflow.active_learning.selection`: farthest-point choice of found points and their uniform
+  broadening in a disc of CG space.
+
+The conditional flow trained by energy and the loop itself are still to come (see
+``docs/workflows/active-learning.md``).
+"""
+from . import labels, selection, walkers  # noqa: F401
+from .labels import pmf_labels
+from .selection import broaden_points, farthest_point_selection
+from .walkers import (CGMonteCarloReporter, SearchResult, angle_integrator, angle_walker_system, find_monte_carlo,
+                      search_uncertain_points, walker_positions)
+
+__all__ = ["pmf_labels", "broaden_points", "farthest_point_selection", "CGMonteCarloReporter", "SearchResult",
+           "angle_integrator", "angle_walker_system", "find_monte_carlo", "search_uncertain_points", "walker_positions"]
