@@ -24,8 +24,8 @@ def test_search_finds_uncertain_points_and_stops_walkers():
                                      seed=4)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(al.walker_positions([[np.pi / 2, 0.3]], walkers))
-    result = al.search_uncertain_points(context, integrator, num_points=10, max_steps=2000, chunk=20, progress=False)
-    assert len(result.points) >= 10
+    result = al.search_uncertain_points(context, integrator, num_points=10, max_steps=2000, progress=False)
+    assert len(result.points) == 10 and integrator.getNumFoundPoints() >= 10
     assert not result.reached_max
     threshold = integrator.getUncertaintyThreshold()
     np.testing.assert_allclose(result.std_kj, np.abs(c * np.cos(result.points[:, 0])) / 2, rtol=1e-9)
