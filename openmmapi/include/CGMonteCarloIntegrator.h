@@ -103,6 +103,33 @@ public:
      * @return the period, 0 for an unbounded coordinate
      */
     double getMovedPeriod(int index) const;
+    /**
+     * Restrict an unbounded moved coordinate to [lower, upper]: a proposal that leaves the interval is
+     * rejected (the walker stays; the proposal counts). The chain then samples the PMF restricted to the
+     * region, exactly: the region of CG space where the user wants the PMF, and a wall against walkers
+     * drifting far out where the ensemble only extrapolates. Starting positions outside are allowed;
+     * such a walker only accepts moves that land inside.
+     *
+     * @param index  in [0, getNumMovedCoordinates()); otherwise an OpenMMException is thrown
+     * @param lower  the lower bound, finite
+     * @param upper  the upper bound, finite and > lower (otherwise an OpenMMException naming "upper" is
+     *               thrown); a periodic coordinate cannot be bounded (OpenMMException)
+     */
+    void setMovedCoordinateBounds(int index, double lower, double upper);
+    /**
+     * Get the lower bound of a moved coordinate.
+     *
+     * @param index  in [0, getNumMovedCoordinates()); otherwise an OpenMMException is thrown
+     * @return the bound, -infinity when unbounded
+     */
+    double getMovedLowerBound(int index) const;
+    /**
+     * Get the upper bound of a moved coordinate.
+     *
+     * @param index  in [0, getNumMovedCoordinates()); otherwise an OpenMMException is thrown
+     * @return the bound, +infinity when unbounded
+     */
+    double getMovedUpperBound(int index) const;
 
     /**
      * Get the temperature.
@@ -304,7 +331,7 @@ private:
     double uncertaintyThreshold = 0;
     int minimumSteps = 0;
     std::vector<int> movedParticles, movedAxes;
-    std::vector<double> movedPeriods;
+    std::vector<double> movedPeriods, movedLower, movedUpper;
 
     // State of one Context (set by initialize(); the Context itself is the base class's `context`).
     OpenMM::Kernel kernel;

@@ -73,7 +73,31 @@ int CGMonteCarloIntegrator::addMovedCoordinate(int particle, int axis, double pe
     movedParticles.push_back(particle);
     movedAxes.push_back(axis);
     movedPeriods.push_back(period);
+    movedLower.push_back(-std::numeric_limits<double>::infinity());
+    movedUpper.push_back(std::numeric_limits<double>::infinity());
     return (int) movedParticles.size() - 1;
+}
+
+void CGMonteCarloIntegrator::setMovedCoordinateBounds(int index, double lower, double upper) {
+    checkCoordinateIndex(index);
+    const std::string where = name("setMovedCoordinateBounds") + ": ";
+    if (!std::isfinite(lower) || !std::isfinite(upper) || !(upper > lower))
+        throw OpenMMException(where + "lower and upper must be finite with upper > lower, got " + std::to_string(lower) +
+                              " and " + std::to_string(upper));
+    if (movedPeriods[index] > 0)
+        throw OpenMMException(where + "moved coordinate " + std::to_string(index) + " is periodic and cannot be bounded");
+    movedLower[index] = lower;
+    movedUpper[index] = upper;
+}
+
+double CGMonteCarloIntegrator::getMovedLowerBound(int index) const {
+    checkCoordinateIndex(index);
+    return movedLower[index];
+}
+
+double CGMonteCarloIntegrator::getMovedUpperBound(int index) const {
+    checkCoordinateIndex(index);
+    return movedUpper[index];
 }
 
 void CGMonteCarloIntegrator::checkCoordinateIndex(int index) const {
@@ -289,6 +313,7 @@ void CGMonteCarloIntegrator::step(int steps) {
             break; // every walker stopped at a found point: nothing left to move
         // Propose: a Gaussian displacement of every moved coordinate of every active walker.
         std::vector<Vec3> proposed = currentPositions;
+        std::vector<char> outside(numWalkers, 0);
         for (size_t w = 0; w < numWalkers; w++) {
             moved[w] = !walkerStopped[w];
             if (!moved[w])
@@ -301,6 +326,8 @@ void CGMonteCarloIntegrator::step(int steps) {
                 x += proposalScale * normal;
                 if (movedPeriods[c] > 0)
                     x = wrapPeriodic(x, movedPeriods[c]);
+                if (x < movedLower[c] || x > movedUpper[c])
+                    outside[w] = 1; // the target is zero there: rejected whatever its energy
             }
         }
         context->setPositions(proposed);
@@ -314,7 +341,7 @@ void CGMonteCarloIntegrator::step(int steps) {
             numProposals++;
             walkerSteps[w]++;
             const double u = cgflow::util::philoxOpenUniforms(seed, acceptanceStream, stepIndex, (uint32_t) w).u[0];
-            double logProposed = -beta() * proposedEnergy[w];
+            double logProposed = outside[w] ? -std::numeric_limits<double>::infinity() : -beta() * proposedEnergy[w];
             if (!std::isfinite(logProposed))
                 logProposed = -std::numeric_limits<double>::infinity(); // NaN or +inf energy: never accepted
             double logCurrent = -beta() * walkerEnergy[w];

@@ -2,6 +2,7 @@
 #include "CGMonteCarloIntegrator.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/serialization/SerializationNode.h"
+#include <cmath>
 #include <memory>
 
 using namespace CGFlowPlugin;
@@ -29,6 +30,10 @@ void CGMonteCarloIntegratorProxy::serialize(const void* object, SerializationNod
         c.setIntProperty("particle", integrator.getMovedParticle(i));
         c.setIntProperty("axis", integrator.getMovedAxis(i));
         c.setDoubleProperty("period", integrator.getMovedPeriod(i));
+        if (std::isfinite(integrator.getMovedLowerBound(i))) {
+            c.setDoubleProperty("lower", integrator.getMovedLowerBound(i));
+            c.setDoubleProperty("upper", integrator.getMovedUpperBound(i));
+        }
     }
 }
 
@@ -45,8 +50,11 @@ void* CGMonteCarloIntegratorProxy::deserialize(const SerializationNode& node) co
     integrator->setStepSize(node.getDoubleProperty("stepSize", 0.0));
     integrator->setConstraintTolerance(node.getDoubleProperty("constraintTolerance", 1e-5));
     integrator->setIntegrationForceGroups(node.getIntProperty("integrationForceGroups", 0xFFFFFFFF));
-    for (const SerializationNode& c : node.getChildNode("MovedCoordinates").getChildren())
-        integrator->addMovedCoordinate(c.getIntProperty("particle"), c.getIntProperty("axis"),
-                                       c.getDoubleProperty("period", 0.0));
+    for (const SerializationNode& c : node.getChildNode("MovedCoordinates").getChildren()) {
+        const int index = integrator->addMovedCoordinate(c.getIntProperty("particle"), c.getIntProperty("axis"),
+                                                         c.getDoubleProperty("period", 0.0));
+        if (c.hasProperty("lower"))
+            integrator->setMovedCoordinateBounds(index, c.getDoubleProperty("lower"), c.getDoubleProperty("upper"));
+    }
     return integrator.release();
 }

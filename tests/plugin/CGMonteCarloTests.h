@@ -233,6 +233,7 @@ TEST(CGMonteCarloIntegrator, SerializationRoundTrip) {
     CGMonteCarloIntegrator integrator(310.0, 0.25);
     integrator.addMovedCoordinate(3, 1, 2 * Pi);
     integrator.addMovedCoordinate(4, 0);
+    integrator.setMovedCoordinateBounds(1, -0.5, 2.0);
     integrator.setRandomNumberSeed(9);
     integrator.setUncertaintyThreshold(0.5);
     integrator.setMinimumSteps(12);
@@ -250,6 +251,50 @@ TEST(CGMonteCarloIntegrator, SerializationRoundTrip) {
     EXPECT_EQ(restored.getMovedAxis(0), 1);
     EXPECT_EQ(restored.getMovedPeriod(0), 2 * Pi);
     EXPECT_EQ(restored.getMovedPeriod(1), 0.0);
+    EXPECT_EQ(restored.getMovedLowerBound(1), -0.5);
+    EXPECT_EQ(restored.getMovedUpperBound(1), 2.0);
+    EXPECT_TRUE(std::isinf(restored.getMovedLowerBound(0)));
+}
+
+TEST(CGMonteCarloIntegrator, BoundsRestrictTheChainExactly) {
+    // The harmonic well of OneWalkerUsesEveryForce cut at its centre: the chain samples the half-normal,
+    // <x - x0> = sqrt(2 var / pi), and never leaves [x0, x0 + 1].
+    System system;
+    system.addParticle(1.0);
+    CustomExternalForce* well = new CustomExternalForce("100 * (x - 0.3)^2");
+    well->addParticle(0);
+    system.addForce(well);
+    CGMonteCarloIntegrator integrator(300.0, 0.1);
+    integrator.addMovedCoordinate(0, 0);
+    integrator.setMovedCoordinateBounds(0, 0.3, 1.3);
+    integrator.setRandomNumberSeed(8);
+    Context context(system, integrator, platform(), platformProperties());
+    context.setPositions({Vec3(0.35, 0, 0)});
+    integrator.step(200);
+    const int batches = 40, perBatch = 250;
+    std::vector<double> means;
+    for (int b = 0; b < batches; b++) {
+        double m = 0;
+        for (int s = 0; s < perBatch; s++) {
+            integrator.step(1);
+            const double x = context.getState(State::Positions).getPositions()[0][0];
+            ASSERT_GE(x, 0.3);
+            ASSERT_LE(x, 1.3);
+            m += (x - 0.3) / perBatch;
+        }
+        means.push_back(m);
+    }
+    double mean = 0, var = 0;
+    for (double m : means)
+        mean += m / batches;
+    for (double m : means)
+        var += (m - mean) * (m - mean) / (batches - 1);
+    const double exact = std::sqrt(2 * (kT300 / 200.0) / Pi);
+    EXPECT_NEAR(mean, exact, 5 * std::sqrt(var / batches) + 1e-4);
+    expectErrorContaining([&] { integrator.setMovedCoordinateBounds(0, 1.0, 0.5); }, "upper > lower");
+    CGMonteCarloIntegrator periodic(300.0, 0.1);
+    periodic.addMovedCoordinate(0, 0, 2 * Pi);
+    expectErrorContaining([&] { periodic.setMovedCoordinateBounds(0, -1.0, 1.0); }, "periodic");
 }
 
 TEST(CGMonteCarloIntegrator, ClearErrors) {

@@ -15,6 +15,9 @@ iteration:
 3. put the ensemble into a ``PMFForce`` with one particle group per walker and run a
    ``CGMonteCarloIntegrator`` (50 walkers, proposal scale 0.1, threshold 0.4 k_B T, at least 10 steps)
    until it finds an uncertain point; broaden it uniformly (width 1.0, 65 points), 80 % to training.
+   The walkers stay in the CG region of interest, s in [-3.0, 1.6] (ours: the paper's KLD range
+   [-2.5, 1.1] with a margin; outside it, where the ensemble only extrapolates and is often flat,
+   walkers otherwise drifted to s = 6-37, where the potential is astronomically high).
 
 The loop stops when a walker runs ``max_mc_steps`` (30 000) without finding a point (the paper's rule).
 Every flow sample priced by the energy counts as one energy evaluation; the starting Monte Carlo run's
@@ -86,6 +89,7 @@ class MuellerBrownALSettings:
     max_mc_steps: int = 30000
     max_iterations: int = 30
     label_cap_kt: float = 30.0
+    domain: tuple = (-3.0, 1.6)
     grid: tuple = (-2.5, 1.1, 100)
     threads: int = 1
 
@@ -182,6 +186,7 @@ def _walker_context(model_bytes, settings, temperature, start, seed):
     integrator = CGMonteCarloIntegrator(temperature, settings.proposal_scale)
     for i in range(settings.walkers):
         integrator.addMovedCoordinate(i, 0)
+        integrator.setMovedCoordinateBounds(i, *settings.domain)
     integrator.setUncertaintyThreshold(settings.threshold_kt * KB * temperature)
     integrator.setMinimumSteps(settings.minimum_steps)
     integrator.setRandomNumberSeed(int(seed))
