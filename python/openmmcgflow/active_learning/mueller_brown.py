@@ -8,7 +8,8 @@ iteration:
    training points, plus gamma = 0.3 times as many older ones per epoch), k = 30 copies per point per
    epoch; every copy's (U, log q) is stored when drawn;
 2. label every training CG point with eq. 12 (``pmf_labels``) from its latest copies, and fit a fresh
-   ensemble of 10 MLPs [1, 64, 64, 1] (sigmoid) to the labels (the core ``PMFTrainer``, bagging 80/20);
+   ensemble of 10 MLPs [1, 64, 64, 1] (sigmoid) to the labels in units of k_B T (the core ``PMFTrainer``,
+   bagging 80/20), then scale it to kJ/mol for the ``PMFForce``;
    Labels more than 30 k_B T above the lowest are capped (ours, a heuristic that touches only points of
    Boltzmann weight below e^-30: without it a walker that strays far out brings labels of 10^5 kJ/mol that
    spoil the squared-error fit where the PMF matters);
@@ -163,14 +164,17 @@ def _pmf_ensemble(settings, rng):
     return MLPEnsemble.from_arrays(weights, biases, "sigmoid", "identity")
 
 
-def _fold_scaler(ensemble, mean, std):
-    """The same ensemble on raw s: the input standardization folded into the first layer."""
+def _fold_scaler(ensemble, mean, std, output_scale=1.0):
+    """The same ensemble on raw s and in kJ/mol: the input standardization folded into the first layer, the
+    outputs (fitted in units of k_B T) multiplied by ``output_scale`` = k_B T in the last."""
     d = ensemble.to_dict()
     weights = [[np.array(w, dtype=float) for w in ws] for ws in d["weights"]]
     biases = [[np.array(b, dtype=float) for b in bs] for bs in d["biases"]]
     for ws, bs in zip(weights, biases):
         bs[0] = bs[0] - ws[0][:, 0] * mean / std
         ws[0] = ws[0] / std
+        ws[-1] = ws[-1] * output_scale
+        bs[-1] = bs[-1] * output_scale
     return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
 
 
@@ -301,29 +305,36 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
         # weight below e^-30 and never matter for equilibrium, but a label of 10^5 kJ/mol (a walker that
         # strayed far out, where the potential is astronomically high) would dominate the squared-error
         # fit and spoil the PMF where it matters. The cap is still an impassable wall for the walkers.
-        labels = np.minimum(labels - labels.min(), settings.label_cap_kt * problem.kT)
+        # The ensemble is fitted in units of k_B T, as the paper's: an MLP's spread where it extrapolates is
+        # a property of its raw output scale (O(1) to O(10) units), so the units of the labels set how
+        # uncertain it is, in k_B T, away from the data, and the search threshold (0.4 k_B T) is set for
+        # these units. Fitted in kJ/mol (k_B T = 10 here) the members agreed to ~0.35 k_B T beyond the data
+        # and the search found nothing to label in 4 of 5 seeds.
+        labels = np.minimum(beta * (labels - labels.min()), settings.label_cap_kt)
         mean, std = float(s_lab.mean()), float(max(s_lab.std(), 1e-6))
         ensemble = _pmf_ensemble(settings, rng)
         PMFTrainer(ensemble, options={"epochs": settings.pmf_epochs, "batch_size": settings.pmf_batch,
                                       "learning_rate": settings.pmf_learning_rate, "validation_fraction": 0.2,
                                       "seed": settings.seed * 1000 + iteration, "threads": settings.threads}
                    ).fit_labels(((s_lab - mean) / std).reshape(-1, 1), labels, progress=False)
-        raw = _fold_scaler(ensemble, mean, std)
+        raw = _fold_scaler(ensemble, mean, std, output_scale=problem.kT)
         pmf_model, pmf_std = raw.evaluate(grid.reshape(-1, 1))
         kld = kld_on_grid(pmf_true, pmf_model, beta)
         # 3. CG Monte Carlo for an uncertain point, from the last one found (first: the global minimum).
         context, integrator = _walker_context(raw.to_bytes(), settings, problem.temperature, arrays["mc_start"],
                                               seed=settings.seed * 1000 + iteration + 1)
+        # One step at a time, as the paper's sampler: the search ends at the step that finds the first point.
         steps, reached_max = 0, False
         while integrator.getNumFoundPoints() == 0:
             if steps >= settings.max_mc_steps:
                 reached_max = True
                 break
-            integrator.step(min(100, settings.max_mc_steps - steps))
-            steps += min(100, settings.max_mc_steps - steps)
+            integrator.step(1)
+            steps += 1
         mc_steps = int(max(integrator.getWalkerSteps()))
         entry = {"iteration": iteration, "energy_evaluations": problem.energy.evaluations, "flow_draws": draws,
-                 "kld_pmf": kld, "cg_mc_steps": mc_steps, "cg_mc_acceptance": integrator.getAcceptanceRate(),
+                 "kld_pmf": kld, "cg_mc_steps": mc_steps, "cg_mc_walker_steps": int(integrator.getNumProposals()),
+                 "cg_mc_acceptance": integrator.getAcceptanceRate(),
                  "labelled_points": int(len(labels)), "reached_max": reached_max,
                  "wall_s": time.time() - started, "pmf_grid": pmf_model.tolist(), "pmf_std_grid": pmf_std.tolist()}
         if not reached_max:
@@ -349,10 +360,11 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
         del context, integrator
     bar.close()
     last = record["iterations"][-1]
-    # The MC steps of the final search that only confirmed the stop are not counted (the paper's rule).
+    # The MC steps of the final search that only confirmed the stop are not counted (the paper's rule), and
+    # they are counted as the paper does: the summed lengths of all walkers' trajectories.
     counted = [it for it in record["iterations"] if not it["reached_max"]]
     summary = {"kld_pmf": (last["kld_pmf"], "nats"), "energy_evaluations": (last["energy_evaluations"], "evaluations"),
-               "cg_mc_steps": (sum(it["cg_mc_steps"] for it in counted), "steps"),
+               "cg_mc_steps": (sum(it["cg_mc_walker_steps"] for it in counted), "walker steps"),
                "iterations": (len(record["iterations"]), "iterations"),
                "wall_s": (sum(it["wall_s"] for it in record["iterations"]), "s")}
     record["summary"] = {k: v[0] for k, v in summary.items()}
