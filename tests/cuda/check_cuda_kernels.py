@@ -55,7 +55,7 @@ def main():
     library, kernel_dir, nvcc = sys.argv[1:]
     common, vector_ops = extract_prelude(library)
     kernels = "".join(open(os.path.join(kernel_dir, f)).read() for f in sorted(os.listdir(kernel_dir)) if f.endswith(".cc"))
-    defines = {"NUM_FEATURES": 6, "NUM_INPUTS": 8, "NUM_MEMBERS": 3, "NUM_LAYERS": 3, "NUM_INVOLVED": 6,
+    defines = {"NUM_FEATURES": 6, "NUM_INPUTS": 8, "NUM_MEMBERS": 3, "NUM_COPIES": 2, "NUM_LAYERS": 3, "NUM_INVOLVED": 6,
                "PADDED_NUM_ATOMS": 32, "TOTAL_WIDTH": 73, "MAX_WIDTH": 32, "SCRATCH_SIZE": 210,
                "WEIGHTS_PER_MEMBER": 800, "BIASES_PER_MEMBER": 65, "HIDDEN_ACTIVATION": 2, "OUTPUT_ACTIVATION": 0,
                "BG_MAX_BINS": 8, "BG_MAX_DIM": 60}
