@@ -4,8 +4,10 @@
 Cases:
   mb_al  the Mueller-Brown loop of the paper's section 4.1 (openmmcgflow.active_learning.mueller_brown):
          kld_pmf (forward KLD on 100 grid points of s in [-2.5, 1.1] against quadrature),
-         energy_evaluations, cg_mc_steps, iterations, wall_s; the KLD-against-evaluations curve is
-         written as JSON and PNG into the output directory.
+         energy_evaluations, cg_mc_steps (summed walker trajectory lengths), iterations, wall_s,
+         reverse_ess_fraction and all_atom_log_likelihood (with its exact value) of the all-atom generator
+         (s from the PMF, then t from the conditional flow); the KLD-against-evaluations curve is written
+         as JSON and PNG into the output directory.
 The alanine-dipeptide cases (ala2_al, ala2_grid, ala2_grid_short) are not built yet.
 """
 import argparse

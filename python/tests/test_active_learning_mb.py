@@ -32,6 +32,9 @@ def test_loop_record_and_resume(tmp_path):
     for it in its:
         assert np.isfinite(it["kld_pmf"]) and it["kld_pmf"] >= 0
         assert len(it["pmf_grid"]) == 100
+        assert 0 < it["reverse_ess_fraction"] <= 1
+        # No generator beats the exact density on exact samples (up to their sampling noise).
+        assert it["all_atom_log_likelihood"] < it["all_atom_log_likelihood_exact"] + 0.05
     # Interrupted after one iteration, then resumed: the same run.
     mbal.run_mueller_brown_al(tiny(max_iterations=1), out=str(tmp_path / "b"), progress=False)
     resumed = mbal.run_mueller_brown_al(tiny(), out=str(tmp_path / "b"), progress=False)

@@ -178,6 +178,66 @@ def _fold_scaler(ensemble, mean, std, output_scale=1.0):
     return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
 
 
+class _ReferenceSamples:
+    """Samples of the exact Boltzmann distribution of the potential in (s, t), by inverse CDF on a fine grid of
+    cells over the walkers' domain (s) and t in [-3, 4] (cells of 0.005 x 0.005; exact up to that
+    discretization), and the exact mean log-density E_p[log p(x)] on the same grid, the best log-likelihood
+    any generator can reach."""
+
+    def __init__(self, problem, domain, n, rng, cell=0.005):
+        s_edges = np.arange(domain[0], domain[1] + cell / 2, cell)
+        t_edges = np.arange(-3.0, 4.0 + cell / 2, cell)
+        s_mid, t_mid = (s_edges[1:] + s_edges[:-1]) / 2, (t_edges[1:] + t_edges[:-1]) / 2
+        S, T = np.meshgrid(s_mid, t_mid, indexing="ij")
+        positions = np.zeros(S.shape + (1, 3))
+        positions[..., 0, 0], positions[..., 0, 1] = (S + T) / 2, (T - S) / 2
+        log_p = -problem.beta * problem.mb.energy(positions)
+        log_p -= np.logaddexp.reduce(log_p.ravel())
+        p = np.exp(log_p).ravel()
+        cells = rng.choice(p.size, size=n, p=p / p.sum())
+        i, j = np.unravel_index(cells, S.shape)
+        self.s = s_edges[i] + cell * rng.uniform(size=n)
+        self.t = t_edges[j] + cell * rng.uniform(size=n)
+        # Density per unit area of x = ((s + t) / 2, (t - s) / 2): a cell of (s, t) has area cell^2 / 2 in x.
+        self.exact_log_likelihood = float(np.sum(p * (log_p.ravel() - np.log(cell * cell / 2))))
+
+
+def generator_metrics(flow, pmf, problem, settings, reference, n=10000, seed=0):
+    """The all-atom generator of the paper's section 3.2 on Mueller-Brown: s from exp(-beta U_PMF(s)) normalized on
+    a grid over the walkers' domain (piecewise constant on 2000 cells, sampled exactly), then t from the
+    conditional flow. Its density in x is q_X(x) = p_PMF(s) q(t | s) |det d(s, t)/dx| (= 2). Returns the
+    reverse ESS fraction of n of its samples against exp(-beta U) (energies from the OpenMM System, not
+    counted in the loop's evaluations) and the mean log q_X of exact samples (``reference``, a
+    :class:`_ReferenceSamples`), beside the exact value."""
+    from ..stats import effective_sample_fraction
+    lo, hi = settings.domain
+    edges = np.linspace(lo, hi, 2001)
+    mid, width = (edges[1:] + edges[:-1]) / 2, edges[1] - edges[0]
+    log_cell = -problem.beta * pmf.evaluate(mid.reshape(-1, 1))[0]
+    log_cell -= np.logaddexp.reduce(log_cell)
+
+    def log_p_s(s):
+        index = np.clip(((s - lo) / width).astype(int), 0, len(mid) - 1)
+        inside = (s >= lo) & (s <= hi)
+        return np.where(inside, log_cell[index] - np.log(width), -np.inf)
+
+    rng = np.random.default_rng(seed)
+    cells = rng.choice(len(mid), size=n, p=np.exp(log_cell) / np.exp(log_cell).sum())
+    s = edges[cells] + width * rng.uniform(size=n)
+    y, log_q_y = flow.sample(n, seed=int(rng.integers(2 ** 62)), context=problem.context(s))
+    t = problem.t_mean + problem.t_std * y[:, 0]
+    log_q_x = log_p_s(s) + problem.log_q_t(log_q_y) + np.log(2.0)
+    energy = CoordinateEnergy(problem.mb.system, problem.mb.positions, problem.mb.active)
+    u, _ = energy(np.stack([(s + t) / 2, (t - s) / 2], axis=1))
+    log_w = np.where(np.isfinite(u), -problem.beta * u - log_q_x, -np.inf)
+    y_ref = ((reference.t - problem.t_mean) / problem.t_std).reshape(-1, 1)
+    log_q_ref = flow.log_prob(y_ref, context=problem.context(reference.s))
+    log_lik = log_p_s(reference.s) + problem.log_q_t(np.asarray(log_q_ref)) + np.log(2.0)
+    return {"reverse_ess_fraction": float(effective_sample_fraction(log_w)),
+            "all_atom_log_likelihood": float(np.mean(log_lik)),
+            "all_atom_log_likelihood_exact": reference.exact_log_likelihood}
+
+
 def _walker_context(model_bytes, settings, temperature, start, seed):
     system = openmm.System()
     force = PMFForce()
@@ -262,6 +322,7 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
 
     flow_trainer_options = {"learning_rate": settings.energy_learning_rate,
                             "max_gradient_norm": settings.energy_max_gradient_norm}
+    reference = _ReferenceSamples(problem, settings.domain, 10000, np.random.default_rng([settings.seed, 2]))
     bar = tqdm(total=settings.max_iterations, initial=len(record["iterations"]), desc="MB active learning",
                unit="iteration", disable=not progress)
     stop = bool(record["iterations"]) and record["iterations"][-1]["reached_max"]
@@ -337,6 +398,7 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
                  "cg_mc_acceptance": integrator.getAcceptanceRate(),
                  "labelled_points": int(len(labels)), "reached_max": reached_max,
                  "wall_s": time.time() - started, "pmf_grid": pmf_model.tolist(), "pmf_std_grid": pmf_std.tolist()}
+        entry.update(generator_metrics(flow, raw, problem, settings, reference, seed=settings.seed * 1000 + iteration))
         if not reached_max:
             found = np.array([integrator.getFoundPointCoordinates(0)[0]])
             entry["found_point"] = float(found[0])
@@ -366,6 +428,9 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
     summary = {"kld_pmf": (last["kld_pmf"], "nats"), "energy_evaluations": (last["energy_evaluations"], "evaluations"),
                "cg_mc_steps": (sum(it["cg_mc_walker_steps"] for it in counted), "walker steps"),
                "iterations": (len(record["iterations"]), "iterations"),
+               "reverse_ess_fraction": (last["reverse_ess_fraction"], "fraction"),
+               "all_atom_log_likelihood": (last["all_atom_log_likelihood"], "nats"),
+               "all_atom_log_likelihood_exact": (last["all_atom_log_likelihood_exact"], "nats"),
                "wall_s": (sum(it["wall_s"] for it in record["iterations"]), "s")}
     record["summary"] = {k: v[0] for k, v in summary.items()}
     _save_state(out, arrays, record)
