@@ -5,6 +5,7 @@
 #include "cgflow/stats/Metropolis.h"
 #include "cgflow/util/Random.h"
 #include "openmm/CMMotionRemover.h"
+#include "cgflow/stats/Moments.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 #include <chrono>
@@ -34,17 +35,6 @@ double wrapPeriodic(double x, double period) {
     if (wrapped >= 0.5 * period) // rounding at the upper edge
         wrapped -= period;
     return wrapped;
-}
-
-std::pair<double, double> meanAndStd(const double* values, int n) {
-    double mean = 0;
-    for (int i = 0; i < n; i++)
-        mean += values[i];
-    mean /= n;
-    double var = 0;
-    for (int i = 0; i < n; i++)
-        var += (values[i] - mean) * (values[i] - mean);
-    return {mean, std::sqrt(var / n)};
 }
 
 } // namespace
@@ -272,7 +262,7 @@ void CGMonteCarloIntegrator::priceWalkers(std::vector<double>& energies, std::ve
         // One batched evaluation of every (group, member) pair prices all walkers.
         const std::vector<double> all = pmf->getCopyMemberEnergies(*context);
         for (size_t w = 0; w < numWalkers; w++) {
-            const std::pair<double, double> ms = meanAndStd(&all[w * pmfMembers], pmfMembers);
+            const std::pair<double, double> ms = cgflow::stats::meanAndStd(&all[w * pmfMembers], pmfMembers);
             energies[w] = ms.first;
             spreads[w] = ms.second;
         }
@@ -282,7 +272,7 @@ void CGMonteCarloIntegrator::priceWalkers(std::vector<double>& energies, std::ve
     if (search) {
         // The summed members of the PMFForce's (only) copy.
         const std::vector<double> all = pmf->getCopyMemberEnergies(*context);
-        spreads[0] = meanAndStd(all.data(), (int) all.size()).second;
+        spreads[0] = cgflow::stats::meanAndStd(all.data(), (int) all.size()).second;
     }
 }
 

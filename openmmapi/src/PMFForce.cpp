@@ -6,6 +6,7 @@
 #include "cgflow/nn/MLPEnsemble.h"
 #include "cgflow/coords/Features.h"
 #include "internal/PMFForceFeatures.h"
+#include "cgflow/stats/Moments.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/AssertionUtilities.h"
 #include <cmath>
@@ -256,22 +257,6 @@ void PMFForce::updateParametersInContext(Context& context) {
     dynamic_cast<PMFForceImpl&>(getImplInContext(context)).updateParametersInContext(getContextImpl(context));
 }
 
-namespace {
-
-/** Population mean and standard deviation (two passes: E[x^2] - E[x]^2 cancels badly). */
-std::pair<double, double> meanAndStd(const double* values, int n) {
-    double mean = 0;
-    for (int i = 0; i < n; i++)
-        mean += values[i];
-    mean /= n;
-    double var = 0;
-    for (int i = 0; i < n; i++)
-        var += (values[i] - mean) * (values[i] - mean);
-    return {mean, std::sqrt(var / n)};
-}
-
-} // namespace
-
 std::vector<double> PMFForce::getCopyMemberEnergies(Context& context) const {
     PMFForce& self = const_cast<PMFForce&>(*this);
     return dynamic_cast<PMFForceImpl&>(self.getImplInContext(context)).getCopyMemberEnergies(self.getContextImpl(context));
@@ -288,7 +273,7 @@ std::vector<double> PMFForce::getEnsembleEnergies(Context& context) const {
 
 double PMFForce::getEnsembleStd(Context& context) const {
     const std::vector<double> e = getEnsembleEnergies(context);
-    return meanAndStd(e.data(), (int) e.size()).second;
+    return cgflow::stats::meanAndStd(e.data(), (int) e.size()).second;
 }
 
 std::vector<double> PMFForce::getGroupEnergies(Context& context) const {
@@ -296,7 +281,7 @@ std::vector<double> PMFForce::getGroupEnergies(Context& context) const {
     const int members = getEnsembleSize();
     std::vector<double> result(all.size() / members);
     for (size_t c = 0; c < result.size(); c++)
-        result[c] = meanAndStd(&all[c * members], members).first;
+        result[c] = cgflow::stats::meanAndStd(&all[c * members], members).first;
     return result;
 }
 
@@ -305,6 +290,6 @@ std::vector<double> PMFForce::getGroupEnsembleStd(Context& context) const {
     const int members = getEnsembleSize();
     std::vector<double> result(all.size() / members);
     for (size_t c = 0; c < result.size(); c++)
-        result[c] = meanAndStd(&all[c * members], members).second;
+        result[c] = cgflow::stats::meanAndStd(&all[c * members], members).second;
     return result;
 }

@@ -29,16 +29,22 @@ class Proposals:
     log_w: np.ndarray
 
 
-def find_generator(integrator):
-    """The BoltzmannGeneratorIntegrator itself, or the one inside a CompoundIntegrator."""
-    if BoltzmannGeneratorIntegrator.isinstance(integrator):
-        return BoltzmannGeneratorIntegrator.cast(integrator)
+def find_integrator(integrator, kind):
+    """The integrator itself if it is a ``kind`` (one of the plugin's SWIG integrator classes), or the first one
+    of that kind inside a CompoundIntegrator (SWIG hands inner integrators back as openmm.Integrator)."""
+    if kind.isinstance(integrator):
+        return kind.cast(integrator)
     if isinstance(integrator, openmm.CompoundIntegrator):
         for i in range(integrator.getNumIntegrators()):
             inner = integrator.getIntegrator(i)
-            if BoltzmannGeneratorIntegrator.isinstance(inner):
-                return BoltzmannGeneratorIntegrator.cast(inner)
-    raise ValueError("integrator: neither a BoltzmannGeneratorIntegrator nor a CompoundIntegrator holding one")
+            if kind.isinstance(inner):
+                return kind.cast(inner)
+    raise ValueError("integrator: neither a %s nor a CompoundIntegrator holding one" % kind.__name__)
+
+
+def find_generator(integrator):
+    """The BoltzmannGeneratorIntegrator itself, or the one inside a CompoundIntegrator."""
+    return find_integrator(integrator, BoltzmannGeneratorIntegrator)
 
 
 def evaluate_proposals(integrator, n):

@@ -29,6 +29,24 @@ static System makeSystem(int n) {
     return system;
 }
 
+/**
+ * The forces of `state` against central differences of the Context's energy at `pos`, every component,
+ * relative to the norm of the difference forces (which must not vanish, or the test would be empty).
+ */
+static void expectForcesMatchFiniteDifferences(Context& context, const State& state, const std::vector<Vec3>& pos,
+                                               const std::string& label) {
+    std::vector<Vec3> fd = finiteDifferenceForces(context, pos, fdStep());
+    double norm = 0;
+    for (const Vec3& f : fd)
+        norm += f.dot(f);
+    norm = std::sqrt(norm);
+    ASSERT_GT(norm, 1e-3) << label;
+    for (size_t i = 0; i < pos.size(); i++)
+        for (int k = 0; k < 3; k++)
+            EXPECT_NEAR(state.getForces()[i][k], fd[i][k], fdTolerance() * std::max(1.0, norm))
+                << label << ": particle " << i << " component " << k;
+}
+
 TEST(PMFForce, ForcesMatchFiniteDifferences) {
     for (Activation act : {Activation::Tanh, Activation::Sigmoid, Activation::Softplus, Activation::SiLU}) {
         System system = makeSystem(6);
@@ -41,16 +59,7 @@ TEST(PMFForce, ForcesMatchFiniteDifferences) {
         std::vector<Vec3> pos = randomPositions(6, 11);
         context.setPositions(pos);
         State state = context.getState(State::Forces | State::Energy);
-        std::vector<Vec3> fd = finiteDifferenceForces(context, pos, fdStep());
-        double norm = 0;
-        for (const Vec3& f : fd)
-            norm += f.dot(f);
-        norm = std::sqrt(norm);
-        ASSERT_GT(norm, 1e-3);
-        for (int i = 0; i < 6; i++)
-            for (int k = 0; k < 3; k++)
-                EXPECT_NEAR(state.getForces()[i][k], fd[i][k], fdTolerance() * std::max(1.0, norm))
-                    << "particle " << i << " component " << k << " activation " << (int) act;
+        expectForcesMatchFiniteDifferences(context, state, pos, "activation " + std::to_string((int) act));
     }
 }
 
@@ -291,15 +300,7 @@ TEST(PMFForce, ParticleGroupsPriceEveryCopyByItself) {
     ASSERT_EQ(members.size(), 3u);
     EXPECT_NEAR(members[1], copyMember[1] + copyMember[4] + copyMember[7], 1e-6 * std::max(1.0, std::fabs(members[1])));
     // Forces: minus the gradient of the sum; the particle in no group feels none.
-    std::vector<Vec3> fd = finiteDifferenceForces(context, pos, fdStep());
-    double norm = 0;
-    for (const Vec3& f : fd)
-        norm += f.dot(f);
-    norm = std::sqrt(norm);
-    ASSERT_GT(norm, 1e-3);
-    for (int i = 0; i < 19; i++)
-        for (int k = 0; k < 3; k++)
-            EXPECT_NEAR(state.getForces()[i][k], fd[i][k], fdTolerance() * std::max(1.0, norm)) << "particle " << i;
+    expectForcesMatchFiniteDifferences(context, state, pos, "three groups");
     EXPECT_EQ(state.getForces()[18], Vec3(0, 0, 0));
     // Moving one group changes only its own energy.
     std::vector<Vec3> moved = pos;

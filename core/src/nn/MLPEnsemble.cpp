@@ -1,6 +1,7 @@
 #include "cgflow/nn/MLPEnsemble.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/stats/Moments.h"
 
 #include <cmath>
 #include <string>
@@ -58,26 +59,17 @@ void MLPEnsemble::evaluate(const Eigen::Ref<const Eigen::VectorXd>& x, bool want
         result.gradMean.setZero(x.size());
         scratch.dy.setConstant(1, 1, weight);
     }
-    double sum = 0;
     for (int k = 0; k < numMembers; k++) {
         members[k].forward(x, scratch.y, scratch.workspace);
-        double value = scratch.y(0, 0);
-        result.memberValues[k] = value;
-        sum += value;
+        result.memberValues[k] = scratch.y(0, 0);
         if (wantGradient) {
             members[k].backward(scratch.dy, scratch.workspace, &scratch.dx, nullptr);
             result.gradMean += scratch.dx.col(0);
         }
     }
-    // Two passes: the one-pass E[v^2] - E[v]^2 cancels badly when the members agree closely.
-    double mean = sum * weight;
-    double sumSquares = 0;
-    for (int k = 0; k < numMembers; k++) {
-        double d = result.memberValues[k] - mean;
-        sumSquares += d * d;
-    }
-    result.mean = mean;
-    result.std = std::sqrt(sumSquares * weight);
+    const std::pair<double, double> moments = stats::meanAndStd(result.memberValues.data(), numMembers);
+    result.mean = moments.first;
+    result.std = moments.second;
 }
 
 void MLPEnsemble::evaluateMembers(const Eigen::Ref<const Eigen::MatrixXd>& X, Eigen::MatrixXd& memberOutputs,

@@ -15,6 +15,7 @@ import numpy as np
 import openmm
 from tqdm import tqdm
 
+from ..generator import find_integrator
 from ..plugin import CGMonteCarloIntegrator, PMFForce
 
 TWO_PI = 2.0 * np.pi
@@ -168,11 +169,4 @@ class CGMonteCarloReporter:
 
 def find_monte_carlo(integrator):
     """The CGMonteCarloIntegrator itself, or the one inside a CompoundIntegrator."""
-    if CGMonteCarloIntegrator.isinstance(integrator):
-        return CGMonteCarloIntegrator.cast(integrator)
-    if isinstance(integrator, openmm.CompoundIntegrator):
-        for i in range(integrator.getNumIntegrators()):
-            inner = integrator.getIntegrator(i)
-            if CGMonteCarloIntegrator.isinstance(inner):
-                return CGMonteCarloIntegrator.cast(inner)
-    raise ValueError("integrator: neither a CGMonteCarloIntegrator nor a CompoundIntegrator holding one")
+    return find_integrator(integrator, CGMonteCarloIntegrator)
