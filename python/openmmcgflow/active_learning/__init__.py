@@ -12,7 +12,7 @@
 The conditional flow trained by energy and the loop itself are still to come (see
 ``docs/workflows/active-learning.md``).
 """
-from . import labels, selection, walkers  # noqa: F401
+from . import alanine, labels, mueller_brown, selection, walkers  # noqa: F401
 from .labels import pmf_labels
 from .selection import broaden_points, farthest_point_selection
 from .walkers import (CGMonteCarloReporter, SearchResult, angle_integrator, angle_walker_system, find_monte_carlo,

@@ -14,12 +14,13 @@ the PMF is split:
   so springs fitted to each marginal are jointly too stiff; there the angle springs reproduce the
   angles' joint in-plane covariance and an improper torsion carries the out-of-plane motion
   (:meth:`HarmonicPrior.fit`);
-* a **PMFForce** (an MLP over the pair distances the prior does not hold, i.e. of beads three or more
-  bonds apart, and the cos/sin of every proper dihedral of the bead graph) force-matched to the mapped
-  forces minus the prior's forces: it learns what the prior misses (the torsions, the non-bonded pairs,
-  their coupling to the local geometry). Its first layer is initialized for standardized inputs
-  (weights divided by each feature's standard deviation, biases shifted by the means), so every feature
-  starts on the same footing.
+* a **PMFForce** (an MLP over all pair distances and the cos/sin of every proper dihedral of the bead
+  graph) force-matched to the mapped forces minus the prior's forces: it learns what the prior misses
+  (the coupling of bonds and angles to the rest, the torsions, the non-bonded pairs). Its first layer is
+  initialized for centred inputs scaled to about unit variance: the pair distances all by one common
+  scale, the dihedrals' cos/sin by another (the RMS of the group's standard deviations; see
+  :func:`standardized_ensemble`), so that the stiff features (bond lengths, narrow dihedrals), which
+  the prior already holds, are not magnified above the soft ones.
 
 The CG System is the CG particles + the prior + the PMFForce (:func:`pmf_system`); the PMF that the
 reweighting uses is their sum. The dihedral features make the PMF chiral: a pair-distance model cannot
@@ -230,21 +231,15 @@ def torsion_angles(positions, quad):
 
 def pmf_features(num_beads, bead_bonds, *, distances="nonbonded", dihedrals=True):
     """A ``PMFForce`` (no model yet) over the CG beads: pair distances (``"nonbonded"``: all pairs but the
-    bonded ones, whose springs the prior carries; ``"nonlocal"``: also leaving out the pairs two bonds
-    apart, which the prior's angles hold, so beads three or more bonds apart; ``"all"``; or ``"none"``),
-    then, with ``dihedrals``, the cos and sin of every proper dihedral of the bead graph (chiral: the
-    sines change sign under a mirror)."""
-    pairs = _check_bonds(bead_bonds, num_beads)
-    bonds = set(tuple(sorted(b)) for b in pairs)
-    adjacent = _neighbours(num_beads, pairs)
-    if distances not in ("nonbonded", "nonlocal", "all", "none"):
-        raise ValueError("distances: expected 'nonbonded', 'nonlocal', 'all' or 'none', got %r" % (distances,))
+    bonded ones, whose springs the prior carries; ``"all"``; or ``"none"``), then, with ``dihedrals``, the
+    cos and sin of every proper dihedral of the bead graph (chiral: the sines change sign under a mirror)."""
+    bonds = set(tuple(sorted(b)) for b in _check_bonds(bead_bonds, num_beads))
+    if distances not in ("nonbonded", "all", "none"):
+        raise ValueError("distances: expected 'nonbonded', 'all' or 'none', got %r" % (distances,))
     force = PMFForce()
     if distances != "none":
         for i in range(num_beads):
             for j in range(i + 1, num_beads):
-                if distances == "nonlocal" and (adjacent[i] & adjacent[j]):
-                    continue
                 if distances == "all" or (i, j) not in bonds:
                     force.addDistance(i, j)
     if dihedrals:
@@ -277,10 +272,18 @@ def feature_values(force, positions):
     return values
 
 
-def standardized_ensemble(widths, inputs, *, num_members=1, activation="tanh", seed=1):
-    """An MLPEnsemble whose first layer expects standardized inputs: W/sigma and b - W mu/sigma per member."""
+def standardized_ensemble(widths, inputs, *, num_members=1, activation="tanh", seed=1, pooled=()):
+    """An MLPEnsemble whose first layer expects standardized inputs: W/sigma and b - W mu/sigma per member.
+
+    ``pooled``: groups of input columns that share one scale, the root mean square of their standard
+    deviations, instead of each its own (:func:`force_match` pools the pair distances, and the dihedrals'
+    cos/sin)."""
     mean, std = inputs.mean(0), inputs.std(0)
     std = np.where(std > 1e-12, std, 1.0)
+    for group in pooled:
+        group = np.asarray(group, dtype=int)
+        if len(group):
+            std[group] = np.sqrt(np.mean(std[group] ** 2))
     base = MLPEnsemble(list(widths), num_members=num_members, activation=activation, seed=seed).to_dict()
     weights = [[np.asarray(w, dtype=float) for w in member] for member in base["weights"]]
     biases = [[np.asarray(b, dtype=float).ravel() for b in member] for member in base["biases"]]
@@ -313,7 +316,7 @@ class ForceMatchResult:
 
 
 def force_match(positions, forces, bead_bonds, *, temperature, hidden=(128, 128, 128), activation="tanh",
-                num_members=1, prior=True, distances="nonlocal", dihedrals=True, options=None, seed=1,
+                num_members=1, prior=True, distances="all", dihedrals=True, options=None, seed=1,
                 progress=True, checkpoint=None):
     """Force-match a CG PMF to (n, beads, 3) ``positions`` and mapped ``forces`` (kJ/mol/nm).
 
@@ -337,15 +340,25 @@ def force_match(positions, forces, bead_bonds, *, temperature, hidden=(128, 128,
     num_beads = x.shape[1]
     fitted_prior = HarmonicPrior.fit(x, bead_bonds, temperature) if prior else None
     target = f - fitted_prior.evaluate(x)[1] if prior else f
-    # distances="nonlocal" by default. Why: standardized, the bond and 1-3 distances (sd 0.003-0.006 nm,
-    # which the prior already holds) weigh as much in the MLP's inputs as the soft coordinates, and the fit
-    # spends itself on their noisy stiff forces; the phi/psi mean force, a fraction of a percent of the
-    # loss, was then not learned (heavy-atom alanine dipeptide: the fitted mean torque along phi off by
-    # 12-17 kJ/mol/rad against a 2 kJ/mol/rad noise, 4.6 without them; plain CG MD JS(phi) 0.07 -> 0.006).
     features = pmf_features(num_beads, bead_bonds, distances=distances, dihedrals=dihedrals)
     inputs = feature_values(features, x)
+    # The pair distances share one scale, and so do the cos/sin of the dihedrals. Why: scaled each to unit
+    # variance, the stiff features (bonded and 1-3 distances, sd 0.003-0.006 nm against 0.05-0.1 for the
+    # others, which the prior already holds; the cosine of a narrow omega, sd 0.02) are magnified 10-50x,
+    # and the fit spends itself on their noisy stiff forces: the phi/psi mean force, a fraction of a percent
+    # of the loss, was then not learned (heavy-atom alanine dipeptide: the fitted mean torque along phi off
+    # by 12-17 kJ/mol/rad, 2.2 with shared scales, as the data's own noise; plain CG MD JS(phi, psi) from
+    # 0.028, 0.087 to 0.006, 0.001). Nothing is dropped: the MLP can still correct the prior there.
+    columns, distance_columns, dihedral_columns = 0, [], []
+    for k in range(features.getNumFeatures()):   # a distance is one input, a dihedral two (cos, sin)
+        if len(features.getFeatureParticles(k)) == 4:
+            dihedral_columns += [columns, columns + 1]
+            columns += 2
+        else:
+            distance_columns.append(columns)
+            columns += 1
     model = standardized_ensemble([inputs.shape[1], *hidden, 1], inputs, num_members=num_members,
-                                  activation=activation, seed=seed)
+                                  activation=activation, seed=seed, pooled=[distance_columns, dihedral_columns])
     settings = dict(DEFAULT_PMF_OPTIONS)
     settings.update(options or {})
     settings.setdefault("seed", int(seed))
