@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from openmmcgflow import plots
 from openmmcgflow.active_learning import alanine, mueller_brown
 
 
@@ -83,6 +84,13 @@ def run_ala2_grid(args, out):
     first = grid_histogram(phi[:half], psi[:half], ref.log_w[:half], args.grid)
     second = grid_histogram(phi[half:], psi[half:], ref.log_w[half:], args.grid)
     extra = {"case": args.case, "seed": args.seed, "grid": args.grid, "epochs": args.epochs, "copies": args.copies}
+    kT = result["problem"].kT
+    with np.errstate(divide="ignore"):
+        reference_f = -kT * np.log(reference)
+    reference_f -= np.nanmin(reference_f[np.isfinite(reference_f)])
+    plots.plot_free_energy_grids(os.path.join(out, "pmf_vs_reference.png"), result["grid_axis"],
+                                 [result["pmf"] - result["pmf"].min(), np.where(np.isfinite(reference_f), reference_f, np.nan)],
+                                 ["learned PMF (grid conditioning)", "atomistic reference (reweighted MD)"], vmax=40.0)
     emit("kld_pmf", forward_kld(reference, model), "nats", **extra)
     emit("kld_noise_floor", forward_kld(first, np.where(second > 0, second, 1e-300)), "nats", **extra)
     emit("js_phi", js(reference.sum(1), model.sum(1)), "nats", **extra)

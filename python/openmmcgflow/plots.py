@@ -76,3 +76,20 @@ def plot_ess_curve(path, x, ess_fraction, xlabel="training step", label=None):
     if label:
         ax.legend()
     return save_figure(fig, path)
+
+
+def plot_free_energy_grids(path, axis, grids, titles, vmax=25.0, label="free energy (kJ/mol)"):
+    """Side-by-side (phi, psi) surfaces given on a grid (e.g. a learned PMF, a reference, an ensemble spread):
+    ``axis`` the bin centres in radians (G,), each grid (G, G) indexed [phi, psi], NaN drawn blank."""
+    axis = np.asarray(axis, float)
+    step = axis[1] - axis[0]
+    edges = np.degrees(np.append(axis - step / 2, axis[-1] + step / 2))
+    fig, axes = plt.subplots(1, len(grids), figsize=(4.8 * len(grids), 4.2), squeeze=False)
+    for ax, grid, title in zip(axes[0], grids, titles):
+        mesh = ax.pcolormesh(edges, edges, np.asarray(grid, float).T, vmin=0, vmax=vmax, cmap="viridis", shading="flat")
+        fig.colorbar(mesh, ax=ax, label=label)
+        ax.set_xlabel("phi (degrees)")
+        ax.set_ylabel("psi (degrees)")
+        ax.set_aspect("equal")
+        ax.set_title(title)
+    return save_figure(fig, path)
