@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from openmmcgflow import plots
+from openmmcgflow import plots, stats
 from openmmcgflow.active_learning import alanine, mueller_brown
 
 
@@ -48,21 +48,8 @@ def plot_curve(record, path):
 
 def grid_histogram(phi, psi, log_w, bins):
     """Normalized weighted (phi, psi) histogram on bins x bins cells of [-pi, pi)^2."""
-    edges = np.linspace(-np.pi, np.pi, bins + 1)
-    weights = np.exp(log_w - log_w.max())
-    counts, _, _ = np.histogram2d(phi, psi, bins=[edges, edges], weights=weights)
-    return counts / counts.sum()
-
-
-def forward_kld(p, q):
-    """sum p log(p / q) over the cells where p > 0 (q > 0 everywhere for a model's Boltzmann distribution)."""
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
-
-
-def js(p, q):
-    m = (p + q) / 2
-    return 0.5 * forward_kld(p, m) + 0.5 * forward_kld(q, m)
+    axis = (-np.pi, np.pi, bins)
+    return stats.histogram_2d(phi, psi, log_w, axis, axis, True, True)["probability"]
 
 
 def run_ala2_grid(args, out):
@@ -91,10 +78,10 @@ def run_ala2_grid(args, out):
     plots.plot_free_energy_grids(os.path.join(out, "pmf_vs_reference.png"), result["grid_axis"],
                                  [result["pmf"] - result["pmf"].min(), np.where(np.isfinite(reference_f), reference_f, np.nan)],
                                  ["learned PMF (grid conditioning)", "atomistic reference (reweighted MD)"], vmax=40.0)
-    emit("kld_pmf", forward_kld(reference, model), "nats", **extra)
-    emit("kld_noise_floor", forward_kld(first, np.where(second > 0, second, 1e-300)), "nats", **extra)
-    emit("js_phi", js(reference.sum(1), model.sum(1)), "nats", **extra)
-    emit("js_psi", js(reference.sum(0), model.sum(0)), "nats", **extra)
+    emit("kld_pmf", stats.kl_divergence(reference, model), "nats", **extra)
+    emit("kld_noise_floor", stats.kl_divergence(first, second), "nats", **extra)
+    emit("js_phi", stats.js_divergence(reference.sum(1), model.sum(1)), "nats", **extra)
+    emit("js_psi", stats.js_divergence(reference.sum(0), model.sum(0)), "nats", **extra)
     emit("energy_evaluations", result["energy_evaluations"], "evaluations", **extra)
     emit("md_frames_by_example", result["md_frames"], "frames", **extra)
     emit("flow_train_s", result["train_seconds"], "s", **extra)

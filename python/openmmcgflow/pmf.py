@@ -28,6 +28,25 @@ def set_ensemble_parameters(force, weights, biases, activation="sigmoid", output
     return ensemble
 
 
+def affine_ensemble(ensemble, input_mean=0.0, input_scale=1.0, output_scale=1.0):
+    """The ensemble of x -> output_scale * g((x - input_mean) / input_scale) for each member g: the input scaling
+    folded into the first layer (W / s, b - W mu / s) and the output scaling into the last, so a model fitted
+    on standardized inputs, or in other energy units (k_B T), loads into a PMFForce that feeds it raw
+    features and wants kJ/mol. ``input_mean`` and ``input_scale`` are scalars or one value per input."""
+    d = ensemble.to_dict()
+    weights = [[np.array(w, dtype=float) for w in member] for member in d["weights"]]
+    biases = [[np.array(b, dtype=float).ravel() for b in member] for member in d["biases"]]
+    inputs = weights[0][0].shape[1]
+    mean = np.broadcast_to(np.asarray(input_mean, dtype=float), (inputs,))
+    scale = np.broadcast_to(np.asarray(input_scale, dtype=float), (inputs,))
+    for ws, bs in zip(weights, biases):
+        ws[0] = ws[0] / scale[None, :]
+        bs[0] = bs[0] - ws[0] @ mean
+        ws[-1] = ws[-1] * output_scale
+        bs[-1] = bs[-1] * output_scale
+    return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
+
+
 class PMFTrainer(_CorePMFTrainer):
     """Fits the MLPEnsemble a PMFForce evaluates to forces (force matching) or to free-energy labels.
 

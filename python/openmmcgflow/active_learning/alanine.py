@@ -32,15 +32,12 @@ from tqdm import tqdm
 
 from .. import systems
 from .._core import Flow, MLPEnsemble, ModelTrainer
-from ..datafree.energies import InternalCoordinateEnergy
-from ..pmf import PMFTrainer
+from ..cgbg.storage import atomic_write
+from ..datafree.energies import InternalCoordinateEnergy, _wrap_angle
+from ..pmf import PMFTrainer, affine_ensemble
 from .labels import KB, pmf_labels
 
 PHI_COLUMN, PSI_COLUMN = 5, 29
-
-
-def _wrap(angle):
-    return np.angle(np.exp(1j * np.asarray(angle, dtype=float)))
 
 
 class AlanineConditional:
@@ -75,14 +72,14 @@ class AlanineConditional:
         cg = np.atleast_2d(np.asarray(cg, dtype=float))
         q = np.zeros((len(fine), self.internal.num_internal))
         q[:, self.fine_columns] = fine
-        q[:, PHI_COLUMN] = _wrap(cg[:, 0] - self.phi_ref)
-        q[:, PSI_COLUMN] = _wrap(cg[:, 1] - self.psi_ref)
+        q[:, PHI_COLUMN] = _wrap_angle(cg[:, 0] - self.phi_ref)
+        q[:, PSI_COLUMN] = _wrap_angle(cg[:, 1] - self.psi_ref)
         return q
 
     def split(self, positions):
         """(fine (n, 58), cg (n, 2)) of positions (n, 22, 3) in nm."""
         q = np.asarray(self.energy.model_coordinates(np.asarray(positions, dtype=float)))
-        cg = np.stack([_wrap(q[:, PHI_COLUMN] + self.phi_ref), _wrap(q[:, PSI_COLUMN] + self.psi_ref)], axis=1)
+        cg = np.stack([_wrap_angle(q[:, PHI_COLUMN] + self.phi_ref), _wrap_angle(q[:, PSI_COLUMN] + self.psi_ref)], axis=1)
         return q[:, self.fine_columns], cg
 
     def price(self, fine, cg):
@@ -158,13 +155,7 @@ def phi_psi_ensemble(cg, labels_kt, kT, *, members=10, hidden=(256, 128, 32), ep
     PMFTrainer(ensemble, options={"epochs": epochs, "batch_size": batch, "learning_rate": learning_rate,
                                   "validation_fraction": 0.2, "seed": seed, "threads": threads}
                ).fit_labels(AlanineConditional.context(cg), labels_kt, progress=False)
-    d = ensemble.to_dict()
-    weights = [[np.array(w, dtype=float) for w in ws] for ws in d["weights"]]
-    biases = [[np.array(b, dtype=float) for b in bs] for bs in d["biases"]]
-    for ws, bs in zip(weights, biases):
-        ws[-1] = ws[-1] * kT
-        bs[-1] = bs[-1] * kT
-    return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
+    return affine_ensemble(ensemble, output_scale=kT)
 
 
 @dataclass
@@ -196,12 +187,6 @@ class AlanineGridSettings:
     pmf_learning_rate: float = 5e-4
     train_fraction: float = 0.8
     threads: int = 1
-
-
-def _atomic_savez(path, **arrays):
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progress=True):
@@ -240,7 +225,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
                  "flow_parameters": flow.get_parameters(), "energy": np.full(shape, np.nan),
                  "log_q": np.full(shape, np.nan), "log_det_j": np.full(shape, np.nan),
                  "train_seconds": np.array(0.0)}
-        _atomic_savez(state_path, **state)
+        atomic_write(state_path, lambda handle: np.savez(handle, **state))
     steps_per_epoch = -(-len(train) * settings.copies // settings.batch)
     total_steps = steps_per_epoch * settings.epochs
     warmup = int(round(settings.warmup_fraction * total_steps))
@@ -265,7 +250,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
         state["flow_parameters"] = flow.get_parameters()
         state["optimizer"] = np.array(json.dumps(_jsonable(trainer.get_state())))
         state["train_seconds"] = np.array(float(state["train_seconds"]) + time.time() - epoch_start)
-        _atomic_savez(state_path, **state)
+        atomic_write(state_path, lambda handle: np.savez(handle, **state))
     bar.close()
     labels = pmf_labels(store["energy"], store["log_q"], store["log_det_j"], problem.temperature,
                         clip_top=settings.clip_top)
@@ -286,10 +271,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
               "md_frames": int(state["md_frames"]), "example_log_likelihood": float(state["example_log_likelihood"]),
               "train_seconds": float(state["train_seconds"]), "pmf_seconds": time.time() - pmf_start,
               "ensemble": ensemble, "flow": flow, "problem": problem}
-    model_path = os.path.join(out, "pmf_model.safetensors")
-    with open(model_path + ".tmp", "wb") as handle:
-        handle.write(ensemble.to_bytes())
-    os.replace(model_path + ".tmp", model_path)
+    atomic_write(os.path.join(out, "pmf_model.safetensors"), lambda handle: handle.write(ensemble.to_bytes()))
     return result
 
 

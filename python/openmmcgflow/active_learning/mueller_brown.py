@@ -47,8 +47,10 @@ from tqdm import tqdm
 
 from .. import systems
 from .._core import Flow, MLPEnsemble, ModelTrainer
+from ..cgbg.storage import atomic_write
 from ..datafree.energies import CoordinateEnergy
-from ..pmf import PMFTrainer
+from ..pmf import PMFTrainer, affine_ensemble
+from ..stats import kl_divergence
 from ..plugin import CGMonteCarloIntegrator, PMFForce
 from .labels import KB, pmf_labels
 from .selection import broaden_points
@@ -96,12 +98,14 @@ class MuellerBrownALSettings:
 
 
 def kld_on_grid(pmf_true, pmf_model, beta):
-    """Forward KL divergence sum p log(p / q) of the Boltzmann distributions of two PMFs on one grid."""
-    a = -beta * np.asarray(pmf_true, dtype=float)
-    b = -beta * np.asarray(pmf_model, dtype=float)
-    log_p = a - np.logaddexp.reduce(a)
-    log_q = b - np.logaddexp.reduce(b)
-    return float(np.sum(np.exp(log_p) * (log_p - log_q)))
+    """Forward KL divergence (nats) of the Boltzmann distributions of two PMFs on one grid."""
+    return float(kl_divergence(_boltzmann(pmf_true, beta), _boltzmann(pmf_model, beta)))
+
+
+def _boltzmann(pmf, beta):
+    """exp(-beta PMF) normalized over the grid, computed stably."""
+    a = -beta * np.asarray(pmf, dtype=float)
+    return np.exp(a - np.logaddexp.reduce(a))
 
 
 class _Problem:
@@ -162,20 +166,6 @@ def _pmf_ensemble(settings, rng):
         weights.append([nu * rng.normal(size=(widths[i + 1], widths[i])) for i in range(len(widths) - 1)])
         biases.append([nu * rng.normal(size=widths[i + 1]) for i in range(len(widths) - 1)])
     return MLPEnsemble.from_arrays(weights, biases, "sigmoid", "identity")
-
-
-def _fold_scaler(ensemble, mean, std, output_scale=1.0):
-    """The same ensemble on raw s and in kJ/mol: the input standardization folded into the first layer, the
-    outputs (fitted in units of k_B T) multiplied by ``output_scale`` = k_B T in the last."""
-    d = ensemble.to_dict()
-    weights = [[np.array(w, dtype=float) for w in ws] for ws in d["weights"]]
-    biases = [[np.array(b, dtype=float) for b in bs] for bs in d["biases"]]
-    for ws, bs in zip(weights, biases):
-        bs[0] = bs[0] - ws[0][:, 0] * mean / std
-        ws[0] = ws[0] / std
-        ws[-1] = ws[-1] * output_scale
-        bs[-1] = bs[-1] * output_scale
-    return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
 
 
 class _ReferenceSamples:
@@ -262,13 +252,9 @@ def _walker_context(model_bytes, settings, temperature, start, seed):
 
 
 def _save_state(out, arrays, record):
-    tmp = os.path.join(out, STATE_FILE + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, os.path.join(out, STATE_FILE))
-    tmp = os.path.join(out, RECORD_FILE + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(record, handle, indent=1)
-    os.replace(tmp, os.path.join(out, RECORD_FILE))
+    """The state and the record, each written atomically (the state first: a record never runs ahead of it)."""
+    atomic_write(os.path.join(out, STATE_FILE), lambda handle: np.savez(handle, **arrays))
+    atomic_write(os.path.join(out, RECORD_FILE), lambda handle: handle.write(json.dumps(record, indent=1).encode()))
 
 
 def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progress=True, emit=None):
@@ -378,7 +364,7 @@ def run_mueller_brown_al(settings=None, out="out/active_learning/mb_al", progres
                                       "learning_rate": settings.pmf_learning_rate, "validation_fraction": 0.2,
                                       "seed": settings.seed * 1000 + iteration, "threads": settings.threads}
                    ).fit_labels(((s_lab - mean) / std).reshape(-1, 1), labels, progress=False)
-        raw = _fold_scaler(ensemble, mean, std, output_scale=problem.kT)
+        raw = affine_ensemble(ensemble, input_mean=mean, input_scale=std, output_scale=problem.kT)
         pmf_model, pmf_std = raw.evaluate(grid.reshape(-1, 1))
         kld = kld_on_grid(pmf_true, pmf_model, beta)
         # 3. CG Monte Carlo for an uncertain point, from the last one found (first: the global minimum).

@@ -36,7 +36,7 @@ import openmm
 from .._core import MLPEnsemble
 from ..energy import EnergyTarget
 from ..plugin import PMFForce
-from ..pmf import PMFTrainer
+from ..pmf import PMFTrainer, affine_ensemble
 from ..systems import KB
 from .flow import _check_bonds
 
@@ -127,12 +127,9 @@ class HarmonicPrior:
             for quad in proper_dihedrals(x.shape[1], bead_bonds):
                 if quad[1:3] in central_bonds:
                     continue  # dihedrals about one bond move together: a second spring would count it twice
-                angle = torsion_angles(x, quad)
-                mean_vector = np.mean(np.cos(angle)), np.mean(np.sin(angle))
-                resultant = math.hypot(*mean_vector)
-                if resultant > cls.NARROW_DIHEDRAL:
-                    kappa = 1.0 / (resultant ** 3 - 4.0 * resultant ** 2 + 3.0 * resultant)
-                    torsions.append((*quad, float(math.atan2(mean_vector[1], mean_vector[0])), float(kappa * kT)))
+                fitted = _narrow_von_mises(x, quad, kT, cls.NARROW_DIHEDRAL)
+                if fitted is not None:
+                    torsions.append((*quad, *fitted))
                     central_bonds.add(quad[1:3])
         if planar:
             angles, impropers = cls._planar_centres(x, bead_bonds, kT, angles)
@@ -177,13 +174,9 @@ class HarmonicPrior:
             if min(k) > 0:
                 for t, kt in zip(triple, k):
                     springs[t][4] = float(kt)
-            quad = (a, b, c, j)
-            angle = torsion_angles(x, quad)
-            mean_vector = np.mean(np.cos(angle)), np.mean(np.sin(angle))
-            resultant = math.hypot(*mean_vector)
-            if resultant > cls.NARROW_DIHEDRAL:
-                kappa = 1.0 / (resultant ** 3 - 4.0 * resultant ** 2 + 3.0 * resultant)
-                impropers.append((*quad, float(math.atan2(mean_vector[1], mean_vector[0])), float(kappa * kT)))
+            fitted = _narrow_von_mises(x, (a, b, c, j), kT, cls.NARROW_DIHEDRAL)
+            if fitted is not None:
+                impropers.append((a, b, c, j, *fitted))
         return [tuple(v) for v in springs.values()], impropers
 
     def forces(self):
@@ -210,6 +203,20 @@ class HarmonicPrior:
     def to_json(self):
         return {"bonds": [list(b) for b in self.bonds], "angles": [list(a) for a in self.angles],
                 "dihedrals": [list(d) for d in self.dihedrals], "num_beads": self.num_beads}
+
+
+def _narrow_von_mises(x, quad, kT, narrow):
+    """(phi0 rad, k kJ/mol) of the von Mises torsion k (1 - cos(phi - phi0)) fitted by maximum likelihood to the
+    dihedral ``quad`` of configurations ``x`` (the circular mean, and the concentration kappa from the mean
+    resultant length by Best & Fisher's approximation; k = kappa k_B T), or None when the data leave it broad
+    (mean resultant length at most ``narrow``)."""
+    angle = torsion_angles(x, quad)
+    mean_vector = np.mean(np.cos(angle)), np.mean(np.sin(angle))
+    resultant = math.hypot(*mean_vector)
+    if not resultant > narrow:
+        return None
+    kappa = 1.0 / (resultant ** 3 - 4.0 * resultant ** 2 + 3.0 * resultant)
+    return float(math.atan2(mean_vector[1], mean_vector[0])), float(kappa * kT)
 
 
 def _angle_values(x, i, j, k):
@@ -284,14 +291,8 @@ def standardized_ensemble(widths, inputs, *, num_members=1, activation="tanh", s
         group = np.asarray(group, dtype=int)
         if len(group):
             std[group] = np.sqrt(np.mean(std[group] ** 2))
-    base = MLPEnsemble(list(widths), num_members=num_members, activation=activation, seed=seed).to_dict()
-    weights = [[np.asarray(w, dtype=float) for w in member] for member in base["weights"]]
-    biases = [[np.asarray(b, dtype=float).ravel() for b in member] for member in base["biases"]]
-    for m in range(len(weights)):
-        w = weights[m][0] / std[None, :]
-        biases[m][0] = biases[m][0] - w @ mean
-        weights[m][0] = w
-    return MLPEnsemble.from_arrays(weights, biases, activation, "identity")
+    base = MLPEnsemble(list(widths), num_members=num_members, activation=activation, seed=seed)
+    return affine_ensemble(base, input_mean=mean, input_scale=std)
 
 
 @dataclass
