@@ -78,8 +78,8 @@ def run_ala2_grid(args, out):
     plots.plot_free_energy_grids(os.path.join(out, "pmf_vs_reference.png"), result["grid_axis"],
                                  [result["pmf"] - result["pmf"].min(), np.where(np.isfinite(reference_f), reference_f, np.nan)],
                                  ["learned PMF (grid conditioning)", "atomistic reference (reweighted MD)"], vmax=40.0)
-    emit("kld_pmf", stats.kl_divergence(reference, model), "nats", **extra)
-    emit("kld_noise_floor", stats.kl_divergence(first, second), "nats", **extra)
+    emit("kld_pmf", stats.kl_divergence(reference.ravel(), model.ravel()), "nats", **extra)
+    emit("kld_noise_floor", stats.kl_divergence(first.ravel(), second.ravel()), "nats", **extra)
     emit("js_phi", stats.js_divergence(reference.sum(1), model.sum(1)), "nats", **extra)
     emit("js_psi", stats.js_divergence(reference.sum(0), model.sum(0)), "nats", **extra)
     emit("energy_evaluations", result["energy_evaluations"], "evaluations", **extra)
