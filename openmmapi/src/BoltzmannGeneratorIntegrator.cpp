@@ -271,7 +271,17 @@ void BoltzmannGeneratorIntegrator::refreshCurrentState() {
     const cgflow::coords::PositionMap& map = *model->positions;
     Eigen::MatrixXd y(map.getDimension(), 1);
     double logDetJ = 0;
-    map.fromPositions(1, flat.data(), y.data(), &logDetJ);
+    std::vector<double> ownCondition(map.getConditionColumns().size());
+    map.fromPositions(1, flat.data(), y.data(), &logDetJ, ownCondition.data());
+    // A conditional map proposes only states whose condition columns are the condition vector: a state
+    // off that slice (a CG move, a new condition) is outside the proposal's support, q = 0, and the
+    // next proposal replaces it. The tolerance covers single-precision positions (~1e-6 rad).
+    bool onSlice = true;
+    for (size_t k = 0; k < ownCondition.size(); k++) {
+        const double difference = ownCondition[k] - condition[map.getConditionColumns()[k].condition];
+        if (std::fabs(std::remainder(difference, 2 * M_PI)) > 1e-4)
+            onSlice = false;
+    }
     Eigen::VectorXd logQFlow;
     Eigen::MatrixXd conditionMatrix;
     const Eigen::MatrixXd* conditionPointer = nullptr;
@@ -280,7 +290,7 @@ void BoltzmannGeneratorIntegrator::refreshCurrentState() {
         conditionPointer = &conditionMatrix;
     }
     hostFlow->logProb(y, conditionPointer, logQFlow);
-    currentLogQ = logQFlow[0] - logDetJ;
+    currentLogQ = onSlice ? logQFlow[0] - logDetJ : NegativeInfinity;
     currentLogWeight = -beta() * currentEnergy - currentLogQ;
     if (!std::isfinite(currentLogWeight))
         currentLogWeight = NegativeInfinity;

@@ -143,3 +143,128 @@ TEST(BoltzmannGeneratorFile, RoundTripAndErrors) {
     EXPECT_NE(errorMessage([&] { io::encodeBoltzmannGenerator(*realFlow, map); }).find("is a free torsion but the flow treats it as a real number"),
               std::string::npos);
 }
+
+namespace {
+
+/** The first `count` circular columns of a Z-matrix. */
+std::vector<int> circularColumns(const ZMatrix& z, int count) {
+    std::vector<int> columns;
+    for (int c = 0; c < z.getNumInternal() && static_cast<int>(columns.size()) < count; c++)
+        if (z.isCircularColumn(c))
+            columns.push_back(c);
+    return columns;
+}
+
+double wrapped(double angle) {
+    return angle - 2 * M_PI * std::floor((angle + M_PI) / (2 * M_PI));
+}
+
+} // namespace
+
+TEST(PositionMap, ConditionColumnsAreTheUnconditionalMapWithThoseColumnsGiven) {
+    std::mt19937_64 rng(11);
+    InternalCoordinates ic(ZMatrix::alanineDipeptide());
+    std::vector<double> reference = randomCloud(rng, 22, 1);
+    ic.setNormalization(reference.data());
+    const std::vector<int> cols = circularColumns(ic.getZMatrix(), 2);
+    ASSERT_EQ(cols.size(), 2u);
+    // Condition index 0 sets the second column and index 1 the first: the indices are the map's choice.
+    const PositionMap plain = PositionMap::internal(ic);
+    const PositionMap map = PositionMap::internal(ic, {{cols[1], 0}, {cols[0], 1}});
+    ASSERT_EQ(map.getDimension(), 58);
+    ASSERT_EQ(map.getNumConditionValues(), 2);
+    EXPECT_EQ(map.getColumnSources()[cols[0]], -2);
+    EXPECT_EQ(map.getColumnSources()[cols[1]], -1);
+    const int n = 4;
+    std::vector<double> x = randomCloud(rng, 22, n), full(60 * n), y(58 * n), own(2 * n), logDetPlain(n), logDet(n);
+    plain.fromPositions(n, x.data(), full.data(), logDetPlain.data());
+    map.fromPositions(n, x.data(), y.data(), logDet.data(), own.data());
+    std::vector<double> condition(2 * n);
+    for (int s = 0; s < n; s++) {
+        EXPECT_EQ(logDet[s], logDetPlain[s]);
+        int d = 0;
+        for (int c = 0; c < 60; c++)
+            if (c != cols[0] && c != cols[1])
+                EXPECT_EQ(y[58 * s + d++], full[60 * s + c]);
+        // Each condition column reports its physical dihedral (the model value plus the shift).
+        EXPECT_NEAR(own[2 * s + 0], wrapped(full[60 * s + cols[1]] + ic.getShift()[cols[1]]), 1e-12);
+        EXPECT_NEAR(own[2 * s + 1], wrapped(full[60 * s + cols[0]] + ic.getShift()[cols[0]]), 1e-12);
+        condition[2 * s + 0] = own[2 * s + 0];
+        condition[2 * s + 1] = own[2 * s + 1];
+    }
+    // Built back from y and the condition: the same molecule as the plain map builds from the full vector.
+    const std::vector<double> templ = randomCloud(rng, 22, 1);
+    std::vector<double> back(66 * n), backPlain(66 * n), logDetOut(n), logDetPlainOut(n);
+    map.toPositions(n, y.data(), templ.data(), back.data(), logDetOut.data(), condition.data());
+    plain.toPositions(n, full.data(), templ.data(), backPlain.data(), logDetPlainOut.data());
+    for (int i = 0; i < 66 * n; i++)
+        ASSERT_NEAR(back[i], backPlain[i], 1e-10);
+    for (int s = 0; s < n; s++)
+        EXPECT_NEAR(logDetOut[s], logDetPlainOut[s], 1e-12);
+    // Another condition moves those dihedrals and nothing else.
+    condition[0] = wrapped(condition[0] + 1.0);
+    map.toPositions(1, y.data(), templ.data(), back.data(), nullptr, condition.data());
+    std::vector<double> yAgain(58), ownAgain(2);
+    map.fromPositions(1, back.data(), yAgain.data(), nullptr, ownAgain.data());
+    EXPECT_NEAR(ownAgain[0], condition[0], 1e-10);
+    EXPECT_NEAR(ownAgain[1], condition[1], 1e-10);
+    for (int d = 0; d < 58; d++)
+        EXPECT_NEAR(yAgain[d], y[d], 1e-9);
+    // Circular flags follow the columns; JSON round trip bit for bit.
+    const std::vector<bool> circular = map.getCircular();
+    ASSERT_EQ(circular.size(), 58u);
+    for (int d = 0; d < 58; d++)
+        EXPECT_EQ(circular[d], ic.getZMatrix().isCircularColumn(map.getColumnOfDimension(d)));
+    const PositionMap copy = PositionMap::fromJson(map.toJson());
+    EXPECT_EQ(copy.toJson(), map.toJson());
+    EXPECT_EQ(copy.getConditionColumns().size(), 2u);
+    EXPECT_FALSE(plain.toJson().contains("condition_columns"));
+}
+
+TEST(PositionMap, ConditionColumnErrorsNameTheEntry) {
+    InternalCoordinates ic(ZMatrix::alanineDipeptide());
+    const int circular = circularColumns(ic.getZMatrix(), 1)[0];
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic, {{0, 0}}); }).find("conditionColumns[0] column 0"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic, {{0, 0}}); }).find("is not a circular dihedral"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic, {{60, 0}}); }).find("out of range [0, 60)"), std::string::npos);
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic, {{circular, 0}, {circular, 1}}); })
+                  .find("conditionColumns[1] column " + std::to_string(circular) + " is listed twice"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic, {{circular, -1}}); }).find("condition index must be >= 0"),
+              std::string::npos);
+    const PositionMap map = PositionMap::internal(ic, {{circular, 0}});
+    std::vector<double> y(59, 0.1), templ(66, 0.0), x(66);
+    EXPECT_NE(errorMessage([&] { map.toPositions(1, y.data(), templ.data(), x.data()); }).find("none was given"),
+              std::string::npos);
+    const double c = 0.3;
+    EXPECT_NE(errorMessage([&] { PositionMap::internal(ic).toPositions(1, y.data(), templ.data(), x.data(), nullptr, &c); })
+                  .find("no condition columns"),
+              std::string::npos);
+    nlohmann::json config = map.toJson();
+    config["condition_columns"] = {{circular}};
+    EXPECT_NE(errorMessage([&] { PositionMap::fromJson(config); }).find("positions.condition_columns[0] must be a [column, condition] pair"),
+              std::string::npos);
+    config["condition_columns"] = 3;
+    EXPECT_NE(errorMessage([&] { PositionMap::fromJson(config); }).find("must be an array"), std::string::npos);
+}
+
+TEST(BoltzmannGeneratorFile, ConditionalMapNeedsTheFlowsContext) {
+    InternalCoordinates ic(ZMatrix::alanineDipeptide());
+    const std::vector<int> cols = circularColumns(ic.getZMatrix(), 2);
+    const PositionMap map = PositionMap::internal(ic, {{cols[0], 0}, {cols[1], 1}});
+    nlohmann::json config = alanineFlowConfig(map);
+    config["context_dimension"] = 2;
+    config["context_circular"] = {0, 1};
+    auto flow = flows::Flow::fromConfig(config);
+    const std::string bytes = io::encodeBoltzmannGenerator(*flow, map);
+    io::DecodedBoltzmannGenerator decoded = io::decodeBoltzmannGenerator(bytes, "model.safetensors");
+    EXPECT_EQ(decoded.positions->toJson(), map.toJson());
+    config["context_dimension"] = 1;
+    config["context_circular"] = {0};
+    auto narrow = flows::Flow::fromConfig(config);
+    EXPECT_NE(errorMessage([&] { io::encodeBoltzmannGenerator(*narrow, map); })
+                  .find("the position map reads condition value 1 but the flow is conditioned on 1 values"),
+              std::string::npos);
+}

@@ -47,19 +47,64 @@ PositionMap PositionMap::allCartesian(int numParticles) {
     return cartesian(numParticles, std::move(slots));
 }
 
-PositionMap PositionMap::internal(InternalCoordinates coordinates) {
+PositionMap PositionMap::internal(InternalCoordinates coordinates, std::vector<ConditionColumn> conditionColumns) {
     if (coordinates.getNumAtoms() < 3)
         throw Error("PositionMap::internal: the Z-matrix has " + std::to_string(coordinates.getNumAtoms()) +
                     " atoms; an internal-coordinate map needs at least 3");
+    const int columns = coordinates.getNumInternal();
+    std::vector<int> sources(columns, 0);
+    for (size_t k = 0; k < conditionColumns.size(); k++) {
+        const std::string name = "conditionColumns[" + std::to_string(k) + "]";
+        const int c = conditionColumns[k].column;
+        if (c < 0 || c >= columns)
+            throw Error("PositionMap::internal: " + name + " column " + std::to_string(c) + " is out of range [0, " +
+                        std::to_string(columns) + ")");
+        if (!coordinates.getZMatrix().isCircularColumn(c))
+            throw Error("PositionMap::internal: " + name + " column " + std::to_string(c) + " (" +
+                        coordinates.getZMatrix().describeColumn(c) +
+                        ") is not a circular dihedral; only those can be set from a condition vector");
+        if (sources[c] != 0)
+            throw Error("PositionMap::internal: " + name + " column " + std::to_string(c) + " is listed twice");
+        if (conditionColumns[k].condition < 0)
+            throw Error("PositionMap::internal: " + name + " condition index must be >= 0, got " +
+                        std::to_string(conditionColumns[k].condition));
+        sources[c] = -1 - static_cast<int>(k);
+    }
+    int next = 0;
+    for (int c = 0; c < columns; c++)
+        if (sources[c] == 0)
+            sources[c] = next++;
     PositionMap map;
     map.type = Type::Internal;
     map.numParticles = coordinates.getNumAtoms();
     map.coordinates = std::make_shared<const InternalCoordinates>(std::move(coordinates));
+    map.conditionColumns = std::move(conditionColumns);
+    map.columnSources = std::move(sources);
     return map;
 }
 
 int PositionMap::getDimension() const {
-    return type == Type::Cartesian ? static_cast<int>(slots.size()) : coordinates->getNumInternal();
+    return type == Type::Cartesian ? static_cast<int>(slots.size())
+                                   : coordinates->getNumInternal() - static_cast<int>(conditionColumns.size());
+}
+
+int PositionMap::getNumConditionValues() const {
+    int count = 0;
+    for (const ConditionColumn& c : conditionColumns)
+        count = std::max(count, c.condition + 1);
+    return count;
+}
+
+int PositionMap::getColumnOfDimension(int d) const {
+    if (type != Type::Internal)
+        throw Error("PositionMap::getColumnOfDimension: this is a Cartesian map");
+    if (d < 0 || d >= getDimension())
+        throw Error("PositionMap::getColumnOfDimension: d must be in [0, " + std::to_string(getDimension()) +
+                    "), got " + std::to_string(d));
+    for (size_t c = 0; c < columnSources.size(); c++)
+        if (columnSources[c] == d)
+            return static_cast<int>(c);
+    throw Error("PositionMap::getColumnOfDimension: internal error, no column for dimension " + std::to_string(d));
 }
 
 const std::vector<PositionMap::Slot>& PositionMap::getSlots() const {
@@ -77,13 +122,22 @@ const InternalCoordinates& PositionMap::getInternalCoordinates() const {
 std::vector<bool> PositionMap::getCircular() const {
     std::vector<bool> circular(getDimension(), false);
     if (type == Type::Internal)
-        for (int c = 0; c < getDimension(); c++)
-            circular[c] = coordinates->getZMatrix().isCircularColumn(c);
+        for (int d = 0; d < getDimension(); d++)
+            circular[d] = coordinates->getZMatrix().isCircularColumn(getColumnOfDimension(d));
     return circular;
 }
 
+namespace {
+
+double wrapAngle(double angle) {
+    const double twoPi = 2 * M_PI;
+    return angle - twoPi * std::floor((angle + M_PI) / twoPi);
+}
+
+} // namespace
+
 void PositionMap::toPositions(int n, const double* y, const double* templatePositions, double* positions,
-                              double* logDetJ) const {
+                              double* logDetJ, const double* condition) const {
     if (n < 0)
         throw Error("PositionMap::toPositions: n must be >= 0, got " + std::to_string(n));
     if (n > 0 && (y == nullptr || positions == nullptr || templatePositions == nullptr))
@@ -100,7 +154,33 @@ void PositionMap::toPositions(int n, const double* y, const double* templatePosi
         }
         return;
     }
-    coordinates->toCartesian(n, y, positions, logDetJ);
+    if (conditionColumns.empty()) {
+        if (condition != nullptr)
+            throw Error("PositionMap::toPositions: condition given, but this map has no condition columns");
+        coordinates->toCartesian(n, y, positions, logDetJ);
+    }
+    else {
+        if (n > 0 && condition == nullptr)
+            throw Error("PositionMap::toPositions: this map takes " + std::to_string(conditionColumns.size()) +
+                        " internal coordinates from a condition vector, and none was given");
+        // The full internal-coordinate vector: flow outputs and condition values (normalized as the
+        // columns are: a circular column's model value is the dihedral minus its shift, wrapped).
+        const int columns = coordinates->getNumInternal(), values = getNumConditionValues();
+        const bool normalized = coordinates->isNormalized();
+        std::vector<double> full(static_cast<size_t>(n) * columns);
+        for (int s = 0; s < n; s++)
+            for (int c = 0; c < columns; c++) {
+                const int source = columnSources[c];
+                double& out = full[static_cast<size_t>(s) * columns + c];
+                if (source >= 0)
+                    out = y[static_cast<size_t>(s) * dim + source];
+                else {
+                    const double value = condition[static_cast<size_t>(s) * values + conditionColumns[-1 - source].condition];
+                    out = wrapAngle(value - (normalized ? coordinates->getShift()[c] : 0.0));
+                }
+            }
+        coordinates->toCartesian(n, full.data(), positions, logDetJ);
+    }
     double target[3] = {0, 0, 0};
     for (int i = 0; i < numParticles; i++)
         for (int a = 0; a < 3; a++)
@@ -117,7 +197,8 @@ void PositionMap::toPositions(int n, const double* y, const double* templatePosi
     }
 }
 
-void PositionMap::fromPositions(int n, const double* positions, double* y, double* logDetJ) const {
+void PositionMap::fromPositions(int n, const double* positions, double* y, double* logDetJ,
+                                double* conditionValues) const {
     if (n < 0)
         throw Error("PositionMap::fromPositions: n must be >= 0, got " + std::to_string(n));
     if (n > 0 && (y == nullptr || positions == nullptr))
@@ -133,7 +214,24 @@ void PositionMap::fromPositions(int n, const double* positions, double* y, doubl
         }
         return;
     }
-    coordinates->toInternal(n, positions, y, logDetJ);
+    if (conditionColumns.empty()) {
+        coordinates->toInternal(n, positions, y, logDetJ);
+        return;
+    }
+    const int columns = coordinates->getNumInternal(), count = static_cast<int>(conditionColumns.size());
+    const bool normalized = coordinates->isNormalized();
+    std::vector<double> full(static_cast<size_t>(n) * columns);
+    coordinates->toInternal(n, positions, full.data(), logDetJ);
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < columns; c++) {
+            const int source = columnSources[c];
+            const double value = full[static_cast<size_t>(s) * columns + c];
+            if (source >= 0)
+                y[static_cast<size_t>(s) * dim + source] = value;
+            else if (conditionValues != nullptr)
+                conditionValues[static_cast<size_t>(s) * count + (-1 - source)] =
+                    wrapAngle(value + (normalized ? coordinates->getShift()[c] : 0.0));
+        }
 }
 
 json PositionMap::toJson() const {
@@ -150,8 +248,15 @@ json PositionMap::toJson() const {
     if (coordinates->isNormalized())
         normalization = {{"shift", coordinates->getShift()}, {"scale", coordinates->getScale()}};
     const bool full = coordinates->getJacobianConvention() == InternalCoordinates::JacobianConvention::Full;
-    return {{"type", "internal"}, {"z_matrix", rows}, {"jacobian", full ? "full" : "frame"},
-            {"normalization", normalization}};
+    json result = {{"type", "internal"}, {"z_matrix", rows}, {"jacobian", full ? "full" : "frame"},
+                   {"normalization", normalization}};
+    if (!conditionColumns.empty()) {
+        json list = json::array();
+        for (const ConditionColumn& c : conditionColumns)
+            list.push_back({c.column, c.condition});
+        result["condition_columns"] = list;
+    }
+    return result;
 }
 
 namespace {
@@ -207,7 +312,7 @@ PositionMap PositionMap::fromJson(const json& config) {
     }
     if (typeName != "internal")
         throw Error(where + ": \"type\" must be \"cartesian\" or \"internal\", got \"" + typeName + "\"");
-    io::checkKeys(config, {"type", "z_matrix", "jacobian", "normalization"}, where);
+    io::checkKeys(config, {"type", "z_matrix", "jacobian", "normalization", "condition_columns"}, where);
     const json& rowList = required(config, "z_matrix", where);
     if (!rowList.is_array())
         throw Error(where + ".z_matrix must be an array of [atom, bond, angle, dihedral, circular] rows");
@@ -246,7 +351,19 @@ PositionMap PositionMap::fromJson(const json& config) {
                                             where + ".normalization.scale");
         ic.setNormalization(std::move(shift), std::move(scale));
     }
-    return internal(std::move(ic));
+    std::vector<ConditionColumn> conditionColumns;
+    if (config.contains("condition_columns")) {
+        const json& list = config.at("condition_columns");
+        if (!list.is_array())
+            throw Error(where + ".condition_columns must be an array of [column, condition] pairs");
+        for (size_t k = 0; k < list.size(); k++) {
+            const std::string name = where + ".condition_columns[" + std::to_string(k) + "]";
+            if (!list[k].is_array() || list[k].size() != 2)
+                throw Error(name + " must be a [column, condition] pair");
+            conditionColumns.push_back({integerAt(list[k][0], name + "[0]"), integerAt(list[k][1], name + "[1]")});
+        }
+    }
+    return internal(std::move(ic), std::move(conditionColumns));
 }
 
 } // namespace cgflow::coords

@@ -67,6 +67,9 @@ private:
     std::vector<double> parameterValues;
     OpenMM::ComputeArray parameters, data, logQ, positions, features, stream, activated, inner, raw;
     OpenMM::ComputeArray contextFeatures, rows, shift, scale, slots, translation;
+    // Internal maps: which flow dimension fills each internal column (-1 - k: condition column k), and the
+    // condition columns' model values for the current block.
+    OpenMM::ComputeArray columnSource, conditionModel;
     OpenMM::ComputeArray savedPosq, savedCorrection, savedSlotOfAtom, dummyCorrection;
     std::vector<int> savedAtomIndex;
     std::vector<OpenMM::mm_int4> savedCellOffsets;

@@ -1,4 +1,7 @@
 #include "CommonBoltzmannGeneratorKernels.h"
+
+#include <cmath>
+
 #include "CommonCGFlowKernelSources.h"
 #include "cgflow/Error.h"
 #include "cgflow/flows/AffineCoupling.h"
@@ -228,6 +231,14 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
                                       std::max(row.dihedralPartner, 0)));
         rows.initialize<mm_int4>(cc, rowData.size(), "bgRows");
         rows.upload(rowData);
+        const std::vector<int>& sources = model->positions->getColumnSources();
+        columnSource.initialize<int>(cc, sources.size(), "bgColumnSource");
+        columnSource.upload(sources);
+        std::vector<double> noCondition(std::max<size_t>(1, model->positions->getConditionColumns().size()), 0.0);
+        if (useDouble)
+            uploadReals<double>(conditionModel, noCondition, "bgConditionModel");
+        else
+            uploadReals<float>(conditionModel, noCondition, "bgConditionModel");
         std::vector<double> shiftValues = ic.getShift(), scaleValues = ic.getScale();
         if (useDouble) {
             uploadReals<double>(shift, shiftValues, "bgShift");
@@ -277,7 +288,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     shiftKernel = program->createKernel("bgCircularShift");
     placeholders(shiftKernel, 4);
     internalKernel = program->createKernel("bgInternalToCartesian");
-    placeholders(internalKernel, 11);
+    placeholders(internalKernel, 13);
     centroidKernel = program->createKernel("bgCentroidShift");
     placeholders(centroidKernel, 10);
     loadMoleculeKernel = program->createKernel("bgLoadMolecule");
@@ -458,6 +469,19 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
     }
     if (internal) {
         const cgflow::coords::InternalCoordinates& ic = model->positions->getInternalCoordinates();
+        const auto& conditionColumns = model->positions->getConditionColumns();
+        if (!conditionColumns.empty()) {
+            // The model value of a circular column is the dihedral minus its shift, wrapped (as the core map).
+            std::vector<double> values;
+            for (const auto& column : conditionColumns) {
+                const double value = condition[column.condition] - ic.getShift()[column.column];
+                values.push_back(value - 2 * M_PI * std::floor((value + M_PI) / (2 * M_PI)));
+            }
+            if (useDouble)
+                uploadReals<double>(conditionModel, values, "bgConditionModel");
+            else
+                uploadReals<float>(conditionModel, values, "bgConditionModel");
+        }
         internalKernel->setArg(0, count);
         internalKernel->setArg(1, dim);
         internalKernel->setArg(2, data);
@@ -469,6 +493,8 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
         mixedArg(internalKernel, 8, ic.getLogScaleSum());
         internalKernel->setArg(9, positions);
         internalKernel->setArg(10, logQ);
+        internalKernel->setArg(11, columnSource);
+        internalKernel->setArg(12, conditionModel);
         internalKernel->execute(count);
     }
     logQOut.resize(count);

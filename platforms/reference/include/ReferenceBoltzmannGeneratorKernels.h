@@ -36,6 +36,7 @@ private:
     Eigen::MatrixXd block;            // flow outputs y, dimension x count
     Eigen::VectorXd blockLogQFlow;
     std::vector<double> templatePositions, proposalPositions;
+    std::vector<double> blockCondition; // the condition the block was drawn under (a conditional map reads it)
     std::vector<OpenMM::Vec3> savedPositions;
 };
 

@@ -40,7 +40,17 @@ void ReferenceIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&,
     // now for the whole block; positions are built again at load time around the current state.
     std::vector<double> logDetJ(count), scratch(static_cast<size_t>(count) * templatePositions.size());
     std::fill(templatePositions.begin(), templatePositions.end(), 0.0);
-    model->positions->toPositions(count, block.data(), templatePositions.data(), scratch.data(), logDetJ.data());
+    const bool conditional = !model->positions->getConditionColumns().empty();
+    blockCondition = condition;
+    std::vector<double> conditionRows;
+    if (conditional) {
+        // The map reads the first getNumConditionValues() entries of the flow's condition vector.
+        const int values = model->positions->getNumConditionValues();
+        for (int s = 0; s < count; s++)
+            conditionRows.insert(conditionRows.end(), condition.begin(), condition.begin() + values);
+    }
+    model->positions->toPositions(count, block.data(), templatePositions.data(), scratch.data(), logDetJ.data(),
+                                  conditional ? conditionRows.data() : nullptr);
     logQ.resize(count);
     for (int s = 0; s < count; s++)
         logQ[s] = blockLogQFlow[s] - logDetJ[s];
@@ -54,7 +64,9 @@ void ReferenceIntegrateBoltzmannGeneratorStepKernel::loadProposal(ContextImpl& c
     for (size_t i = 0; i < positions.size(); i++)
         for (int a = 0; a < 3; a++)
             templatePositions[3 * i + a] = positions[i][a];
-    model->positions->toPositions(1, block.col(index).data(), templatePositions.data(), proposalPositions.data());
+    const bool conditional = !model->positions->getConditionColumns().empty();
+    model->positions->toPositions(1, block.col(index).data(), templatePositions.data(), proposalPositions.data(),
+                                  nullptr, conditional ? blockCondition.data() : nullptr);
     for (size_t i = 0; i < positions.size(); i++)
         positions[i] = Vec3(proposalPositions[3 * i], proposalPositions[3 * i + 1], proposalPositions[3 * i + 2]);
 }

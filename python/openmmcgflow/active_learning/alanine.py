@@ -7,8 +7,8 @@ labels on a (phi, psi) grid from it: the machinery of the paper's grid condition
   internal-to-Cartesian map, so that the target of the conditional flow is
   p(x_FG | s) ~ exp(-U(x) / k_B T) |det J| (the paper's eq. 11);
 * :func:`conditional_flow`: the paper's architecture from the project's flow engine (circular
-  rational-quadratic spline couplings, K = 8, residual conditioners) over x_FG with the context
-  (cos phi, sin phi, cos psi, sin psi);
+  rational-quadratic spline couplings, K = 8, residual conditioners) over x_FG given (phi, psi) as a
+  circular context (the conditioners see cos phi, sin phi, cos psi, sin psi);
 * :func:`md_start`: the short MD run the flow is first trained on by example (the paper: 50 ps);
 * :func:`train_at_points`: training by energy at CG points, k copies per point per epoch, every copy's
   (U, log q, log|det J|) stored when drawn, so the labels (eq. 12) cost no extra evaluations;
@@ -62,7 +62,15 @@ class AlanineConditional:
 
     @staticmethod
     def context(cg):
-        """(cos phi, sin phi, cos psi, sin psi) of CG points (n, 2)."""
+        """The conditional flow's context of CG points (n, 2): (phi, psi) wrapped into [-pi, pi). The flow
+        marks both as circular and feeds its conditioners (cos phi, sin phi, cos psi, sin psi), the paper's
+        features; the raw angles are also what ``BoltzmannGeneratorIntegrator.setConditionVector`` takes."""
+        cg = np.atleast_2d(np.asarray(cg, dtype=float))
+        return _wrap_angle(cg)
+
+    @staticmethod
+    def pmf_inputs(cg):
+        """(cos phi, sin phi, cos psi, sin psi) of CG points (n, 2): the PMF ensemble's inputs."""
         cg = np.atleast_2d(np.asarray(cg, dtype=float))
         return np.stack([np.cos(cg[:, 0]), np.sin(cg[:, 0]), np.cos(cg[:, 1]), np.sin(cg[:, 1])], axis=1)
 
@@ -92,8 +100,10 @@ class AlanineConditional:
 
 
 def conditional_flow(problem, *, num_layers=12, hidden=256, num_blocks=1, num_bins=8, seed=0, threads=1):
-    """The paper's conditional flow over x_FG with the (cos, sin) context of (phi, psi)."""
-    return Flow({"dimension": problem.fine_dimension, "circular": problem.fine_circular, "context_dimension": 4,
+    """The paper's conditional flow over x_FG given (phi, psi), circular context (the conditioners see their
+    cos and sin)."""
+    return Flow({"dimension": problem.fine_dimension, "circular": problem.fine_circular, "context_dimension": 2,
+                 "context_circular": [0, 1],
                  "num_layers": num_layers, "num_bins": num_bins, "hidden": hidden, "num_blocks": num_blocks,
                  "seed": seed, "num_threads": threads})
 
@@ -154,7 +164,7 @@ def phi_psi_ensemble(cg, labels_kt, kT, *, members=10, hidden=(256, 128, 32), ep
     ensemble = MLPEnsemble([4, *hidden, 1], members, "sigmoid", seed=seed)
     PMFTrainer(ensemble, options={"epochs": epochs, "batch_size": batch, "learning_rate": learning_rate,
                                   "validation_fraction": 0.2, "seed": seed, "threads": threads}
-               ).fit_labels(AlanineConditional.context(cg), labels_kt, progress=False)
+               ).fit_labels(AlanineConditional.pmf_inputs(cg), labels_kt, progress=False)
     return affine_ensemble(ensemble, output_scale=kT)
 
 
@@ -264,7 +274,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
                                 hidden=settings.pmf_hidden, epochs=settings.pmf_epochs, batch=pmf_batch,
                                 learning_rate=settings.pmf_learning_rate, seed=settings.seed,
                                 threads=settings.threads)
-    mean, spread = ensemble.evaluate(AlanineConditional.context(grid))
+    mean, spread = ensemble.evaluate(AlanineConditional.pmf_inputs(grid))
     result = {"grid_axis": axis, "pmf": mean.reshape(settings.grid, settings.grid),
               "pmf_std": spread.reshape(settings.grid, settings.grid), "train": train, "test": test,
               "labels_kj": labels, "energy_evaluations": int(state["evaluations"]),

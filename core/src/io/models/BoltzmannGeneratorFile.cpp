@@ -18,8 +18,12 @@ void checkCompatible(const flows::Flow& flow, const coords::PositionMap& positio
     for (int d = 0; d < flow.getDimension(); d++)
         if (mapCircular[d] && !flowCircular[d])
             throw Error("dimension " + std::to_string(d) + " (" +
-                        positions.getInternalCoordinates().getZMatrix().describeColumn(d) +
+                        positions.getInternalCoordinates().getZMatrix().describeColumn(positions.getColumnOfDimension(d)) +
                         ") is a free torsion but the flow treats it as a real number; mark it circular in the flow config");
+    // The condition vector is the flow's context; the map reads its condition columns from it too.
+    if (positions.getNumConditionValues() > flow.getContextDimension())
+        throw Error("the position map reads condition value " + std::to_string(positions.getNumConditionValues() - 1) +
+                    " but the flow is conditioned on " + std::to_string(flow.getContextDimension()) + " values");
 }
 
 } // namespace

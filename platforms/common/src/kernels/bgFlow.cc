@@ -350,15 +350,18 @@ KERNEL void bgCircularShift(int numSamples, int dim, GLOBAL real* RESTRICT data,
 // Internal coordinates -> Cartesian (core InternalCoordinates: denormalize, then NeRF in the
 // canonical frame), one work item per sample. rows[r] = (atom, bond, angle, dihedral partner).
 // logQ -= log|det J| (the convention's reference-atom terms + sum over later atoms + logScaleSum).
+// columnSource[c]: the flow dimension that fills internal column c, or -1 - k for the k-th condition
+// column, whose model value is conditionModel[k] (a conditional map; the same for the whole block).
 KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RESTRICT data, int numAtoms,
                                   GLOBAL const int4* RESTRICT rows, GLOBAL const real* RESTRICT shift,
                                   GLOBAL const real* RESTRICT scale, int fullJacobian, mixed logScaleSum,
-                                  GLOBAL real* RESTRICT positions, GLOBAL mixed* RESTRICT logQ) {
+                                  GLOBAL real* RESTRICT positions, GLOBAL mixed* RESTRICT logQ,
+                                  GLOBAL const int* RESTRICT columnSource, GLOBAL const real* RESTRICT conditionModel) {
     for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
         GLOBAL real* x = positions + s * numAtoms * 3;
         GLOBAL const real* q = data + s * dim;
         mixed logDet = logScaleSum;
-#define BG_Q(c) (q[c] * scale[c] + shift[c])
+#define BG_Q(c) ((columnSource[c] >= 0 ? q[columnSource[c]] : conditionModel[-1 - columnSource[c]]) * scale[c] + shift[c])
 #define BG_LOAD(a) make_real3(x[3 * (a)], x[3 * (a) + 1], x[3 * (a) + 2])
 #define BG_STORE(a, v) { real3 bgv = (v); x[3 * (a)] = bgv.x; x[3 * (a) + 1] = bgv.y; x[3 * (a) + 2] = bgv.z; }
         BG_STORE(rows[0].x, make_real3(0, 0, 0));
