@@ -283,6 +283,7 @@ as a sample); NaN or +inf is an error.)doc")
         d["mean_energy"] = t.meanEnergy;
         d["ess_fraction"] = t.essFraction;
         d["num_finite"] = t.numFinite;
+        d["num_samples"] = t.numSamples;
         return d;
     }, py::arg("energies"), py::arg("log_q"), py::arg("beta"), py::arg("objective_log_q") = py::none());
     s.def("relative_kl_increase", [](const Array& u, const Array& logQ, double beta, double d, const py::object& objective,

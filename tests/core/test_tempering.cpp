@@ -50,10 +50,20 @@ TEST(Tempering, EstimatorsMatchTheGaussianCase) {
         EXPECT_NEAR(relativeKLIncrease(u, logQ, beta, d), expected, 0.05 * std::fabs(expected) + 0.01) << d;
     }
     EXPECT_NEAR(relativeKLIncrease(u, logQ, beta, 0.0), 0.0, 1e-12);
-    // Non-finite samples have weight zero and stay out of the averages.
-    u.push_back(NAN);
-    logQ.push_back(0.0);
-    EXPECT_EQ(temperingStatistics(u, logQ, beta).numFinite, 200000);
+    // Non-finite samples have weight zero, stay out of the averages and count in n: adding as many clashes
+    // as samples halves mean w (log Z - log 2) and the ESS fraction, and leaves <U>_q alone.
+    const size_t n = u.size();
+    for (size_t i = 0; i < n; i++) {
+        u.push_back(i % 2 ? NAN : INFINITY);
+        logQ.push_back(0.0);
+    }
+    const TemperingStatistics doubled = temperingStatistics(u, logQ, beta);
+    EXPECT_EQ(doubled.numFinite, 200000);
+    EXPECT_EQ(doubled.numSamples, 400000);
+    EXPECT_NEAR(doubled.logZ, stats.logZ - std::log(2.0), 1e-12);
+    EXPECT_NEAR(doubled.essFraction, stats.essFraction / 2, 1e-12);
+    EXPECT_NEAR(doubled.meanEnergy, stats.meanEnergy, 1e-12);
+    EXPECT_NEAR(doubled.klEstimate, stats.klEstimate - std::log(2.0), 1e-12);
 }
 
 TEST(Tempering, StepRules) {

@@ -59,11 +59,13 @@ TemperingStatistics temperingStatistics(const std::vector<double>& energies, con
         }
     if (s.numFinite == 0)
         throw Error("temperingStatistics: no sample has a finite energy and log q");
+    s.numSamples = static_cast<int>(energies.size());
     s.meanEnergy /= s.numFinite;
     meanObjective /= s.numFinite;
     const std::vector<double> logW = logWeights(energies, logQ, objectiveLogQ, beta);
-    s.logZ = logSumExp(logW) - std::log(static_cast<double>(s.numFinite));
-    s.essFraction = effectiveSampleSize(logW) / s.numFinite;
+    // Weight-zero samples count in n (one convention with the integrator and the weights engine).
+    s.logZ = logSumExp(logW) - std::log(static_cast<double>(s.numSamples));
+    s.essFraction = effectiveSampleSize(logW) / s.numSamples;
     s.klEstimate = beta * s.meanEnergy + meanObjective + s.logZ;
     return s;
 }

@@ -160,8 +160,11 @@ class DataFreeTrainer:
         # proposal's log-density, which is exact for all beta'.
         log_q = log_q - v
         t = stats.tempering_statistics(u, log_q, self.beta)
+        # Samples with a non-finite energy or log q have weight zero and count in n (as in the integrator);
+        # how many there were is recorded.
         self.result.history.append({"beta": self.beta, "kl": t["kl"], "ess_fraction": t["ess_fraction"],
-                                    "log_z": t["log_z"], "loss": self.loss, "evaluations": self.result.evaluations})
+                                    "log_z": t["log_z"], "loss": self.loss, "evaluations": self.result.evaluations,
+                                    "weight_zero": t["num_samples"] - t["num_finite"]})
         self.result.snapshots[self.beta] = self.model.get_parameters()
         if self.progress and schedule.tempering and self.bar is not None:  # the baseline has no schedule to show
             self.bar.set_postfix(beta="%.4f" % self.beta, kl="%.3g" % t["kl"], ess="%.3f" % t["ess_fraction"])

@@ -24,14 +24,18 @@ namespace cgflow::train {
  * samples, which would make c meaningless; the denominator is therefore max(KL_beta, klFloor), with
  * klFloor an explicit argument (1e-3 nats by default).
  *
- * Samples with a non-finite energy or log q carry weight zero and are left out of the averages.
+ * Samples with a non-finite energy or log q (a clash, a failed evaluation) carry weight zero and are
+ * counted, as BoltzmannGeneratorIntegrator counts them: log Z = log((1/n) sum w) and ESS / n over all n
+ * samples. The averages <U>_q and <objective log q>_q, which such a sample would make infinite, are
+ * taken over the finite ones.
  */
 struct TemperingStatistics {
     double klEstimate = 0;     ///< KL_beta as above (before the floor)
-    double logZ = 0;           ///< log Z(beta) = log mean w
+    double logZ = 0;           ///< log Z(beta) = log mean w, zero weights counted
     double meanEnergy = 0;     ///< <U>_q over the finite samples
-    double essFraction = 0;    ///< Kish ESS / n of the weights at beta
-    int numFinite = 0;
+    double essFraction = 0;    ///< Kish ESS / n of the weights at beta, n = all samples
+    int numFinite = 0;         ///< samples with a finite energy and log q
+    int numSamples = 0;        ///< n: all samples, the weight-zero ones included
 };
 TemperingStatistics temperingStatistics(const std::vector<double>& energies, const std::vector<double>& logQ,
                                         double beta, const std::vector<double>& objectiveLogQ = {});
