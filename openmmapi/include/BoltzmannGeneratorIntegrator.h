@@ -22,6 +22,10 @@ namespace CGFlowPlugin {
  * prices it with the Context's own forces (only the integration force groups) and computes
  *     log w = -beta U(x) - log q(x).
  *  - Importance mode: every proposal becomes the state and its log w is recorded.
+ * A proposal outside the position map's principal domain (an internal-coordinate map given a bond <= 0,
+ * an angle outside (0, pi) or a dependent dihedral beyond +-pi, where the map to positions is
+ * many-to-one and log q(x) of one preimage would understate the density) has weight zero in either
+ * mode: it counts as a proposal, is never loaded, and leaves the state unchanged.
  *  - Metropolis mode: independence Metropolis-Hastings, accept with min(1, w'/w); a rejected
  *    proposal restores the previous positions. This is an exact MCMC for exp(-beta U).
  * Either way every proposal's log w enters running statistics: Kish ESS and log Z.
@@ -266,7 +270,8 @@ public:
     /**
      * Get whether the last proposal became the state.
      *
-     * @return the Metropolis decision in Metropolis mode, always true in Importance mode; false
+     * @return the Metropolis decision in Metropolis mode, true in Importance mode except for a
+     *         proposal outside the position map's domain (which leaves the state unchanged); false
      *         before the first step and after resetStatistics()
      */
     bool getLastAccepted() const { return lastAccepted; }
@@ -366,7 +371,8 @@ public:
      * Get the positions of the proposals of the last evaluateProposals() call.
      *
      * @return n * numParticles * 3 values in nm (proposal by proposal, then particle by particle in
-     *         the Context's order, then x, y, z; in Python a list); empty before the first call
+     *         the Context's order, then x, y, z; in Python a list), NaN for a proposal outside the
+     *         position map's domain (its log q is NaN too); empty before the first call
      */
     const std::vector<double>& getBatchPositions() const { return batchPositions; }
     /**
@@ -415,13 +421,16 @@ protected:
 private:
     struct Proposal {
         double logQ, energy, logWeight;
+        bool loaded; ///< false for a proposal outside the position map's principal domain (never loaded)
     };
     void checkInitialized(const char* method) const;
     void checkNotBound(const char* method) const;
     double beta() const;
-    /** Next proposal loaded into the Context; returns its log q. */
+    /** Next proposal loaded into the Context (unless its log q is NaN: outside the map's domain); returns its log q. */
     double loadNextProposal();
     Proposal priceLoaded(double logQ);
+    /** The next proposal, loaded and priced, or (not loaded) weight zero if it is outside the map's domain. */
+    Proposal takeNextProposal();
     /** Energy and log q of the Context's current state, recomputed if the positions changed. */
     void refreshCurrentState();
     void redrawVelocitiesNow();

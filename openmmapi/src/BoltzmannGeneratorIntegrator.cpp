@@ -244,13 +244,23 @@ double BoltzmannGeneratorIntegrator::loadNextProposal() {
         blockValid = true;
     }
     const double logQ = blockLogQ[blockPosition];
-    k.loadProposal(*context, blockPosition);
+    // NaN marks a proposal outside the position map's principal domain: its positions are not defined.
+    if (!std::isnan(logQ))
+        k.loadProposal(*context, blockPosition);
     blockPosition++;
     return logQ;
 }
 
+BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::takeNextProposal() {
+    const double logQ = loadNextProposal();
+    if (std::isnan(logQ))
+        return Proposal{logQ, std::numeric_limits<double>::quiet_NaN(), NegativeInfinity, false};
+    return priceLoaded(logQ);
+}
+
 BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::priceLoaded(double logQ) {
     Proposal p;
+    p.loaded = true;
     p.logQ = logQ;
     const auto start = std::chrono::steady_clock::now();
     p.energy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
@@ -317,13 +327,14 @@ void BoltzmannGeneratorIntegrator::step(int steps) {
             k.saveState(*context);
         }
         const uint64_t proposalIndex = nextProposalIndex - (blockValid ? blockLogQ.size() - blockPosition : 0);
-        const Proposal p = priceLoaded(loadNextProposal());
+        const Proposal p = takeNextProposal();
         weights->add(p.logWeight);
         lastLogQ = p.logQ;
         lastEnergy = p.energy;
         lastLogWeight = p.logWeight;
-        bool accept = true;
-        if (mode == Metropolis) {
+        // A proposal outside the map's domain was never loaded: the state stays, in either mode.
+        bool accept = p.loaded;
+        if (mode == Metropolis && p.loaded) {
             // Keyed by the proposal's own index: the decision is reproducible whatever the block size.
             const double u = cgflow::util::philoxOpenUniforms(seed, acceptanceStream, proposalIndex, 0).u[0];
             accept = cgflow::stats::metropolisAccept(p.logWeight, currentLogWeight, u);
@@ -398,12 +409,17 @@ void BoltzmannGeneratorIntegrator::evaluateProposals(int n) {
     context->updateContextState();
     k.saveState(*context);
     for (int s = 0; s < n; s++) {
-        const Proposal p = priceLoaded(loadNextProposal());
+        const Proposal p = takeNextProposal();
         batchLogQ[s] = p.logQ;
         batchEnergies[s] = p.energy;
         batchLogWeights[s] = p.logWeight;
-        const std::vector<double> flat = flatPositions(*context);
-        std::copy(flat.begin(), flat.end(), batchPositions.begin() + static_cast<size_t>(s) * numParticles * 3);
+        auto out = batchPositions.begin() + static_cast<size_t>(s) * numParticles * 3;
+        if (p.loaded) {
+            const std::vector<double> flat = flatPositions(*context);
+            std::copy(flat.begin(), flat.end(), out);
+        }
+        else // outside the map's domain: no configuration
+            std::fill(out, out + numParticles * 3, std::numeric_limits<double>::quiet_NaN());
     }
     k.restoreState(*context);
 }

@@ -550,3 +550,67 @@ def test_opencl_refuses_layers_without_a_gpu_kernel():
     assert integrator.getNumProposals() == 3
     assert np.all(np.isfinite(context.getState(getPositions=True).getPositions(asNumpy=True)._value))
     del context, blocker
+
+
+def wide_alanine_model(seed=3):
+    """A near-identity flow over internal coordinates normalized with wide scales (bonds 0.05 nm, angles
+    0.5 rad, dependent dihedrals 2 rad), so that a known share of its proposals has a bond <= 0, an angle
+    outside (0, pi) or a dependent dihedral more than pi from its reference: outside the map's domain."""
+    ts = systems.alanine_dipeptide("vacuum")
+    ic = cg._core.InternalCoordinates(ts.info["zmatrix"])
+    ic.set_normalization(ts.positions, bond=0.05, angle=0.5, dihedral=2.0)
+    position_map = cg.PositionMap.internal(ic)
+    circular = [d for d, c in enumerate(position_map.circular) if c]
+    flow = cg.Flow({"dimension": position_map.dimension, "circular": circular, "num_layers": 2, "hidden": 8,
+                    "seed": seed})
+    return ts, flow, position_map
+
+
+def outside_domain_proposals(platform, properties=None, n=300):
+    ts, flow, position_map = wide_alanine_model()
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(cg.encode_boltzmann_generator(flow, position_map))
+    integrator.setRandomNumberSeed(8)
+    integrator.setBlockSize(64)
+    context = openmm.Context(ts.system, integrator, openmm.Platform.getPlatformByName(platform), properties or {})
+    context.setPositions(ts.positions)
+    return ts, flow, position_map, integrator, context, cg.evaluate_proposals(integrator, n)
+
+
+def test_proposals_outside_the_maps_domain_have_weight_zero():
+    ts, flow, position_map, integrator, context, batch = outside_domain_proposals("Reference")
+    # The engine's own draws (sample k of seed 8 is proposal k) through the core map: the same ones are outside.
+    y, _ = flow.sample(len(batch.log_q), 8)
+    positions, _ = position_map.to_positions(y, ts.positions)
+    outside = np.isnan(positions).any(axis=(1, 2))
+    assert 0.1 < outside.mean() < 0.9
+    assert np.array_equal(np.isnan(batch.log_q), outside)
+    assert np.isnan(batch.positions[outside]).all() and np.isfinite(batch.positions[~outside]).all()
+    assert (batch.log_w[outside] == -np.inf).all()
+    # Stepping (a fresh chain, so that step k takes proposal k): each one outside counts as a proposal of
+    # weight zero and leaves the state as it was.
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Importance)
+    integrator.setModelBytes(cg.encode_boltzmann_generator(flow, position_map))
+    integrator.setRandomNumberSeed(8)
+    integrator.setBlockSize(64)
+    context = make_context(ts.system, integrator, ts.positions)
+    before = context.getState(getPositions=True).getPositions(asNumpy=True)._value
+    for k in range(len(outside)):
+        integrator.step(1)
+        now = context.getState(getPositions=True).getPositions(asNumpy=True)._value
+        assert np.isfinite(now).all()
+        assert integrator.getLastAccepted() == (not outside[k])
+        if outside[k]:
+            assert np.array_equal(now, before) and integrator.getLastLogWeight() == -np.inf
+        before = now
+    assert integrator.getNumProposals() == len(outside)
+    assert integrator.getNumNonFinite() >= outside.sum()
+
+
+@pytest.mark.skipif(not OPENCL, reason="no OpenCL platform")
+def test_opencl_marks_the_same_proposals_outside_the_domain():
+    reference = outside_domain_proposals("Reference")[-1]
+    opencl = outside_domain_proposals("OpenCL", {"Precision": "double"})[-1]
+    assert np.array_equal(np.isnan(opencl.log_q), np.isnan(reference.log_q))
+    inside = ~np.isnan(reference.log_q)
+    np.testing.assert_allclose(opencl.log_q[inside], reference.log_q[inside], rtol=1e-9, atol=1e-7)

@@ -820,3 +820,35 @@ TEST(InternalCoordinates, EigenInterfaceAndErrors) {
     ic.toInternal(1, collapsed.data(), out.data(), outLogDet.data());
     EXPECT_FALSE(std::isfinite(outLogDet[0]));
 }
+
+TEST(InternalCoordinates, OutsideThePrincipalDomainGivesNaNForThatSampleOnly) {
+    // Bond <= 0, angle outside (0, pi), a dependent dihedral more than pi from its reference: the map to
+    // Cartesians is many-to-one there, so those samples get NaN positions and log|det J|.
+    InternalCoordinates ic(ZMatrix::alanineDipeptide());
+    ic.setNormalization(alanineTleap.data());
+    const ZMatrix& z = ic.getZMatrix();
+    const int m = ic.getNumInternal();
+    int dependent = -1;
+    for (int r = 3; r < z.getNumAtoms() && dependent < 0; r++)
+        if (!z.isCircularColumn(3 * r - 4))
+            dependent = 3 * r - 4;
+    ASSERT_GE(dependent, 0);
+    const std::vector<double>& scale = ic.getScale();
+    std::vector<double> q(static_cast<size_t>(6) * m, 0.0);   // sample 0: the reference itself (z = 0)
+    q[1 * m + 0] = -1.01 * ic.getShift()[0] / scale[0];          // sample 1: the first bond just below 0
+    q[2 * m + 2] = (M_PI + 0.01 - ic.getShift()[2]) / scale[2];  // sample 2: the first angle above pi
+    q[3 * m + 4] = (-0.01 - ic.getShift()[4]) / scale[4];        // sample 3: a later angle below 0
+    q[4 * m + dependent] = (M_PI + 0.01) / scale[dependent];     // sample 4: a dependent dihedral beyond pi
+    q[5 * m + dependent] = (M_PI - 0.01) / scale[dependent];     // sample 5: ... just inside
+    std::vector<double> x(static_cast<size_t>(6) * ic.getNumCartesian()), logDet(6);
+    ic.toCartesian(6, q.data(), x.data(), logDet.data());
+    std::vector<double> raw(m);
+    for (int s = 0; s < 6; s++) {
+        const bool inside = s == 0 || s == 5;
+        ic.denormalize(1, &q[static_cast<size_t>(s) * m], raw.data());
+        EXPECT_EQ(ic.inPrincipalDomain(raw.data()), inside) << s;
+        EXPECT_EQ(std::isfinite(logDet[s]), inside) << s;
+        for (int i = 0; i < ic.getNumCartesian(); i++)
+            ASSERT_EQ(std::isfinite(x[static_cast<size_t>(s) * ic.getNumCartesian() + i]), inside) << s;
+    }
+}

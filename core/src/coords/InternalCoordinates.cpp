@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <exception>
 #include <string>
 #include <thread>
@@ -303,6 +304,24 @@ void InternalCoordinates::placeRaw(const double* q, double* x) const {
     }
 }
 
+bool InternalCoordinates::inPrincipalDomain(const double* raw) const {
+    const int n = getNumAtoms();
+    auto angleInside = [](double theta) { return theta > 0 && theta < M_PI; };
+    if (n >= 2 && !(raw[0] > 0))
+        return false;
+    if (n >= 3 && !(raw[1] > 0 && angleInside(raw[2])))
+        return false;
+    for (int r = 3; r < n; r++) {
+        if (!(raw[3 * r - 6] > 0 && angleInside(raw[3 * r - 5])))
+            return false;
+        // A dependent dihedral is a real number within pi of its reference (the normalization's shift, else 0).
+        const double offset = raw[3 * r - 4] - (normalized ? shift[3 * r - 4] : 0.0);
+        if (!zMatrix.isCircularColumn(3 * r - 4) && !(offset >= -M_PI && offset <= M_PI))
+            return false;
+    }
+    return true;
+}
+
 void InternalCoordinates::toCartesian(int batch, const double* internal, double* cartesian, double* logDetJ,
                                       const RigidMotion* motions) const {
     checkBatch(batch, internal, "internal", getNumInternal(), cartesian, "cartesian", getNumCartesian(), "toCartesian");
@@ -312,6 +331,12 @@ void InternalCoordinates::toCartesian(int batch, const double* internal, double*
         for (int s = begin; s < end; s++) {
             denormalize(1, internal + static_cast<long long>(s) * m, q.data());
             double* x = cartesian + static_cast<long long>(s) * dim;
+            if (!inPrincipalDomain(q.data())) {
+                std::fill(x, x + dim, std::numeric_limits<double>::quiet_NaN());
+                if (logDetJ != nullptr)
+                    logDetJ[s] = std::numeric_limits<double>::quiet_NaN();
+                continue;
+            }
             placeRaw(q.data(), x);
             if (logDetJ != nullptr)
                 logDetJ[s] = logDetRaw(q.data()) + logScaleSum;

@@ -69,7 +69,7 @@ private:
     OpenMM::ComputeArray contextFeatures, rows, shift, scale, slots, translation;
     // Internal maps: which flow dimension fills each internal column (-1 - k: condition column k), and the
     // condition columns' model values for the current block.
-    OpenMM::ComputeArray columnSource, conditionModel;
+    OpenMM::ComputeArray columnSource, conditionModel, dependentDihedral;
     OpenMM::ComputeArray savedPosq, savedCorrection, savedSlotOfAtom, dummyCorrection;
     std::vector<int> savedAtomIndex;
     std::vector<OpenMM::mm_int4> savedCellOffsets;

@@ -1,6 +1,7 @@
 #include "CommonBoltzmannGeneratorKernels.h"
 
 #include <cmath>
+#include <limits>
 
 #include "CommonCGFlowKernelSources.h"
 #include "cgflow/Error.h"
@@ -231,6 +232,11 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
                                       std::max(row.dihedralPartner, 0)));
         rows.initialize<mm_int4>(cc, rowData.size(), "bgRows");
         rows.upload(rowData);
+        std::vector<int> dependent(ic.getNumAtoms(), 0);
+        for (int r = 3; r < ic.getNumAtoms(); r++)
+            dependent[r] = ic.getZMatrix().isCircularColumn(3 * r - 4) ? 0 : 1;
+        dependentDihedral.initialize<int>(cc, dependent.size(), "bgDependentDihedral");
+        dependentDihedral.upload(dependent);
         const std::vector<int>& sources = model->positions->getColumnSources();
         columnSource.initialize<int>(cc, sources.size(), "bgColumnSource");
         columnSource.upload(sources);
@@ -288,7 +294,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::initialize(const System& syste
     shiftKernel = program->createKernel("bgCircularShift");
     placeholders(shiftKernel, 4);
     internalKernel = program->createKernel("bgInternalToCartesian");
-    placeholders(internalKernel, 13);
+    placeholders(internalKernel, 15);
     centroidKernel = program->createKernel("bgCentroidShift");
     placeholders(centroidKernel, 10);
     loadMoleculeKernel = program->createKernel("bgLoadMolecule");
@@ -495,6 +501,8 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
         internalKernel->setArg(10, logQ);
         internalKernel->setArg(11, columnSource);
         internalKernel->setArg(12, conditionModel);
+        internalKernel->setArg(13, dependentDihedral);
+        realArg(internalKernel, 14, std::numeric_limits<double>::quiet_NaN());
         internalKernel->execute(count);
     }
     logQOut.resize(count);

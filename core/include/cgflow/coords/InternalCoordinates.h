@@ -137,8 +137,20 @@ public:
      */
     void toInternal(int batch, const double* cartesian, double* internal, double* logDetJ = nullptr) const;
     /**
+     * Whether raw internal coordinates (getNumInternal() values, denormalized) lie in the principal domain:
+     * bonds > 0, angles in (0, pi), dependent (non-circular) dihedrals within pi of their reference (the
+     * normalization's shift; without a normalization, in [-pi, pi]: |z| <= pi / scale). Outside it the map
+     * to Cartesians is many-to-one ((b, theta, phi) and (-b, pi - theta, phi + pi) place an atom at the
+     * same point; a dependent dihedral phi and phi + 2 pi too), so the density of the positions is not
+     * that of one preimage. Circular dihedrals are periodic and always inside.
+     */
+    bool inPrincipalDomain(const double* raw) const;
+    /**
      * internal: batch x getNumInternal(). cartesian: batch x 3N (written), in the canonical frame, then
      * moved by motions[s] if motions is not nullptr (batch entries). logDetJ: batch values or nullptr.
+     * A sample outside the principal domain (inPrincipalDomain) gets NaN positions and a NaN logDetJ,
+     * so that a caller gives it weight zero (never an exception); toCartesianBackward still differentiates
+     * the construction there.
      */
     void toCartesian(int batch, const double* internal, double* cartesian, double* logDetJ = nullptr,
                      const RigidMotion* motions = nullptr) const;

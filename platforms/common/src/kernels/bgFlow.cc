@@ -356,11 +356,15 @@ KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RE
                                   GLOBAL const int4* RESTRICT rows, GLOBAL const real* RESTRICT shift,
                                   GLOBAL const real* RESTRICT scale, int fullJacobian, mixed logScaleSum,
                                   GLOBAL real* RESTRICT positions, GLOBAL mixed* RESTRICT logQ,
-                                  GLOBAL const int* RESTRICT columnSource, GLOBAL const real* RESTRICT conditionModel) {
+                                  GLOBAL const int* RESTRICT columnSource, GLOBAL const real* RESTRICT conditionModel,
+                                  GLOBAL const int* RESTRICT dependentDihedral, real nanValue) {
     for (int s = GLOBAL_ID; s < numSamples; s += GLOBAL_SIZE) {
         GLOBAL real* x = positions + s * numAtoms * 3;
         GLOBAL const real* q = data + s * dim;
         mixed logDet = logScaleSum;
+        // The principal domain (core InternalCoordinates::inPrincipalDomain): bonds > 0, angles in (0, pi),
+        // dependent dihedrals within pi of their shift. Outside it the map is many-to-one: NaN positions and log q.
+        int inside = 1;
 #define BG_Q(c) ((columnSource[c] >= 0 ? q[columnSource[c]] : conditionModel[-1 - columnSource[c]]) * scale[c] + shift[c])
 #define BG_LOAD(a) make_real3(x[3 * (a)], x[3 * (a) + 1], x[3 * (a) + 2])
 #define BG_STORE(a, v) { real3 bgv = (v); x[3 * (a)] = bgv.x; x[3 * (a) + 1] = bgv.y; x[3 * (a) + 2] = bgv.z; }
@@ -368,6 +372,7 @@ KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RE
         const real b1 = BG_Q(0);
         BG_STORE(rows[1].x, make_real3(b1, 0, 0));
         const real b2 = BG_Q(1), theta2 = BG_Q(2);
+        inside = inside && b1 > 0 && b2 > 0 && theta2 > 0 && theta2 < BG_PI;
         {
             const real3 b = BG_LOAD(rows[2].y), c = BG_LOAD(rows[2].z);
             const real3 e1 = bgNormalize(c - b);
@@ -380,6 +385,8 @@ KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RE
         for (int r = 3; r < numAtoms; r++) {
             const int4 row = rows[r];
             const real length = BG_Q(3 * r - 6), theta = BG_Q(3 * r - 5), phi = BG_Q(3 * r - 4);
+            inside = inside && length > 0 && theta > 0 && theta < BG_PI &&
+                     (!dependentDihedral[r] || fabs(phi - shift[3 * r - 4]) <= BG_PI);
             const real3 b = BG_LOAD(row.y), c = BG_LOAD(row.z), d = BG_LOAD(row.w);
             const real3 e1 = bgNormalize(b - c);
             const real3 n = bgNormalize(bgCross(c - d, e1));
@@ -391,7 +398,13 @@ KERNEL void bgInternalToCartesian(int numSamples, int dim, GLOBAL const real* RE
 #undef BG_Q
 #undef BG_LOAD
 #undef BG_STORE
-        logQ[s] -= logDet;
+        if (inside)
+            logQ[s] -= logDet;
+        else {
+            for (int i = 0; i < 3 * numAtoms; i++)
+                x[i] = nanValue;
+            logQ[s] = nanValue;
+        }
     }
 }
 
