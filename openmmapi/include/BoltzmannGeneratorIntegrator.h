@@ -22,12 +22,15 @@ namespace CGFlowPlugin {
  * prices it with the Context's own forces (only the integration force groups) and computes
  *     log w = -beta U(x) - log q(x).
  *  - Importance mode: every proposal becomes the state and its log w is recorded.
- * A proposal outside the position map's principal domain (an internal-coordinate map given a bond <= 0,
- * an angle outside (0, pi) or a dependent dihedral beyond +-pi, where the map to positions is
- * many-to-one and log q(x) of one preimage would understate the density) has weight zero in either
- * mode: it counts as a proposal, is never loaded, and leaves the state unchanged.
  *  - Metropolis mode: independence Metropolis-Hastings, accept with min(1, w'/w); a rejected
  *    proposal restores the previous positions. This is an exact MCMC for exp(-beta U).
+ * A proposal outside the position map's principal domain (an internal-coordinate map given a bond <= 0,
+ * an angle outside (0, pi) or a dependent dihedral more than pi from its reference, where the map to
+ * positions is many-to-one and log q(x) of one preimage would understate the density) has weight zero
+ * in either mode: it counts as a proposal, is never loaded, and leaves the state unchanged. An
+ * internal-coordinate map builds the molecule in a canonical orientation around the current centroid,
+ * which is exact for an isolated molecule (energy invariant to rigid motions): a Context whose System
+ * is periodic, or has a CustomExternalForce in the integration force groups, is refused.
  * Either way every proposal's log w enters running statistics: Kish ESS and log Z.
  *
  * Proposals do not depend on the chain, so they are drawn in blocks of getBlockSize() by one

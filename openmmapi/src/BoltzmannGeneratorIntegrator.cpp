@@ -7,6 +7,7 @@
 #include "cgflow/stats/RunningWeights.h"
 #include "cgflow/util/Random.h"
 #include "openmm/Context.h"
+#include "openmm/CustomExternalForce.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 #include <Eigen/Core>
@@ -178,6 +179,24 @@ void BoltzmannGeneratorIntegrator::initialize(ContextImpl& contextRef) {
         throw OpenMMException("BoltzmannGeneratorIntegrator: the model is conditioned on " +
                               std::to_string(getConditionDimension()) + " values but the condition vector has " +
                               std::to_string(condition.size()) + " (setConditionVector())");
+    if (model->positions->getType() == cgflow::coords::PositionMap::Type::Internal) {
+        // An internal-coordinate map builds the molecule in a canonical orientation around the current
+        // centroid: q(x) is a density of the shape only, which is exact when the energy is invariant to
+        // rigid motions (an isolated molecule). Periodic boundaries and external fields break that.
+        if (system.usesPeriodicBoundaryConditions())
+            throw OpenMMException("BoltzmannGeneratorIntegrator: the model's internal-coordinate map assumes an "
+                                  "isolated molecule, but the System uses periodic boundary conditions (its energy "
+                                  "then depends on the molecule's orientation in the box)");
+        for (int f = 0; f < system.getNumForces(); f++) {
+            const Force& force = system.getForce(f);
+            if ((getIntegrationForceGroups() >> force.getForceGroup() & 1) &&
+                dynamic_cast<const CustomExternalForce*>(&force) != nullptr)
+                throw OpenMMException("BoltzmannGeneratorIntegrator: the model's internal-coordinate map assumes an "
+                                      "energy invariant to rigid motions, but force " + std::to_string(f) +
+                                      " is a CustomExternalForce (a position restraint or external field); use a "
+                                      "Cartesian map, or move that force to a group outside the integration groups");
+        }
+    }
     for (int i = 0; i < system.getNumParticles(); i++)
         if (system.isVirtualSite(i))
             throw OpenMMException("BoltzmannGeneratorIntegrator: particle " + std::to_string(i) +

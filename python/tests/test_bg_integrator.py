@@ -614,3 +614,35 @@ def test_opencl_marks_the_same_proposals_outside_the_domain():
     assert np.array_equal(np.isnan(opencl.log_q), np.isnan(reference.log_q))
     inside = ~np.isnan(reference.log_q)
     np.testing.assert_allclose(opencl.log_q[inside], reference.log_q[inside], rtol=1e-9, atol=1e-7)
+
+
+def test_internal_map_refuses_what_breaks_rigid_motion_invariance():
+    ts = systems.alanine_dipeptide("vacuum")
+    flow, position_map = alanine_dipeptide_model(ts)
+    model = cg.encode_boltzmann_generator(flow, position_map)
+
+    def context_for(system):
+        integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature)
+        integrator.setModelBytes(model)
+        return openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+
+    restrained = openmm.XmlSerializer.clone(ts.system)
+    restraint = openmm.CustomExternalForce("100*(x^2+y^2+z^2)")
+    restraint.addParticle(0, [])
+    index = restrained.addForce(restraint)
+    with pytest.raises(openmm.OpenMMException, match="force %d is a CustomExternalForce" % index):
+        context_for(restrained)
+    # Outside the integration force groups it does not enter the weights, and is allowed.
+    restraint.setForceGroup(5)
+    integrator = cg.BoltzmannGeneratorIntegrator(ts.temperature)
+    integrator.setModelBytes(model)
+    integrator.setIntegrationForceGroups({0})
+    openmm.Context(restrained, integrator, openmm.Platform.getPlatformByName("Reference"))
+    periodic = openmm.XmlSerializer.clone(ts.system)
+    periodic.setDefaultPeriodicBoxVectors(openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3))
+    for force in periodic.getForces():
+        if isinstance(force, openmm.NonbondedForce):
+            force.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    with pytest.raises(openmm.OpenMMException, match="periodic boundary conditions"):
+        context_for(periodic)
+    context_for(ts.system)  # the isolated molecule is fine
