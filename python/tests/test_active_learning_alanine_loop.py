@@ -51,7 +51,7 @@ def test_resume_after_three_interruptions_is_bit_identical(straight, tmp_path, m
     # iteration's PMF fit (the resumed run first fits the second iteration's PMF again). Each is a crash at
     # that point; the next run resumes from what was written.
     originals = {name: getattr(L, name) for name in ("train_at_points", "search_uncertain_points",
-                                                     "phi_psi_ensemble")}
+                                                     "fit_pmf")}
     counts = {name: 0 for name in originals}
 
     def crash_at(name, call):
@@ -62,7 +62,7 @@ def test_resume_after_three_interruptions_is_bit_identical(straight, tmp_path, m
             return originals[name](*args, **kwargs)
         return wrapped
 
-    for name, call in (("train_at_points", 2), ("search_uncertain_points", 2), ("phi_psi_ensemble", 2)):
+    for name, call in (("train_at_points", 2), ("search_uncertain_points", 2), ("fit_pmf", 2)):
         monkeypatch.setattr(L, name, crash_at(name, call))
         with pytest.raises(KeyboardInterrupt):
             L.run_alanine_al(settings, out=out, reference=reference_grid(), progress=False)

@@ -169,20 +169,15 @@ def phi_psi_ensemble(cg, labels_kt, kT, *, members=10, hidden=(256, 128, 32), ep
 
 
 @dataclass
-class AlanineGridSettings:
-    """The paper's grid conditioning (its A.6 and public configuration) with the sizes as parameters: a 100 x 100
-    grid, 30 copies, 100 epochs (its short run: 20), batch 64, learning rate 1e-4 warmed up over the first 30 %
-    of the epochs, clipping 100, the 5 largest losses of each batch dropped, 50 ps of MD for training by
-    example (batch 256, learning rate 1e-4, 50 epochs)."""
+class AlanineFlowSettings:
+    """What grid conditioning and active learning share, the paper's values: 30 copies per CG point (3 of 30
+    label terms clipped), batches of 64 by energy with the 5 largest losses dropped, 50 ps of MD for training by
+    example (batch 256, learning rate 1e-4, 50 epochs), the flow (12 couplings of width 256), the PMF ensemble
+    (10 MLPs [4, 256, 128, 32, 1], 1 500 epochs, batch 256, Adam 5e-4) and the 80/20 split of CG points."""
     seed: int = 1
-    grid: int = 100
     copies: int = 30
     clip_top: int = 3
-    epochs: int = 20
     batch: int = 64
-    learning_rate: float = 1e-4
-    warmup_fraction: float = 0.3
-    max_gradient_norm: float = 100.0
     drop_largest: int = 5
     md_ps: float = 50.0
     example_epochs: int = 50
@@ -197,6 +192,35 @@ class AlanineGridSettings:
     pmf_learning_rate: float = 5e-4
     train_fraction: float = 0.8
     threads: int = 1
+
+
+def fit_pmf(problem, points, energy, log_q, log_det_j, settings, seed):
+    """Labels (eq. 12, ``settings.clip_top`` of the copies clipped) of CG ``points`` from their stored copies
+    (arrays (points, copies)), and a fresh PMF ensemble fitted to them in k_B T (``phi_psi_ensemble``, the
+    settings' sizes). Points whose every copy has weight zero are left out. Returns (ensemble in kJ/mol,
+    labelled points, labels in kJ/mol)."""
+    labels = pmf_labels(energy, log_q, log_det_j, problem.temperature, clip_top=settings.clip_top)
+    keep = np.isfinite(labels)
+    labels_kt = (labels[keep] - labels[keep].min()) / problem.kT
+    # The paper's batch of 256 gives its thousands of points ~31 steps per epoch; fewer points keep that many
+    # (with 720 points and batch 256 the ensemble was left far from its labels: 3 steps per epoch).
+    batch = max(8, min(settings.pmf_batch, len(labels_kt) // 31))
+    ensemble = phi_psi_ensemble(points[keep], labels_kt, problem.kT, members=settings.pmf_members,
+                                hidden=settings.pmf_hidden, epochs=settings.pmf_epochs, batch=batch,
+                                learning_rate=settings.pmf_learning_rate, seed=seed, threads=settings.threads)
+    return ensemble, points[keep], labels[keep]
+
+
+@dataclass
+class AlanineGridSettings(AlanineFlowSettings):
+    """The paper's grid conditioning (its A.6 and public configuration) with the sizes as parameters: a 100 x 100
+    grid, 100 epochs (its short run: 20), learning rate 1e-4 warmed up over the first 30 % of the epochs, then
+    cosine, clipping 100; the rest as :class:`AlanineFlowSettings`."""
+    grid: int = 100
+    epochs: int = 20
+    learning_rate: float = 1e-4
+    warmup_fraction: float = 0.3
+    max_gradient_norm: float = 100.0
 
 
 def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progress=True):
@@ -262,18 +286,11 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
         state["train_seconds"] = np.array(float(state["train_seconds"]) + time.time() - epoch_start)
         atomic_write(state_path, lambda handle: np.savez(handle, **state))
     bar.close()
+    pmf_start = time.time()
     labels = pmf_labels(store["energy"], store["log_q"], store["log_det_j"], problem.temperature,
                         clip_top=settings.clip_top)
-    keep = np.isfinite(labels)
-    labels_kt = (labels[keep] - labels[keep].min()) / problem.kT
-    pmf_start = time.time()
-    # The paper's batch of 256 gives its 8 000 training points ~31 steps per epoch; a smaller grid keeps that
-    # many (with 720 points and batch 256 the ensemble was left far from its labels: 3 steps per epoch).
-    pmf_batch = max(8, min(settings.pmf_batch, len(labels_kt) // 31))
-    ensemble = phi_psi_ensemble(grid[train][keep], labels_kt, problem.kT, members=settings.pmf_members,
-                                hidden=settings.pmf_hidden, epochs=settings.pmf_epochs, batch=pmf_batch,
-                                learning_rate=settings.pmf_learning_rate, seed=settings.seed,
-                                threads=settings.threads)
+    ensemble, _, _ = fit_pmf(problem, grid[train], store["energy"], store["log_q"], store["log_det_j"], settings,
+                             seed=settings.seed)
     mean, spread = ensemble.evaluate(AlanineConditional.pmf_inputs(grid))
     result = {"grid_axis": axis, "pmf": mean.reshape(settings.grid, settings.grid),
               "pmf_std": spread.reshape(settings.grid, settings.grid), "train": train, "test": test,

@@ -50,8 +50,8 @@ from tqdm import tqdm
 from .._core import ModelTrainer
 from ..cgbg.storage import atomic_write
 from ..stats import effective_sample_fraction, js_divergence, kl_divergence
-from .alanine import (AlanineConditional, _jsonable, conditional_flow, md_start, phi_psi_ensemble, train_at_points,
-                      train_by_example)
+from .alanine import (AlanineConditional, AlanineFlowSettings, _jsonable, conditional_flow, fit_pmf, md_start,
+                      train_at_points, train_by_example)
 from .labels import pmf_labels
 from .selection import broaden_points, farthest_point_selection
 from .walkers import angle_integrator, angle_walker_system, search_uncertain_points, walker_positions
@@ -63,33 +63,18 @@ RESUMABLE_FREELY = ("max_iterations", "threads")
 
 
 @dataclass
-class AlanineALSettings:
-    """The paper's settings (its public configuration ``aldp_AL``) unless stated. ``eval_grid`` (cells per
-    angle of the grid the PMF is judged and sampled on), ``ess_samples`` and ``max_iterations`` are ours."""
-    seed: int = 1
-    md_ps: float = 50.0
-    example_epochs: int = 50
-    example_batch: int = 256
-    example_learning_rate: float = 1e-4
-    copies: int = 30
-    clip_top: int = 3
+class AlanineALSettings(AlanineFlowSettings):
+    """The paper's settings (its public configuration ``aldp_AL``) unless stated; those shared with grid
+    conditioning are :class:`alanine.AlanineFlowSettings`. ``eval_grid`` (cells per angle of the grid the PMF is
+    judged and sampled on), ``ess_samples`` and ``max_iterations`` are ours."""
     first_epochs: int = 50
     epochs: int = 50
-    batch: int = 64
     learning_rate: float = 1e-5
     first_warmup_epochs: int = 15
     warmup_epochs: int = 11
     warmup_max_gradient_norm: float = 100.0
     max_gradient_norm: float = 1000.0
-    drop_largest: int = 5
     gamma: float = 0.3
-    flow_layers: int = 12
-    flow_hidden: int = 256
-    pmf_members: int = 10
-    pmf_hidden: tuple = (256, 128, 32)
-    pmf_epochs: int = 1500
-    pmf_batch: int = 256
-    pmf_learning_rate: float = 5e-4
     walkers: int = 200
     proposal_scale: float = 0.1
     threshold_kt: float = 0.2
@@ -99,12 +84,10 @@ class AlanineALSettings:
     new_points: int = 15
     broaden_count: int = 200
     broaden_radius: float = 0.6
-    train_fraction: float = 0.8
     kld_threshold: float = 1e-3
     max_iterations: int = 30
     eval_grid: int = 100
     ess_samples: int = 2000
-    threads: int = 1
 
     @classmethod
     def two_hour_budget(cls, **overrides):
@@ -323,17 +306,9 @@ def run_alanine_al(settings=None, out="out/active_learning/ala2_al", reference=N
         # 2. Labels of every point whose copies are all drawn, and a fresh ensemble on them.
         pmf_started = time.time()
         labelled = np.flatnonzero(np.isfinite(store["log_q"]).all(axis=1))
-        labels = pmf_labels(store["energy"][labelled], store["log_q"][labelled], store["log_det_j"][labelled],
-                            problem.temperature, clip_top=settings.clip_top)
-        keep = np.isfinite(labels)
-        points, labels = arrays["train_points"][labelled][keep], labels[keep]
-        labels_kt = (labels - labels.min()) / problem.kT
-        # The paper's batch of 256 gives its thousands of points ~31 steps per epoch; fewer points keep that many.
-        pmf_batch = max(8, min(settings.pmf_batch, len(labels_kt) // 31))
-        ensemble = phi_psi_ensemble(points, labels_kt, problem.kT, members=settings.pmf_members,
-                                    hidden=settings.pmf_hidden, epochs=settings.pmf_epochs, batch=pmf_batch,
-                                    learning_rate=settings.pmf_learning_rate, seed=settings.seed * 1000 + iteration,
-                                    threads=settings.threads)
+        ensemble, _, labels = fit_pmf(problem, arrays["train_points"][labelled], store["energy"][labelled],
+                                      store["log_q"][labelled], store["log_det_j"][labelled], settings,
+                                      seed=settings.seed * 1000 + iteration)
         model_bytes = ensemble.to_bytes()
         atomic_write(os.path.join(out, MODEL_FILE), lambda handle: handle.write(model_bytes))
         os.makedirs(os.path.join(out, "models"), exist_ok=True)
