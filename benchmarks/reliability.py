@@ -13,6 +13,13 @@ Cases:
                1 % clashes with forces ~1e6 kJ/mol/nm): nan_storm_completed (1 if it reached beta = 1 with
                finite parameters and every evaluation counted), weight_zero_per_level, and P(x1 < 0) with and
                without the storm (exact 0.9917).
+  long_md      NVE (VerletIntegrator, 1 fs) of --walkers particles (default 1, mass 10) moving on a PMFForce
+               alone: the conditional-flow paper's phi/psi ensemble (10 x [4, 256, 128, 32, 1], sigmoid) fitted
+               to a phi/psi landscape with ~20 kJ/mol barriers, one particle group per particle, on the
+               Reference platform (double precision),
+               --steps steps (default 10^7 = 10 ns): rss_growth_mb (resident memory after the first 10^4 steps
+               and at the end), nve_drift_kj_mol_per_ns (slope of a least-squares line through the total
+               energy, sampled every 10^4 steps) and its size beside the fluctuation.
 """
 import argparse
 import json
@@ -74,13 +81,71 @@ def nan_storm(args):
              seed=args.seed)
 
 
+def resident_mb():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def long_md(args):
+    import openmm
+    from openmmcgflow.active_learning import alanine, walkers
+    walkers_n, every = int(args.walkers), 10_000
+    # The paper's ensemble fitted to a phi/psi landscape with barriers of ~20 kJ/mol, so that the particle
+    # crosses a rugged smooth potential (a random-weight ensemble is nearly flat).
+    rng = np.random.default_rng(args.seed)
+    grid = rng.uniform(-np.pi, np.pi, size=(2000, 2))
+    landscape = 10 * (1 - np.cos(grid[:, 0] + 1.3)) + 5 * (1 - np.cos(grid[:, 1] - 2.6)) + 3 * np.cos(grid.sum(1))
+    kT = 0.00831446261815324 * 300.0
+    ensemble = alanine.phi_psi_ensemble(grid, landscape / kT, kT, epochs=100, batch=64, seed=args.seed)
+    system, _ = walkers.angle_walker_system(ensemble.to_bytes(), walkers_n)
+    for i in range(walkers_n):
+        system.setParticleMass(i, 10.0)
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.column_stack([rng.uniform(-np.pi, np.pi, (walkers_n, 2)), np.zeros(walkers_n)]))
+    context.setVelocitiesToTemperature(300.0, args.seed)
+
+    def total_energy():
+        s = context.getState(getEnergy=True)
+        return (s.getPotentialEnergy() + s.getKineticEnergy()).value_in_unit(openmm.unit.kilojoule_per_mole)
+
+    integrator.step(every)
+    rss_start = resident_mb()
+    start = time.time()
+    times, energies, potentials = [], [], []
+    steps = int(args.steps)
+    from tqdm import tqdm
+    for k in tqdm(range(steps // every), desc="NVE", unit="x%d steps" % every):
+        integrator.step(every)
+        times.append((k + 1) * every * 0.001 / 1000.0)  # ns
+        energies.append(total_energy())
+        potentials.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
+            openmm.unit.kilojoule_per_mole))
+    wall = time.time() - start
+    rss_end = resident_mb()
+    slope = float(np.polyfit(times, energies, 1)[0])
+    extra = dict(steps=steps, walkers=walkers_n, platform="Reference", seed=args.seed)
+    emit("rss_mb_start", rss_start, "MB", **extra)
+    emit("rss_mb_end", rss_end, "MB", **extra)
+    emit("rss_growth_mb", rss_end - rss_start, "MB", **extra)
+    emit("nve_drift_kj_mol_per_ns", slope, "kJ/mol/ns", **extra)
+    emit("nve_energy_std_kj_mol", float(np.std(energies)), "kJ/mol", **extra)
+    emit("potential_energy_std_kj_mol", float(np.std(potentials)), "kJ/mol", **extra)
+    emit("md_steps_per_s", steps / wall, "steps/s", **extra)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm"])
+    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm", "long_md"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=4000, help="domain_mass: model samples per beta")
+    parser.add_argument("--steps", type=float, default=1e7, help="long_md: MD steps")
+    parser.add_argument("--walkers", type=int, default=1, help="long_md: particles (PMFForce groups)")
     args = parser.parse_args()
-    {"domain_mass": domain_mass, "nan_storm": nan_storm}[args.case](args)
+    {"domain_mass": domain_mass, "nan_storm": nan_storm, "long_md": long_md}[args.case](args)
 
 
 if __name__ == "__main__":
