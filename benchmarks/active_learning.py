@@ -134,8 +134,7 @@ def run_ala2_al(args, out):
     kT = problem.kT
     extra = {"case": args.case, "seed": args.seed, "paper_settings": bool(args.paper)}
     # Every iteration's PMF on the coarser grid, where the reference resolves ten times more.
-    axis30 = alanine_al.grid_axis(30)
-    centres30 = np.stack(np.meshgrid(axis30, axis30, indexing="ij"), -1).reshape(-1, 2)
+    centres30 = alanine.grid_centres(30)
     for it in record["iterations"]:
         path = os.path.join(out, "models", "iteration_%03d.safetensors" % it["iteration"])
         with open(path, "rb") as handle:

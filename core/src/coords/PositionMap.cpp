@@ -1,6 +1,7 @@
 #include "cgflow/coords/PositionMap.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/RQSpline.h"
 #include "cgflow/io/JsonFields.h"
 
 #include <algorithm>
@@ -127,15 +128,6 @@ std::vector<bool> PositionMap::getCircular() const {
     return circular;
 }
 
-namespace {
-
-double wrapAngle(double angle) {
-    const double twoPi = 2 * M_PI;
-    return angle - twoPi * std::floor((angle + M_PI) / twoPi);
-}
-
-} // namespace
-
 void PositionMap::toPositions(int n, const double* y, const double* templatePositions, double* positions,
                               double* logDetJ, const double* condition) const {
     if (n < 0)
@@ -176,7 +168,7 @@ void PositionMap::toPositions(int n, const double* y, const double* templatePosi
                     out = y[static_cast<size_t>(s) * dim + source];
                 else {
                     const double value = condition[static_cast<size_t>(s) * values + conditionColumns[-1 - source].condition];
-                    out = wrapAngle(value - (normalized ? coordinates->getShift()[c] : 0.0));
+                    out = flows::RQSpline::wrapAngle(value - (normalized ? coordinates->getShift()[c] : 0.0));
                 }
             }
         coordinates->toCartesian(n, full.data(), positions, logDetJ);
@@ -230,7 +222,7 @@ void PositionMap::fromPositions(int n, const double* positions, double* y, doubl
                 y[static_cast<size_t>(s) * dim + source] = value;
             else if (conditionValues != nullptr)
                 conditionValues[static_cast<size_t>(s) * count + (-1 - source)] =
-                    wrapAngle(value + (normalized ? coordinates->getShift()[c] : 0.0));
+                    flows::RQSpline::wrapAngle(value + (normalized ? coordinates->getShift()[c] : 0.0));
         }
 }
 

@@ -8,6 +8,7 @@
 #include "cgflow/flows/AffineCoupling.h"
 #include "cgflow/flows/BaseDensity.h"
 #include "cgflow/flows/Permutation.h"
+#include "cgflow/flows/RQSpline.h"
 #include "cgflow/flows/SplineCoupling.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/common/ContextSelector.h"
@@ -480,8 +481,7 @@ void CommonIntegrateBoltzmannGeneratorStepKernel::generateBlock(ContextImpl&, in
             // The model value of a circular column is the dihedral minus its shift, wrapped (as the core map).
             std::vector<double> values;
             for (const auto& column : conditionColumns) {
-                const double value = condition[column.condition] - ic.getShift()[column.column];
-                values.push_back(value - 2 * M_PI * std::floor((value + M_PI) / (2 * M_PI)));
+                values.push_back(cgflow::flows::RQSpline::wrapAngle(condition[column.condition] - ic.getShift()[column.column]));
             }
             if (useDouble)
                 uploadReals<double>(conditionModel, values, "bgConditionModel");

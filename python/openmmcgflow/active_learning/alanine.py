@@ -108,6 +108,17 @@ def conditional_flow(problem, *, num_layers=12, hidden=256, num_blocks=1, num_bi
                  "seed": seed, "num_threads": threads})
 
 
+def grid_axis(cells):
+    """Cell centres of ``cells`` equal cells over [-pi, pi)."""
+    return -np.pi + (np.arange(int(cells)) + 0.5) * 2 * np.pi / int(cells)
+
+
+def grid_centres(cells):
+    """(phi, psi) of the cells x cells cell centres (cells^2, 2), phi-major (row i*cells + j is (axis[i], axis[j]))."""
+    axis = grid_axis(cells)
+    return np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+
+
 def md_start(problem, picoseconds=50.0, record_fs=100.0, seed=1):
     """Positions (n, 22, 3) of a Langevin run at the problem's temperature from the minimized structure
     (1 fs steps, friction 1/ps, one frame every ``record_fs``), on the Reference platform."""
@@ -197,8 +208,8 @@ class AlanineFlowSettings:
 def fit_pmf(problem, points, energy, log_q, log_det_j, settings, seed):
     """Labels (eq. 12, ``settings.clip_top`` of the copies clipped) of CG ``points`` from their stored copies
     (arrays (points, copies)), and a fresh PMF ensemble fitted to them in k_B T (``phi_psi_ensemble``, the
-    settings' sizes). Points whose every copy has weight zero are left out. Returns (ensemble in kJ/mol,
-    labelled points, labels in kJ/mol)."""
+    settings' sizes). Points whose every copy has weight zero (label +inf) are left out of the fit. Returns
+    (ensemble in kJ/mol, labels in kJ/mol of every point)."""
     labels = pmf_labels(energy, log_q, log_det_j, problem.temperature, clip_top=settings.clip_top)
     keep = np.isfinite(labels)
     labels_kt = (labels[keep] - labels[keep].min()) / problem.kT
@@ -208,7 +219,7 @@ def fit_pmf(problem, points, energy, log_q, log_det_j, settings, seed):
     ensemble = phi_psi_ensemble(points[keep], labels_kt, problem.kT, members=settings.pmf_members,
                                 hidden=settings.pmf_hidden, epochs=settings.pmf_epochs, batch=batch,
                                 learning_rate=settings.pmf_learning_rate, seed=seed, threads=settings.threads)
-    return ensemble, points[keep], labels[keep]
+    return ensemble, labels
 
 
 @dataclass
@@ -232,8 +243,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
     problem = AlanineConditional(threads=settings.threads)
     flow = conditional_flow(problem, num_layers=settings.flow_layers, hidden=settings.flow_hidden,
                             seed=settings.seed, threads=settings.threads)
-    axis = -np.pi + (np.arange(settings.grid) + 0.5) * 2 * np.pi / settings.grid
-    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    axis, grid = grid_axis(settings.grid), grid_centres(settings.grid)
     split_rng = np.random.default_rng([settings.seed, 0])
     order = split_rng.permutation(len(grid))
     cut = int(round(settings.train_fraction * len(grid)))
@@ -287,9 +297,7 @@ def run_alanine_grid(settings=None, out="out/active_learning/ala2_grid", progres
         atomic_write(state_path, lambda handle: np.savez(handle, **state))
     bar.close()
     pmf_start = time.time()
-    labels = pmf_labels(store["energy"], store["log_q"], store["log_det_j"], problem.temperature,
-                        clip_top=settings.clip_top)
-    ensemble, _, _ = fit_pmf(problem, grid[train], store["energy"], store["log_q"], store["log_det_j"], settings,
+    ensemble, labels = fit_pmf(problem, grid[train], store["energy"], store["log_q"], store["log_det_j"], settings,
                              seed=settings.seed)
     mean, spread = ensemble.evaluate(AlanineConditional.pmf_inputs(grid))
     result = {"grid_axis": axis, "pmf": mean.reshape(settings.grid, settings.grid),

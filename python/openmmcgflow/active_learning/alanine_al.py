@@ -50,9 +50,9 @@ from tqdm import tqdm
 from .._core import ModelTrainer
 from ..cgbg.storage import atomic_write
 from ..stats import effective_sample_fraction, js_divergence, kl_divergence
-from .alanine import (AlanineConditional, AlanineFlowSettings, _jsonable, conditional_flow, fit_pmf, md_start,
-                      train_at_points, train_by_example)
-from .labels import pmf_labels
+from .alanine import (AlanineConditional, AlanineFlowSettings, _jsonable, conditional_flow, fit_pmf, grid_axis,
+                      grid_centres, md_start, train_at_points, train_by_example)
+from .labels import boltzmann_probabilities, log_boltzmann, pmf_labels
 from .selection import broaden_points, farthest_point_selection
 from .walkers import angle_integrator, angle_walker_system, search_uncertain_points, walker_positions
 
@@ -123,15 +123,12 @@ class AlanineALSettings(AlanineFlowSettings):
             raise ValueError("gamma: must be >= 0, got %r" % (self.gamma,))
 
 
-def grid_axis(cells):
-    """Cell centres of ``cells`` equal cells over [-pi, pi)."""
-    return -np.pi + (np.arange(int(cells)) + 0.5) * 2 * np.pi / int(cells)
-
-
-def boltzmann_grid(pmf, kT):
-    """exp(-PMF / k_B T) normalized over a grid (any shape), computed stably."""
-    a = -np.asarray(pmf, dtype=float) / kT
-    return np.exp(a - np.logaddexp.reduce(a.ravel()))
+def _pmf_cells(ensemble, kT, cells):
+    """The PMF's distribution of (phi, psi) piecewise constant on ``cells`` x ``cells`` cells: (cell centres,
+    normalized log-probability of each cell, cell width)."""
+    centres = grid_centres(cells)
+    log_cell = log_boltzmann(ensemble.evaluate(AlanineConditional.pmf_inputs(centres))[0], 1.0 / kT)
+    return centres, log_cell, 2 * np.pi / cells
 
 
 def generator_ess(flow, ensemble, problem, cells, n, seed):
@@ -140,11 +137,7 @@ def generator_ess(flow, ensemble, problem, cells, n, seed):
     fine coordinates from the conditional flow. Its density in internal coordinates is
     q(x) = p_PMF(s) q(x_FG | s), the target exp(-beta U) |det J|, so log w = -beta U + log|det J| - log q.
     Non-finite energies have weight 0 and count in n. Returns (fraction, n)."""
-    axis = grid_axis(cells)
-    width = 2 * np.pi / cells
-    centres = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-    log_cell = -ensemble.evaluate(AlanineConditional.pmf_inputs(centres))[0] / problem.kT
-    log_cell -= np.logaddexp.reduce(log_cell)
+    centres, log_cell, width = _pmf_cells(ensemble, problem.kT, cells)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(centres), size=int(n), p=np.exp(log_cell) / np.exp(log_cell).sum())
     cg = centres[chosen] + width * (rng.uniform(size=(int(n), 2)) - 0.5)
@@ -160,11 +153,7 @@ def generator_log_likelihood(flow, ensemble, problem, positions, cells):
     in nats per unit volume of the 60 internal coordinates (nm for bonds, rad for angles): held-out MD frames
     make it a test log-likelihood."""
     fine, cg = problem.split(positions)
-    axis = grid_axis(cells)
-    width = 2 * np.pi / cells
-    centres = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-    log_cell = -ensemble.evaluate(AlanineConditional.pmf_inputs(centres))[0] / problem.kT
-    log_cell -= np.logaddexp.reduce(log_cell)
+    _, log_cell, width = _pmf_cells(ensemble, problem.kT, cells)
     index = np.clip(np.floor((cg + np.pi) / width).astype(int), 0, int(cells) - 1)
     log_p_s = log_cell[index[:, 0] * int(cells) + index[:, 1]] - 2 * np.log(width)
     return float(np.mean(log_p_s + np.asarray(flow.log_prob(fine, context=problem.context(cg)))))
@@ -173,7 +162,7 @@ def generator_log_likelihood(flow, ensemble, problem, positions, cells):
 def pmf_metrics(pmf, reference, kT):
     """Forward KLD of the PMF's Boltzmann grid against ``reference`` (same grid, probabilities) and the JS
     divergences of the phi and psi marginals."""
-    model = boltzmann_grid(pmf, kT)
+    model = boltzmann_probabilities(pmf, 1.0 / kT)
     ref = np.asarray(reference, dtype=float)
     ref = ref / ref.sum()
     return {"kld_pmf": float(kl_divergence(ref.ravel(), model.ravel())),
@@ -210,7 +199,7 @@ def _trainer(flow, settings, warmup_steps, clip):
 
 def run_alanine_al(settings=None, out="out/active_learning/ala2_al", reference=None, progress=True):
     """Run (or resume) the loop. ``reference``: an optional (eval_grid, eval_grid) array of (phi, psi)
-    probabilities of the atomistic System (cells as :func:`grid_axis`) for the KLD, the JS divergences and the
+    probabilities of the atomistic System (cells as :func:`alanine.grid_axis`) for the KLD, the JS divergences and the
     stopping rule; without it the loop stops only by the Monte Carlo rule or ``max_iterations``.
 
     Returns a dict: ``record`` (per iteration: energy evaluations, MC steps, labelled points, KLD, JS, reverse
@@ -306,7 +295,7 @@ def run_alanine_al(settings=None, out="out/active_learning/ala2_al", reference=N
         # 2. Labels of every point whose copies are all drawn, and a fresh ensemble on them.
         pmf_started = time.time()
         labelled = np.flatnonzero(np.isfinite(store["log_q"]).all(axis=1))
-        ensemble, _, labels = fit_pmf(problem, arrays["train_points"][labelled], store["energy"][labelled],
+        ensemble, labels = fit_pmf(problem, arrays["train_points"][labelled], store["energy"][labelled],
                                       store["log_q"][labelled], store["log_det_j"][labelled], settings,
                                       seed=settings.seed * 1000 + iteration)
         model_bytes = ensemble.to_bytes()
@@ -314,11 +303,10 @@ def run_alanine_al(settings=None, out="out/active_learning/ala2_al", reference=N
         os.makedirs(os.path.join(out, "models"), exist_ok=True)
         atomic_write(os.path.join(out, "models", "iteration_%03d.safetensors" % iteration),
                      lambda handle: handle.write(model_bytes))
-        axis = grid_axis(settings.eval_grid)
-        centres = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-        pmf = ensemble.evaluate(AlanineConditional.pmf_inputs(centres))[0].reshape(settings.eval_grid, -1)
+        pmf = ensemble.evaluate(AlanineConditional.pmf_inputs(grid_centres(settings.eval_grid)))[0].reshape(
+            settings.eval_grid, -1)
         entry = {"iteration": iteration, "energy_evaluations": int(arrays["evaluations"]),
-                 "training_points": int(len(arrays["train_points"])), "labelled_points": int(len(labels)),
+                 "training_points": int(len(arrays["train_points"])), "labelled_points": int(np.isfinite(labels).sum()),
                  "epochs": epochs, "points_per_epoch": int(per_epoch), "flow_s": flow_s,
                  "pmf_s": time.time() - pmf_started}
         if reference is not None:
@@ -378,14 +366,13 @@ def run_alanine_al(settings=None, out="out/active_learning/ala2_al", reference=N
         from .._core import MLPEnsemble
         with open(os.path.join(out, MODEL_FILE), "rb") as handle:
             ensemble = MLPEnsemble.from_bytes(handle.read())
-    axis = grid_axis(settings.eval_grid)
-    centres = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-    mean, spread = ensemble.evaluate(AlanineConditional.pmf_inputs(centres))
+    mean, spread = ensemble.evaluate(AlanineConditional.pmf_inputs(grid_centres(settings.eval_grid)))
     labelled = np.flatnonzero(np.isfinite(arrays["log_q"]).all(axis=1))
     labels = pmf_labels(arrays["energy"][labelled], arrays["log_q"][labelled], arrays["log_det_j"][labelled],
                         problem.temperature, clip_top=settings.clip_top)
     return {"record": record, "pmf": mean.reshape(settings.eval_grid, -1),
-            "pmf_std": spread.reshape(settings.eval_grid, -1), "grid_axis": axis, "ensemble": ensemble,
+            "pmf_std": spread.reshape(settings.eval_grid, -1), "grid_axis": grid_axis(settings.eval_grid),
+            "ensemble": ensemble,
             "flow": flow, "problem": problem, "train_points": arrays["train_points"][labelled],
             "labels_kj": labels}
 

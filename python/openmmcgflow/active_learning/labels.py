@@ -9,10 +9,24 @@ the internal coordinates). A clash or a copy far in the flow's tail gives one te
 mean; the paper clips the largest ``clip_top`` terms (3 of 30) to the smallest of them. That clipping
 is a heuristic (it biases the label down by an amount that vanishes as the flow approaches the
 conditional Boltzmann density); ``clip_top=0`` gives the plain, consistent estimator.
+
+``log_boltzmann`` / ``boltzmann_probabilities``: the normalized Boltzmann distribution of a PMF on a grid,
+what the PMF metrics and the all-atom generators compare and sample.
 """
 import numpy as np
 
 KB = 0.00831446261815324  # kJ/mol/K
+
+
+def log_boltzmann(pmf, beta):
+    """log of exp(-beta PMF) normalized over a grid of any shape (same shape), computed stably."""
+    a = -beta * np.asarray(pmf, dtype=float)
+    return a - np.logaddexp.reduce(a.ravel())
+
+
+def boltzmann_probabilities(pmf, beta):
+    """exp(-beta PMF) normalized over a grid of any shape."""
+    return np.exp(log_boltzmann(pmf, beta))
 
 
 def pmf_labels(energies, log_q, log_det_j, temperature, clip_top=3):

@@ -52,7 +52,7 @@ from ..datafree.energies import CoordinateEnergy
 from ..pmf import PMFTrainer, affine_ensemble
 from ..stats import kl_divergence
 from ..plugin import CGMonteCarloIntegrator, PMFForce
-from .labels import KB, pmf_labels
+from .labels import KB, boltzmann_probabilities, pmf_labels
 from .selection import broaden_points
 
 STATE_FILE = "state.npz"
@@ -99,13 +99,7 @@ class MuellerBrownALSettings:
 
 def kld_on_grid(pmf_true, pmf_model, beta):
     """Forward KL divergence (nats) of the Boltzmann distributions of two PMFs on one grid."""
-    return float(kl_divergence(_boltzmann(pmf_true, beta), _boltzmann(pmf_model, beta)))
-
-
-def _boltzmann(pmf, beta):
-    """exp(-beta PMF) normalized over the grid, computed stably."""
-    a = -beta * np.asarray(pmf, dtype=float)
-    return np.exp(a - np.logaddexp.reduce(a))
+    return float(kl_divergence(boltzmann_probabilities(pmf_true, beta), boltzmann_probabilities(pmf_model, beta)))
 
 
 class _Problem:
