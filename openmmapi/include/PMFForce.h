@@ -281,6 +281,35 @@ public:
     bool usesPeriodicBoundaryConditions() const override;
 
     /**
+     * Set the arithmetic the Reference and CPU platforms evaluate the model in.
+     *
+     * "float64" (the default): everything in double. "mixed": a float32 copy of the weights, the
+     * hidden layers' matrix products and activations in float32, and in double everything that
+     * sums into the result (each member's output layer, the ensemble mean, the gradient summed over
+     * members, the features and their derivatives, the energy and forces). A model evaluated for one
+     * configuration streams all its weights from memory twice (forward and backward), so halving
+     * their bytes is what makes it faster (about 2x for the 10 x [4, 256, 128, 32, 1] phi/psi
+     * ensemble); the energy moves by float32 rounding, ~1e-7 relative per layer (measured in
+     * docs/workflows/pmf-force.md). The ensemble queries (getEnsembleEnergies() and the others) use
+     * the same arithmetic as the energy.
+     *
+     * On the OpenCL and CUDA platforms the platform's own Precision property ("single", "mixed",
+     * "double") decides, and this setting is not used.
+     *
+     * A Context that already exists sees the change after updateParametersInContext().
+     *
+     * @param precision  "float64" (or "double") or "mixed", case-insensitive; anything else throws an
+     *                   OpenMMException naming the argument, and the setting is unchanged
+     */
+    void setPrecision(const std::string& precision);
+    /**
+     * Get the arithmetic of the Reference and CPU platforms (set with setPrecision()).
+     *
+     * @return "float64" or "mixed"
+     */
+    std::string getPrecision() const;
+
+    /**
      * Copy the model weights and the features' particles into a Context, so that a new model
      * (setModelFile(), setModelBytes()) or moved features (setFeatureParticles()) take effect
      * without creating a new Context. Only values may change: the ensemble's architecture (number
@@ -396,6 +425,7 @@ private:
     std::vector<FeatureInfo> features;
     std::vector<std::vector<int>> groups;
     bool periodic;
+    bool mixedPrecision;
 };
 
 } // namespace CGFlowPlugin

@@ -4,6 +4,7 @@
 #include "cgflow/io/FileUtils.h"
 #include "cgflow/io/models/MLPEnsembleFile.h"
 #include "cgflow/nn/MLPEnsemble.h"
+#include "cgflow/nn/Precision.h"
 #include "cgflow/coords/Features.h"
 #include "internal/PMFForceFeatures.h"
 #include "cgflow/stats/Moments.h"
@@ -28,10 +29,10 @@ std::string featureName(int index, PMFForce::FeatureType type) {
 
 } // namespace
 
-PMFForce::PMFForce() : periodic(false) {
+PMFForce::PMFForce() : periodic(false), mixedPrecision(false) {
 }
 
-PMFForce::PMFForce(const std::string& modelFile) : periodic(false) {
+PMFForce::PMFForce(const std::string& modelFile) : periodic(false), mixedPrecision(false) {
     setModelFile(modelFile);
 }
 
@@ -217,6 +218,19 @@ void PMFForce::setUsesPeriodicBoundaryConditions(bool periodic) {
 
 bool PMFForce::usesPeriodicBoundaryConditions() const {
     return periodic;
+}
+
+void PMFForce::setPrecision(const std::string& precision) {
+    try {
+        mixedPrecision = cgflow::nn::parsePrecision(precision) == cgflow::nn::Precision::Mixed;
+    }
+    catch (const cgflow::Error& e) {
+        throw OpenMMException(std::string("PMFForce.setPrecision: precision: ") + e.what());
+    }
+}
+
+std::string PMFForce::getPrecision() const {
+    return cgflow::nn::precisionName(mixedPrecision ? cgflow::nn::Precision::Mixed : cgflow::nn::Precision::Float64);
 }
 
 void PMFForce::validate(int numParticles) const {

@@ -9,8 +9,9 @@
 using namespace CGFlowPlugin;
 using namespace OpenMM;
 
-// Version 2 added the particle groups; version 1 files (no groups) are still read.
-static const int ProxyVersion = 2;
+// Version 2 added the particle groups, version 3 the precision; older files are still read (no
+// groups, float64).
+static const int ProxyVersion = 3;
 
 PMFForceProxy::PMFForceProxy() : SerializationProxy("PMFForce") {
 }
@@ -21,6 +22,7 @@ void PMFForceProxy::serialize(const void* object, SerializationNode& node) const
     node.setIntProperty("forceGroup", force.getForceGroup());
     node.setStringProperty("name", force.getName());
     node.setBoolProperty("usesPeriodic", force.usesPeriodicBoundaryConditions());
+    node.setStringProperty("precision", force.getPrecision());
     node.setStringProperty("model", cgflow::io::base64Encode(force.getModelBytes()));
     SerializationNode& features = node.createChildNode("Features");
     for (int i = 0; i < force.getNumFeatures(); i++) {
@@ -51,6 +53,14 @@ void* PMFForceProxy::deserialize(const SerializationNode& node) const {
     force->setForceGroup(node.getIntProperty("forceGroup", 0));
     force->setName(node.getStringProperty("name", force->getName()));
     force->setUsesPeriodicBoundaryConditions(node.getBoolProperty("usesPeriodic", false));
+    if (version >= 3) {
+        try {
+            force->setPrecision(node.getStringProperty("precision"));
+        }
+        catch (const OpenMMException& e) {
+            throw OpenMMException(std::string("PMFForce XML: attribute 'precision': ") + e.what());
+        }
+    }
     std::string model;
     try {
         model = cgflow::io::base64Decode(node.getStringProperty("model"));

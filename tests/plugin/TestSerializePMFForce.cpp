@@ -4,6 +4,7 @@
 #include "openmm/VerletIntegrator.h"
 #include "openmm/serialization/XmlSerializer.h"
 #include <gtest/gtest.h>
+#include <memory>
 #include <sstream>
 
 using namespace OpenMM;
@@ -22,6 +23,7 @@ TEST(PMFForceSerialization, RoundTripGivesIdenticalEnergies) {
     force->setForceGroup(3);
     force->setName("my pmf");
     force->setUsesPeriodicBoundaryConditions(true);
+    force->setPrecision("mixed");
     system.setDefaultPeriodicBoxVectors(Vec3(4, 0, 0), Vec3(0, 4, 0), Vec3(0, 0, 4));
     system.addForce(force);
 
@@ -32,6 +34,7 @@ TEST(PMFForceSerialization, RoundTripGivesIdenticalEnergies) {
     EXPECT_EQ(restored.getForceGroup(), 3);
     EXPECT_EQ(restored.getName(), "my pmf");
     EXPECT_TRUE(restored.usesPeriodicBoundaryConditions());
+    EXPECT_EQ(restored.getPrecision(), "mixed");
     EXPECT_EQ(restored.getModelBytes(), force->getModelBytes());
     ASSERT_EQ(restored.getNumFeatures(), force->getNumFeatures());
     for (int i = 0; i < force->getNumFeatures(); i++) {
@@ -89,6 +92,40 @@ TEST(PMFForceSerialization, ParticleGroupsRoundTrip) {
     std::vector<Vec3> pos = randomPositions(12, 3, 1.0);
     EXPECT_EQ(energyAt(c1, pos), energyAt(c2, pos));
     delete copy;
+}
+
+// Version 2 files (before the precision) read as float64; a bad precision attribute is refused by name.
+TEST(PMFForceSerialization, PrecisionAttributeAndOlderVersions) {
+    System system;
+    for (int i = 0; i < 2; i++)
+        system.addParticle(1.0);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, cgflow::nn::Activation::Tanh, 4));
+    force->addDistance(0, 1);
+    force->setPrecision("mixed");
+    system.addForce(force);
+    std::stringstream buffer;
+    XmlSerializer::serialize<System>(&system, "System", buffer);
+    const std::string xml = buffer.str();
+    auto replaced = [](std::string text, const std::string& from, const std::string& to) {
+        size_t at = text.find(from);
+        EXPECT_NE(at, std::string::npos) << from;
+        if (at != std::string::npos)
+            text.replace(at, from.size(), to);
+        return text;
+    };
+    // The PMFForce node is the only one at version 3.
+    std::stringstream old(replaced(replaced(xml, "precision=\"mixed\"", ""), "version=\"3\"", "version=\"2\""));
+    std::unique_ptr<System> fromOld(XmlSerializer::deserialize<System>(old));
+    EXPECT_EQ(dynamic_cast<const PMFForce&>(fromOld->getForce(0)).getPrecision(), "float64");
+    std::stringstream bad(replaced(xml, "precision=\"mixed\"", "precision=\"half\""));
+    try {
+        delete XmlSerializer::deserialize<System>(bad);
+        FAIL() << "no exception";
+    }
+    catch (const OpenMMException& e) {
+        EXPECT_NE(std::string(e.what()).find("'precision'"), std::string::npos) << e.what();
+    }
 }
 
 int main(int argc, char** argv) {

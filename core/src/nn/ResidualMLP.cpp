@@ -1,4 +1,5 @@
 #include "cgflow/nn/ResidualMLP.h"
+#include "ActivationPasses.h"
 #include "cgflow/nn/DenseParameters.h"
 #include "cgflow/nn/Gemm.h"
 
@@ -16,62 +17,6 @@ namespace {
 
 std::string shapeString(Eigen::Index rows, Eigen::Index cols) {
     return std::to_string(rows) + "x" + std::to_string(cols);
-}
-
-// The elementwise passes between GEMMs are memory-bound, so each helper below touches its operands
-// once. Tanh, sigmoid and ReLU derivatives come from the stored outputs without another exp; the
-// ~1e-16 absolute error (~1e-7 in float) of 1 - tanh^2 only matters for saturated units, which
-// contribute nothing. Matrix is Eigen::MatrixXd (Float64) or Eigen::MatrixXf (Mixed).
-
-/** delta *= f'(pre), where post = f(pre); buffer is scratch space for f' where it is needed. */
-template <class Matrix>
-void multiplyByDerivative(Activation activation, const Matrix& pre, const Matrix& post, Matrix& delta,
-                          Matrix& buffer) {
-    using Scalar = typename Matrix::Scalar;
-    const Scalar zero(0), one(1);
-    switch (activation) {
-    case Activation::Identity:
-        return;
-    case Activation::Tanh:
-        delta.array() *= one - post.array().square();
-        return;
-    case Activation::Sigmoid:
-        delta.array() *= post.array() * (one - post.array());
-        return;
-    case Activation::ReLU:
-        delta.array() = (pre.array() > zero).select(delta.array(), zero);
-        return;
-    default:
-        buffer.resize(pre.rows(), pre.cols());
-        activationDerivative(activation, pre.array(), buffer.array());
-        delta.array() *= buffer.array();
-    }
-}
-
-/** target += delta * f'(pre), where post = f(pre); buffer as above. */
-template <class Matrix>
-void accumulateTimesDerivative(Activation activation, const Matrix& pre, const Matrix& post, const Matrix& delta,
-                               Matrix& target, Matrix& buffer) {
-    using Scalar = typename Matrix::Scalar;
-    const Scalar zero(0), one(1);
-    switch (activation) {
-    case Activation::Identity:
-        target += delta;
-        return;
-    case Activation::Tanh:
-        target.array() += delta.array() * (one - post.array().square());
-        return;
-    case Activation::Sigmoid:
-        target.array() += delta.array() * post.array() * (one - post.array());
-        return;
-    case Activation::ReLU:
-        target.array() += (pre.array() > zero).select(delta.array(), zero);
-        return;
-    default:
-        buffer.resize(pre.rows(), pre.cols());
-        activationDerivative(activation, pre.array(), buffer.array());
-        target.array() += delta.array() * buffer.array();
-    }
 }
 
 template <class Scalar>

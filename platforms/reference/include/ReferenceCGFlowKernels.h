@@ -4,12 +4,13 @@
 #include "CGFlowKernels.h"
 #include "cgflow/coords/Features.h"
 #include "cgflow/nn/MLPEnsemble.h"
+#include "cgflow/nn/MixedPrecisionEnsemble.h"
 #include "openmm/Vec3.h"
 #include <vector>
 
 namespace CGFlowPlugin {
 
-/** Double-precision PMFForce kernel for the Reference and CPU platforms. */
+/** PMFForce kernel for the Reference and CPU platforms: float64, or mixed when the force asks for it. */
 class ReferenceCalcPMFForceKernel : public CalcPMFForceKernel {
 public:
     ReferenceCalcPMFForceKernel(std::string name, const OpenMM::Platform& platform) : CalcPMFForceKernel(name, platform) {}
@@ -22,11 +23,16 @@ private:
     void setFeatures(const PMFForce& force);
     /** Features of the current positions into `inputs`, one column per copy (particle group). */
     void computeInputs(OpenMM::ContextImpl& context);
+    /** The model in the force's precision: member energies and, when wanted, d(mean)/d inputs. */
+    void evaluateModel(Eigen::MatrixXd* gradient);
+    void setModel(const PMFForce& force);
     std::vector<cgflow::coords::Feature> features; // every copy's, copy-major
     int numCopies = 1;
     // Each kernel owns its copy: the ensemble's workspaces are per object, so Contexts on
     // different threads never share one.
     cgflow::nn::MLPEnsemble ensemble;
+    bool mixedPrecision = false;
+    cgflow::nn::MixedPrecisionEnsemble mixedEnsemble; // built from `ensemble` when mixedPrecision
     cgflow::coords::PeriodicBox box;
     bool periodic = false;
     Eigen::MatrixXd inputs;        // (inputs per copy) x copies

@@ -18,9 +18,22 @@ void ReferenceCalcPMFForceKernel::setFeatures(const PMFForce& force) {
     inputs.resize(cgflow::coords::totalWidth(features) / numCopies, numCopies);
 }
 
+void ReferenceCalcPMFForceKernel::setModel(const PMFForce& force) {
+    ensemble = force.getEnsemble();
+    mixedPrecision = force.getPrecision() == "mixed";
+    mixedEnsemble = mixedPrecision ? cgflow::nn::MixedPrecisionEnsemble(ensemble) : cgflow::nn::MixedPrecisionEnsemble();
+}
+
 void ReferenceCalcPMFForceKernel::initialize(const System&, const PMFForce& force) {
     setFeatures(force);
-    ensemble = force.getEnsemble();
+    setModel(force);
+}
+
+void ReferenceCalcPMFForceKernel::evaluateModel(Eigen::MatrixXd* gradient) {
+    if (mixedPrecision)
+        mixedEnsemble.evaluateMembers(inputs, memberEnergies, gradient);
+    else
+        ensemble.evaluateMembers(inputs, memberEnergies, gradient);
 }
 
 void ReferenceCalcPMFForceKernel::computeInputs(ContextImpl& context) {
@@ -40,7 +53,7 @@ void ReferenceCalcPMFForceKernel::computeInputs(ContextImpl& context) {
 double ReferenceCalcPMFForceKernel::execute(ContextImpl& context, bool includeForces, bool) {
     computeInputs(context);
     // One pass per member prices every copy; the energy is the sum over copies of the ensemble mean.
-    ensemble.evaluateMembers(inputs, memberEnergies, includeForces ? &gradMean : nullptr);
+    evaluateModel(includeForces ? &gradMean : nullptr);
     if (includeForces) {
         ReferencePlatform::PlatformData& data = getPlatformData(context);
         std::vector<Vec3>& forces = *data.forces;
@@ -56,7 +69,7 @@ double ReferenceCalcPMFForceKernel::execute(ContextImpl& context, bool includeFo
 
 std::vector<double> ReferenceCalcPMFForceKernel::computeCopyMemberEnergies(ContextImpl& context) {
     computeInputs(context);
-    ensemble.evaluateMembers(inputs, memberEnergies, nullptr);
+    evaluateModel(nullptr);
     // memberEnergies is members x copies, column-major: already copy-major.
     return std::vector<double>(memberEnergies.data(), memberEnergies.data() + memberEnergies.size());
 }
@@ -79,5 +92,5 @@ void ReferenceCalcPMFForceKernel::copyParametersToContext(ContextImpl&, const PM
             throw OpenMMException("PMFForce.updateParametersInContext: feature " +
                                   std::to_string(i % force.getNumFeatures()) + " changed its type");
     setFeatures(force);
-    ensemble = updated;
+    setModel(force);
 }
