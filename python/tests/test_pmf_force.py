@@ -127,6 +127,30 @@ def test_serialization_round_trip_identical_energies(tmp_path):
     assert energy(make_context(system, "Reference"), pos) == energy(make_context(copy, "Reference"), pos)
 
 
+def test_mixed_precision_from_python():
+    """setPrecision("mixed") from Python: the energy moves by float rounding only, forces stay the
+    gradient of the energy, it survives XML, and a bad name is refused naming the argument."""
+    def pmf(precision):
+        f = cg.PMFForce()
+        f.setModelBytes(cg.MLPEnsemble([4, 64, 32, 1], 4, "sigmoid", seed=3).to_bytes())
+        f.addDihedral(0, 1, 2, 3)
+        f.addDihedral(1, 2, 3, 4)
+        f.setPrecision(precision)
+        return f
+    mixed = pmf("mixed")
+    assert mixed.getPrecision() == "mixed" and pmf("double").getPrecision() == "float64"
+    c64, cmixed = make_context(system_with(5, pmf("float64")), "Reference"), make_context(system_with(5, mixed), "CPU")
+    for _ in range(5):
+        pos = RNG.normal(size=(5, 3))
+        e64, emixed = energy(c64, pos), energy(cmixed, pos)
+        assert emixed != e64 and abs(emixed - e64) < 1e-5 * max(1.0, abs(e64))
+        np.testing.assert_allclose(forces(cmixed, pos), forces(c64, pos), atol=1e-4)
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system_with(5, pmf("mixed"))))
+    assert cg.PMFForce.cast(copy.getForce(0)).getPrecision() == "mixed"
+    with pytest.raises(openmm.OpenMMException, match="precision"):
+        pmf("float64").setPrecision("half")
+
+
 def test_model_file_on_disk(tmp_path):
     ensemble = cg.MLPEnsemble([2, 8, 1], 2, "tanh", seed=4)
     path = str(tmp_path / "pmf.safetensors")
