@@ -23,6 +23,8 @@ its own docstring (``help(stats.pmf_error)``).
 * adaptive tempering: ``tempering_statistics`` (KL, log Z, ESS at beta), ``relative_kl_increase``,
   ``adaptive_temperature_step`` (data-free CG paper, Eq. 23) and ``shrinking_temperature_step``
   (embedded-physics paper, Algorithm 1)
+* time series (numpy): ``integrated_autocorrelation_time`` (Sokal's self-consistent window), for the
+  effective number of samples of an MD or Monte Carlo trajectory
 Axes are ``(low, high, bins)`` tuples; configurations are ``(n, atoms, 3)`` arrays in nm.
 """
 from ._core.stats import (bond_score, bootstrap_log_z, bootstrap_mean, clip_above_percentile,  # noqa: F401
@@ -31,3 +33,47 @@ from ._core.stats import (bond_score, bootstrap_log_z, bootstrap_mean, clip_abov
                           js_divergence, kl_divergence, log_sum_exp, log_z, normalized_weights, pmf_error,
                           radius_of_gyration, rmsd, weighted_mean, tempering_statistics, relative_kl_increase,
                           adaptive_temperature_step, shrinking_temperature_step, RunningWeights)
+
+
+def integrated_autocorrelation_time(series, window_factor=5.0):
+    """Integrated autocorrelation time of a time series, in frames: tau = 1 + 2 sum_{k=1}^{M} rho(k), with
+    rho the normalized autocovariance (computed by FFT) and M the smallest lag with M >= window_factor * tau(M)
+    (Sokal's self-consistent window; 5 is his choice). tau = 1 for uncorrelated frames; n / tau is the
+    effective number of samples. ``series``: (n,) or (n, k) for k observables, each estimated on its own
+    (returns a float, or an array of k). Fewer than 2 frames, non-finite values or a constant series ->
+    ValueError naming the argument. A window that reaches n / 2 without meeting the condition means the run
+    is too short to measure tau: the returned value is then a lower bound (a warning is issued)."""
+    import warnings
+
+    import numpy as np
+    x = np.asarray(series, dtype=float)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"series must be (n,) or (n, k), got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"series needs at least 2 frames, got {x.shape[0]}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("series has non-finite values")
+    if window_factor <= 0:
+        raise ValueError(f"window_factor must be positive, got {window_factor}")
+    columns = x.reshape(x.shape[0], -1)
+    n = columns.shape[0]
+    taus = []
+    for j in range(columns.shape[1]):
+        c = columns[:, j] - columns[:, j].mean()
+        size = 1 << (2 * n - 1).bit_length()  # zero-padded: the linear, not circular, autocovariance
+        f = np.fft.rfft(c, size)
+        acov = np.fft.irfft(f * np.conj(f), size)[:n]
+        if acov[0] <= 0:
+            raise ValueError(f"series column {j} is constant: its autocorrelation time is undefined")
+        rho = acov / acov[0]
+        tau_of_window = 1.0 + 2.0 * np.cumsum(rho[1:])
+        lags = np.arange(1, n)
+        met = np.nonzero(lags >= window_factor * tau_of_window)[0]
+        if met.size and lags[met[0]] < n // 2:
+            taus.append(float(tau_of_window[met[0]]))
+        else:
+            m = max(1, n // 2) - 1
+            warnings.warn(f"integrated_autocorrelation_time: column {j}: the window reached n/2 = {n // 2} frames "
+                          "before 5 tau; the run is too short and tau is a lower bound", RuntimeWarning, stacklevel=2)
+            taus.append(float(max(1.0, tau_of_window[min(m, len(tau_of_window) - 1)])))
+    return taus[0] if x.ndim == 1 else np.array(taus)

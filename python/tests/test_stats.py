@@ -184,3 +184,32 @@ def test_plots_write_pngs(tmp_path):
     for path in paths:
         with open(path, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_integrated_autocorrelation_time_of_ar1_matches_exact():
+    """AR(1) x_t = a x_{t-1} + noise has rho(k) = a^k, so tau = (1 + a) / (1 - a) exactly."""
+    rng = np.random.default_rng(5)
+    for a in (0.0, 0.5, 0.9):
+        n = 200_000
+        noise = rng.normal(size=n)
+        x = np.empty(n)
+        x[0] = noise[0] / np.sqrt(1 - a * a)
+        for t in range(1, n):
+            x[t] = a * x[t - 1] + noise[t]
+        exact = (1 + a) / (1 - a)
+        tau = stats.integrated_autocorrelation_time(x)
+        assert abs(tau - exact) < 0.05 * exact + 0.03, (a, tau, exact)
+    both = stats.integrated_autocorrelation_time(np.column_stack([x, rng.normal(size=n)]))
+    assert both.shape == (2,) and abs(both[1] - 1.0) < 0.03
+
+
+def test_integrated_autocorrelation_time_refuses_bad_input_and_flags_short_runs():
+    with pytest.raises(ValueError, match="series"):
+        stats.integrated_autocorrelation_time([1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.integrated_autocorrelation_time([1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match="constant"):
+        stats.integrated_autocorrelation_time(np.ones(10))
+    slow = np.sin(np.linspace(0, 1, 100))  # one slow drift: the window never closes
+    with pytest.warns(RuntimeWarning, match="lower bound"):
+        stats.integrated_autocorrelation_time(slow)
