@@ -17,7 +17,8 @@ rounding) and in float32 (the usual torch dtype, the like-for-like peer of PMFFo
 precision). Agreement of energies and forces with PMFForce is checked before anything is timed.
 
 Timings are per energy+force evaluation through Context.setPositions + getState, what a user
-pays, on the Reference and CPU platforms; cases are interleaved round by round and each figure is
+pays, on the Reference, CPU and OpenCL platforms (on OpenCL PMFForce's arithmetic is the platform's
+Precision property: double for the float64 pair, mixed for PMFForce mixed and the float32 peer); cases are interleaved round by round and each figure is
 the median over rounds. torch runs with --threads intra-op threads (default 1, as PMFForce's
 kernel is single-threaded). A Context whose only force is trivial gives each platform's floor.
 MD: ns/day of LangevinMiddleIntegrator (2 fs) on the cg10 system.
@@ -240,9 +241,18 @@ def check_agreement(label, ours, peer, energy_rtol, force_rtol):
     return de, df
 
 
-def md_ns_per_day(system, positions, platform, steps):
+def gpu_properties(platform, arithmetic):
+    """On OpenCL/CUDA the platform's Precision property is what decides PMFForce's arithmetic (setPrecision is
+    a Reference/CPU setting), so each contender gets the one that matches it: double for the float64 pair,
+    mixed for PMFForce mixed and the float32 TorchForce."""
+    if platform not in ("OpenCL", "CUDA"):
+        return {}
+    return {"Precision": "double" if arithmetic == "float64" else "mixed"}
+
+
+def md_ns_per_day(system, positions, platform, steps, properties=None):
     integrator = openmm.LangevinMiddleIntegrator(300, 1, 0.002)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties or {})
     context.setPositions(positions)
     context.setVelocitiesToTemperature(300, 1)
     integrator.step(50)
@@ -258,7 +268,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=0.4, help="seconds per case and round (default 0.4)")
     parser.add_argument("--md-steps", type=int, default=3000, help="Langevin steps per MD measurement (default 3000)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--platforms", default="Reference,CPU", help="comma-separated (default Reference,CPU)")
+    parser.add_argument("--platforms", default="Reference,CPU,OpenCL",
+                        help="comma-separated; those not present are skipped (default Reference,CPU,OpenCL)")
     args = parser.parse_args()
     if args.rounds < 1 or args.seconds <= 0 or args.md_steps < 1 or args.threads < 1:
         parser.error("--rounds, --seconds, --md-steps and --threads must be positive")
@@ -271,7 +282,10 @@ def main():
                  "and run this with .venv-peers/bin/python")
     torch.set_num_threads(args.threads)
     load_openmm_torch_plugins()
-    platforms = args.platforms.split(",")
+    available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    platforms = [p for p in args.platforms.split(",") if p in available]
+    if len(platforms) < len(args.platforms.split(",")):
+        log(f"skipping platforms not present: {sorted(set(args.platforms.split(',')) - set(platforms))}")
     log(f"torch {torch.__version__} with {torch.get_num_threads()} thread(s); openmm {openmm.__version__}; "
         f"platforms {platforms}")
 
@@ -289,8 +303,10 @@ def main():
         for platform in platforms:
             cases = {}
             for key, (make, ens, pos, n, mass) in models.items():
-                ours = {prec: Evaluator(system_with(make(ens, prec), n, mass), pos, platform) for prec in ("float64", "mixed")}
-                theirs = {dt: Evaluator(system_with(openmmtorch.TorchForce(peers[key][dt]), n, mass), pos, platform) for dt in ("float64", "float32")}
+                ours = {prec: Evaluator(system_with(make(ens, prec), n, mass), pos, platform, gpu_properties(platform, prec))
+                        for prec in ("float64", "mixed")}
+                theirs = {dt: Evaluator(system_with(openmmtorch.TorchForce(peers[key][dt]), n, mass), pos, platform,
+                                        gpu_properties(platform, dt)) for dt in ("float64", "float32")}
                 de, df = check_agreement(f"{key} {platform} float64", ours["float64"], theirs["float64"], 1e-6, 1e-6)
                 emit(f"{key}_{platform.lower()}_float64_energy_rel_diff_vs_torchforce", de, "1")
                 check_agreement(f"{key} {platform} mixed vs float32", ours["mixed"], theirs["float32"], 1e-4, 1e-3)
@@ -325,7 +341,8 @@ def main():
                 for name in md:
                     kind, prec = name.split("_")
                     force = cg10_pmf(ens_b, prec) if kind == "pmfforce" else openmmtorch.TorchForce(peers["cg10"][prec])
-                    md[name].append(md_ns_per_day(system_with(force, 10, 50.0), pos_b, platform, args.md_steps))
+                    md[name].append(md_ns_per_day(system_with(force, 10, 50.0), pos_b, platform, args.md_steps,
+                                                  gpu_properties(platform, prec)))
             md = {k: statistics.median(v) for k, v in md.items()}
             for name, value in md.items():
                 emit(f"cg10_md_{p}_{name}_ns_per_day", value, "ns/day", peer=name.startswith("torch"))
