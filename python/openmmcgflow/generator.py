@@ -7,6 +7,7 @@ Context's own forces; :func:`evaluate_proposals` returns a batch as numpy arrays
 DCD with a CSV of log q, U and log w next to it.
 """
 import csv
+import io
 import os
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import openmm
 from openmm import app
 
 from ._core import PositionMap, decode_boltzmann_generator, encode_boltzmann_generator  # noqa: F401
+from .files import atomic_write_text
 from .plugin import BoltzmannGeneratorIntegrator
 
 CSV_COLUMNS = ("index", "step", "log_q", "energy_kj_mol", "log_w", "accepted")
@@ -79,14 +81,13 @@ def write_proposals(proposals, topology, dcd_path, csv_path):
         dcd = app.DCDFile(handle, topology, 1.0)
         for s in range(n):
             dcd.writeModel(proposals.positions[s] * openmm.unit.nanometer)
-    tmp = csv_path + ".tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for s in range(n):
-            writer.writerow([s, "", repr(float(proposals.log_q[s])), repr(float(proposals.energy[s])),
-                             repr(float(proposals.log_w[s])), ""])
-    os.replace(tmp, csv_path)  # atomic: a reader never sees half a table
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(CSV_COLUMNS)
+    for s in range(n):
+        writer.writerow([s, "", repr(float(proposals.log_q[s])), repr(float(proposals.energy[s])),
+                         repr(float(proposals.log_w[s])), ""])
+    atomic_write_text(csv_path, table.getvalue())  # a reader never sees half a table
 
 
 class BoltzmannGeneratorReporter:

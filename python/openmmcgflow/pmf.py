@@ -7,6 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ._core import MLPEnsemble
+from .files import atomic_save_npz
 from ._core import PMFTrainer as _CorePMFTrainer
 
 
@@ -108,9 +109,7 @@ def _write_checkpoint(path, state, options):
             "num_epochs": state["num_epochs"], "num_samples": history["num_samples"],
             "num_skipped": history["num_skipped"], "members": members}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a kill never leaves half a checkpoint
+    atomic_save_npz(path, arrays)  # a kill or a full disk never leaves half a checkpoint
 
 
 def _read_checkpoint(path, options):

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .. import systems
 from .._core import Flow, MLPEnsemble, ModelTrainer
-from ..cgbg.storage import atomic_write
+from ..files import atomic_write
 from ..datafree.energies import InternalCoordinateEnergy, _wrap_angle
 from ..pmf import PMFTrainer, affine_ensemble
 from .labels import KB, pmf_labels

@@ -48,7 +48,7 @@ import openmm
 from tqdm import tqdm
 
 from .._core import ModelTrainer
-from ..cgbg.storage import atomic_write
+from ..files import atomic_write
 from ..stats import effective_sample_fraction, js_divergence, kl_divergence
 from .alanine import (AlanineConditional, AlanineFlowSettings, _jsonable, conditional_flow, fit_pmf, grid_axis,
                       grid_centres, md_start, train_at_points, train_by_example)

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from .. import systems
 from .._core import Flow, MLPEnsemble, ModelTrainer
-from ..cgbg.storage import atomic_write
+from ..files import atomic_write
 from ..datafree.energies import CoordinateEnergy
 from ..pmf import PMFTrainer, affine_ensemble
 from ..stats import kl_divergence

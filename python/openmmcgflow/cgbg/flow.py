@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .. import _core as core
+from ..files import atomic_save_npz, atomic_write_json
 from ..coordinates import InternalCoordinates, ZMatrix, detect_chirality
 
 # Bead bonds of the alanine-dipeptide maps of cgbg.maps (bead indices as in HEAVY_ATOM_BEADS /
@@ -154,32 +155,12 @@ def cg_flow_model_bytes(flow, position_map, info=None):
     return core.encode_boltzmann_generator(flow, position_map, info)
 
 
-def _write_atomic(path, write):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_json(path, value):
-    def write(tmp):
-        with open(tmp, "w") as handle:
-            json.dump(value, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-    _write_atomic(path, write)
+    atomic_write_json(path, value, indent=1)
 
 
 def _write_npz(path, **arrays):
-    def write(tmp):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-    _write_atomic(path, write)
+    atomic_save_npz(path, arrays)
 
 
 def _fingerprint(x, pairs, settings):

@@ -52,6 +52,7 @@ import openmm
 
 from .. import _core as core
 from .. import stats, systems
+from ..files import atomic_save_npz, atomic_write_json
 from ..coordinates import SliceMap
 from ..plugin import PMFForce
 from ..pmf import PMFTrainer
@@ -362,9 +363,8 @@ def train_flow(u, *, epochs, batch_size, seed, flow_config, options, validation_
     history["seconds"] = time.perf_counter() - start
     flow.set_parameters(best)
     if cache is not None:
-        tmp = cache + ".tmp.npz"
-        np.savez(tmp, parameters=best, history=np.frombuffer(json.dumps(history).encode(), dtype=np.uint8))
-        os.replace(tmp, cache)
+        atomic_save_npz(cache, {"parameters": best,
+                                "history": np.frombuffer(json.dumps(history).encode(), dtype=np.uint8)})
     return flow, history
 
 
@@ -564,10 +564,7 @@ def run_mueller_brown(settings, out, *, emit=None, progress=False):
                "profiles": {"centers": metrics["centers"].tolist(), "exact": ref_f.tolist(),
                             "populated": mask.tolist(),
                             **{name: np.asarray(f).tolist() for name, f in profiles.items()}}}
-    tmp = os.path.join(case_dir, ".results.json.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(summary, handle, indent=1, default=float)
-    os.replace(tmp, os.path.join(case_dir, "results.json"))
+    atomic_write_json(os.path.join(case_dir, "results.json"), summary, indent=1, default=float)
     return results
 
 

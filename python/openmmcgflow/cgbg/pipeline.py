@@ -25,6 +25,7 @@ import openmm
 from tqdm import tqdm
 
 from .. import coordinates, stats, systems
+from ..files import atomic_write_json
 from ..plots import plot_ramachandran, plt, save_figure
 from . import force_matching
 from . import reference as reference_module
@@ -270,10 +271,7 @@ def run_alanine(settings, out, *, emit=None, progress=False):
                                 "reference": metrics[n]["reference"]["free_energy"].tolist(),
                                 "raw": metrics[n]["raw"]["free_energy"].tolist(),
                                 "reweighted": metrics[n]["reweighted"]["free_energy"].tolist()} for n in metrics}}
-    tmp = os.path.join(case_dir, ".results.json.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(summary, handle, indent=1, default=float)
-    os.replace(tmp, os.path.join(case_dir, "results.json"))
+    atomic_write_json(os.path.join(case_dir, "results.json"), summary, indent=1, default=float)
     return results
 
 

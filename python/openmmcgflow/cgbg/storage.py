@@ -16,17 +16,17 @@ and checks that they follow each other; the manifest's counts may lag one chunk 
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import files
 from .._core import LinearMap, SliceMap
+from ..files import TMP_PREFIX, atomic_save_npz, atomic_write  # noqa: F401  (the dataset writers' names)
 
 FORMAT = "openmmcgflow.cgbg.dataset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TMP_PREFIX = ".tmp-"
 _CHUNK = re.compile(r"chunk_(\d{5,})\.npz")
 _STATE = re.compile(r"state_(\d{5,})\.npz")
 
@@ -50,29 +50,8 @@ def state_name(index):
     return "state_%05d.npz" % index
 
 
-def atomic_write(path, write):
-    """Write a file through ``write(binary file object)`` into a temporary file, then os.replace it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_npz(path, arrays):
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
-
-
 def atomic_write_json(path, obj):
-    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    files.atomic_write_json(path, obj, indent=1, sort_keys=True)
 
 
 def read_manifest(path):

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from .. import stats
 from .._core import ModelTrainer
+from ..files import atomic_save_npz
 from .energies import _energy_terms
 from .schedule import DataFreeSchedule, cosine_learning_rate
 
@@ -196,9 +197,7 @@ class DataFreeTrainer:
                 "step_count": state["step_count"], "guard_counters": state.get("guard_counters"),
                 "history": self.result.history, "evaluations": self.result.evaluations}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        tmp = self.checkpoint + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.checkpoint)
+        atomic_save_npz(self.checkpoint, arrays)  # a kill or a full disk never leaves half a checkpoint
 
     def load_checkpoint(self):
         """Restores the run state from ``checkpoint``; returns the level to continue with."""
