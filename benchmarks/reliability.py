@@ -20,6 +20,10 @@ Cases:
                --steps steps (default 10^7 = 10 ns): rss_growth_mb (resident memory after the first 10^4 steps
                and at the end), nve_drift_kj_mol_per_ns (slope of a least-squares line through the total
                energy, sampled every 10^4 steps) and its size beside the fluctuation.
+  kill_resume  data-free training (double well) and a PMF label fit, each SIGKILLed --kills times (default 5) in a
+               subprocess at random checkpoints plus random milliseconds and resumed each time, the harness of
+               python/tests/test_kill_and_resume.py: resume_bit_identical_<job> (1 if the final parameters equal an
+               uninterrupted run's bit for bit), kills_<job>.
 """
 import argparse
 import json
@@ -137,15 +141,35 @@ def long_md(args):
     emit("md_steps_per_s", steps / wall, "steps/s", **extra)
 
 
+def kill_resume(args):
+    import tempfile
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "tests"))
+    import test_kill_and_resume as harness
+    rng = np.random.default_rng(args.seed)
+    jobs = {"data_free": (harness.DATA_FREE, "next_level", 8), "pmf_fit": (harness.PMF_FIT, "epochs_done", 38)}
+    for name, (code, key, last) in jobs.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            straight = os.path.join(tmp, "straight.npy")
+            harness.run_child(code, os.path.join(tmp, "straight.npz"), straight)
+            checkpoint, result = os.path.join(tmp, "killed.npz"), os.path.join(tmp, "killed.npy")
+            points = sorted(rng.choice(np.arange(1, last), size=min(args.kills, last - 1), replace=False).tolist())
+            kills = sum(harness.run_child(code, checkpoint, result, kill_at=k, key=key, rng=rng) for k in points)
+            harness.run_child(code, checkpoint, result)
+            identical = bool(np.array_equal(np.load(result), np.load(straight)))
+            emit(f"resume_bit_identical_{name}", int(identical), "bool", seed=args.seed, kill_points=points)
+            emit(f"kills_{name}", kills, "kills", seed=args.seed)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm", "long_md"])
+    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm", "long_md", "kill_resume"])
+    parser.add_argument("--kills", type=int, default=5, help="kill_resume: kills per job")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=4000, help="domain_mass: model samples per beta")
     parser.add_argument("--steps", type=float, default=1e7, help="long_md: MD steps")
     parser.add_argument("--walkers", type=int, default=1, help="long_md: particles (PMFForce groups)")
     args = parser.parse_args()
-    {"domain_mass": domain_mass, "nan_storm": nan_storm, "long_md": long_md}[args.case](args)
+    {"domain_mass": domain_mass, "nan_storm": nan_storm, "long_md": long_md, "kill_resume": kill_resume}[args.case](args)
 
 
 if __name__ == "__main__":
