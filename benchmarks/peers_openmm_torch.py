@@ -38,9 +38,10 @@ import time
 import numpy as np
 import openmm
 
-import openmmcgflow as cg
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+from pmf_models import (cg10_model, cg10_pmf, cg10_positions, phi_psi_model, phi_psi_pmf,  # noqa: E402
+                        phi_psi_positions, system_with)
 
 KJ = openmm.unit.kilojoule_per_mole
 NM = openmm.unit.nanometer
@@ -52,53 +53,6 @@ def emit(name, value, unit, **extra):
 
 def log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-# ----- the two models and their systems ------------------------------------------------------
-
-def phi_psi_model():
-    return cg.MLPEnsemble([4, 256, 128, 32, 1], 10, "sigmoid", seed=1)
-
-
-def cg10_model():
-    return cg.MLPEnsemble([45, 128, 128, 128, 1], 1, "silu", seed=2)
-
-
-def phi_psi_pmf(ensemble, precision):
-    pmf = cg.PMFForce()
-    pmf.setModelBytes(ensemble.to_bytes())
-    pmf.addDihedral(0, 1, 2, 3)
-    pmf.addDihedral(1, 2, 3, 4)
-    pmf.setPrecision(precision)
-    return pmf
-
-
-def cg10_pmf(ensemble, precision):
-    pmf = cg.PMFForce()
-    pmf.setModelBytes(ensemble.to_bytes())
-    for i in range(10):
-        for j in range(i + 1, 10):
-            pmf.addDistance(i, j)
-    pmf.setPrecision(precision)
-    return pmf
-
-
-def system_with(force, n, mass):
-    system = openmm.System()
-    for _ in range(n):
-        system.addParticle(mass)
-    system.addForce(force)
-    return system
-
-
-def phi_psi_positions():
-    # Backbone-like geometry C-N-CA-C-N (the same as benchmarks/pmf_force.py).
-    return np.array([[0.0, 0.14, 0.0], [0.0, 0.0, 0.0], [0.145, 0.0, 0.02], [0.2, 0.13, 0.05], [0.33, 0.13, 0.1]])
-
-
-def cg10_positions():
-    rng = np.random.default_rng(0)
-    return np.column_stack([0.38 * np.arange(10), 0.05 * rng.normal(size=10), 0.05 * rng.normal(size=10)])
 
 
 # ----- the TorchScript peers -----------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-import openmmcgflow as cg
+from pmf_models import cg10_model, cg10_pmf, cg10_system, phi_psi_model, phi_psi_pmf, phi_psi_system
 
 KJ = unit.kilojoule_per_mole
 FORCE_UNIT = KJ / unit.nanometer
@@ -150,26 +150,6 @@ def python_force_pairs(ensemble, n):
     return openmm.PythonForce(compute)
 
 
-def phi_psi_system(pmf_force):
-    system = openmm.System()
-    for _ in range(5):
-        system.addParticle(12.0)
-    system.addForce(pmf_force)
-    # Backbone-like geometry C-N-CA-C-N.
-    positions = np.array([[0.0, 0.14, 0.0], [0.0, 0.0, 0.0], [0.145, 0.0, 0.02], [0.2, 0.13, 0.05], [0.33, 0.13, 0.1]])
-    return system, positions
-
-
-def cg10_system(pmf_force, n=10):
-    system = openmm.System()
-    for _ in range(n):
-        system.addParticle(50.0)
-    system.addForce(pmf_force)
-    rng = np.random.default_rng(0)
-    positions = np.column_stack([0.38 * np.arange(n), 0.05 * rng.normal(size=n), 0.05 * rng.normal(size=n)])
-    return system, positions
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per case (default 2)")
@@ -181,12 +161,8 @@ def main():
     platforms = [p for p in ("Reference", "OpenCL") if p in names]
 
     # (a) phi/psi ensemble.
-    ens_a = cg.MLPEnsemble([4, 256, 128, 32, 1], 10, "sigmoid", seed=1)
-    pmf_a = cg.PMFForce()
-    pmf_a.setModelBytes(ens_a.to_bytes())
-    pmf_a.addDihedral(0, 1, 2, 3)
-    pmf_a.addDihedral(1, 2, 3, 4)
-    system_a, pos_a = phi_psi_system(pmf_a)
+    ens_a = phi_psi_model()
+    system_a, pos_a = phi_psi_system(phi_psi_pmf(ens_a))
     results = {}
     for p in platforms:
         results[p] = time_evaluations(system_a, pos_a, p, args.seconds)
@@ -197,13 +173,8 @@ def main():
     emit("pmf_phi_psi_ens10_speedup_vs_pythonforce", peer / results["Reference"], "x")
 
     # (b) 10-bead CG system.
-    ens_b = cg.MLPEnsemble([45, 128, 128, 128, 1], 1, "silu", seed=2)
-    pmf_b = cg.PMFForce()
-    pmf_b.setModelBytes(ens_b.to_bytes())
-    for i in range(10):
-        for j in range(i + 1, 10):
-            pmf_b.addDistance(i, j)
-    system_b, pos_b = cg10_system(pmf_b)
+    ens_b = cg10_model()
+    system_b, pos_b = cg10_system(cg10_pmf(ens_b))
     results = {}
     for p in platforms:
         results[p] = time_evaluations(system_b, pos_b, p, args.seconds)

@@ -33,7 +33,6 @@ landscape with the right basins for timing, not an accurate PMF).
 import argparse
 import glob
 import json
-import os
 import sys
 import time
 import warnings
@@ -43,6 +42,7 @@ import openmm
 
 import openmmcgflow as cg
 from openmmcgflow import stats
+from pmf_models import cg10_model, cg10_pmf, cg10_system
 
 FRAME_PS = 0.1
 
@@ -150,19 +150,7 @@ def cg_md(model_bytes, platform, seconds, seed, start, timestep_ps):
 
 
 def cg10_md(platform, seconds):
-    ens = cg.MLPEnsemble([45, 128, 128, 128, 1], 1, "silu", seed=2)
-    pmf = cg.PMFForce()
-    pmf.setModelBytes(ens.to_bytes())
-    for i in range(10):
-        for j in range(i + 1, 10):
-            pmf.addDistance(i, j)
-    pmf.setPrecision("mixed")
-    system = openmm.System()
-    for _ in range(10):
-        system.addParticle(50.0)
-    system.addForce(pmf)
-    rng = np.random.default_rng(0)
-    positions = np.column_stack([0.38 * np.arange(10), 0.05 * rng.normal(size=10), 0.05 * rng.normal(size=10)])
+    system, positions = cg10_system(cg10_pmf(cg10_model(), "mixed"))
     integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.002)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform),
                              platform_properties(platform))
