@@ -51,17 +51,23 @@ TEST(PMFForceSerialization, RoundTripGivesIdenticalEnergies) {
     delete copy;
 }
 
-TEST(PMFForceSerialization, CorruptEmbeddedModelIsRejected) {
+/** The XML of a two-particle System whose PMFForce (one distance, a tiny model) has this precision. */
+static std::string twoParticleSystemXml(const std::string& precision) {
     System system;
     for (int i = 0; i < 2; i++)
         system.addParticle(1.0);
     PMFForce* force = new PMFForce();
     force->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, cgflow::nn::Activation::Tanh, 4));
     force->addDistance(0, 1);
+    force->setPrecision(precision);
     system.addForce(force);
     std::stringstream buffer;
     XmlSerializer::serialize<System>(&system, "System", buffer);
-    std::string xml = buffer.str();
+    return buffer.str();
+}
+
+TEST(PMFForceSerialization, CorruptEmbeddedModelIsRejected) {
+    std::string xml = twoParticleSystemXml("float64");
     size_t at = xml.find("model=\"");
     ASSERT_NE(at, std::string::npos);
     xml.replace(at + 7, 4, "!!!!");
@@ -96,17 +102,7 @@ TEST(PMFForceSerialization, ParticleGroupsRoundTrip) {
 
 // Version 2 files (before the precision) read as float64; a bad precision attribute is refused by name.
 TEST(PMFForceSerialization, PrecisionAttributeAndOlderVersions) {
-    System system;
-    for (int i = 0; i < 2; i++)
-        system.addParticle(1.0);
-    PMFForce* force = new PMFForce();
-    force->setModelBytes(randomEnsembleBytes({1, 4, 1}, 1, cgflow::nn::Activation::Tanh, 4));
-    force->addDistance(0, 1);
-    force->setPrecision("mixed");
-    system.addForce(force);
-    std::stringstream buffer;
-    XmlSerializer::serialize<System>(&system, "System", buffer);
-    const std::string xml = buffer.str();
+    const std::string xml = twoParticleSystemXml("mixed");
     auto replaced = [](std::string text, const std::string& from, const std::string& to) {
         size_t at = text.find(from);
         EXPECT_NE(at, std::string::npos) << from;
