@@ -7,7 +7,7 @@ BUILD_DIR := build
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build install test test-cpp test-python demo bench clean
+.PHONY: all deps configure build install test test-cpp test-python demo bench fuzz test-sanitize clean
 
 all: install
 
@@ -48,6 +48,16 @@ bench: install
 	@$(PYTHON) benchmarks/data_free.py --case double_well
 	@bash benchmarks/peers/install_torch.sh
 	@$(PYTHON) benchmarks/flow_throughput.py
+
+# libFuzzer targets for the parsers (tests/fuzz): its own clang build in build-fuzz/, nothing installed.
+# `make fuzz FUZZ_SECONDS=600` fuzzes each target for 10 minutes; crash inputs land in build-fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
+# The C++ tests under ASan + UBSan (+ LeakSanitizer) in build-sanitize/ (about 30 min on 2 cores).
+test-sanitize: install
+	@bash scripts/sanitize.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

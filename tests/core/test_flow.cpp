@@ -110,6 +110,19 @@ TEST(FlowConfig, Errors) {
     EXPECT_NE(errorMessage([&] { Flow::fromConfig(config); }).find("integers in [0, 5)"), std::string::npos);
 }
 
+// Found reviewing the flow-config parser for its fuzz target (tests/fuzz): index lists were read with
+// json::get<int>(), which wraps 4294967296 to 0, so "circular": [4294967296] or "transformed": [4294967296]
+// silently meant dimension 0. They are refused now.
+TEST(FlowConfig, IndicesOutsideTheIntRangeAreRefusedNotWrapped) {
+    json config = {{"dimension", 2}, {"num_layers", 2}, {"hidden", 4}, {"circular", {4294967296LL}}};
+    EXPECT_NE(errorMessage([&] { Flow::fromConfig(config); }).find("\"circular\" entries must be integers in [0, 2)"),
+              std::string::npos);
+    json explicitConfig = Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 4}})->getConfig();
+    explicitConfig["layers"][0]["transformed"] = {4294967296LL};
+    EXPECT_NE(errorMessage([&] { Flow::fromConfig(explicitConfig); }).find("\"transformed\" entries must be integers"),
+              std::string::npos);
+}
+
 TEST(Flow, LogProbOfSamplesEqualsTheirLogQ) {
     auto flow = randomFlow(smallConfig(), 1);
     Eigen::MatrixXd x;
@@ -331,4 +344,21 @@ TEST(Flow, ASamplesValuesDoNotDependOnTheBatchItIsDrawnIn) {
         EXPECT_LT((part - all.rightCols(203 - first)).cwiseAbs().maxCoeff(), 1e-12) << "first index " << first;
         EXPECT_LT((qPart - qAll.tail(203 - first)).cwiseAbs().maxCoeff(), 1e-11) << "first index " << first;
     }
+}
+
+// Found writing tests/fuzz (reproduced with fuzz_model_file on a crafted seed): a model file whose flow
+// architecture was the builder form {"dimension": 2000000000} made decodeFlow expand billions of masks and
+// base kinds (a hang, then gigabytes) before any check could refuse it. Dimensions and builder layers are
+// bounded now.
+TEST(FlowConfig, HugeDimensionsAndLayerCountsAreRefusedBeforeExpanding) {
+    EXPECT_NE(errorMessage([] { expandFlowConfig({{"dimension", 2000000000}, {"num_layers", 2}}); })
+                  .find("\"dimension\" must be <= 1048576, got 2000000000"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { expandFlowConfig({{"dimension", 2}, {"context_dimension", 2000000000}}); })
+                  .find("\"context_dimension\" must be in [0, 1048576]"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { expandFlowConfig({{"dimension", 2}, {"num_layers", 2000000000}}); })
+                  .find("\"num_layers\" must be in [1, 10000]"),
+              std::string::npos);
+    EXPECT_NO_THROW(expandFlowConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 4}}));
 }

@@ -5,6 +5,7 @@
 #include "cgflow/flows/FlowConfig.h"
 #include "cgflow/train/ModelTrainer.h"
 #include "cgflow/io/models/FlowFile.h"
+#include "cgflow/io/SafeTensors.h"
 
 #include <gtest/gtest.h>
 
@@ -205,6 +206,40 @@ TEST(FlowFile, CorruptTruncatedAndNewerFilesGiveClearErrors) {
     ASSERT_NE(kindAt, std::string::npos);
     wrongKind.replace(kindAt + std::string("\\\"kind\\\":\\\"").size(), 4, "flaw");
     EXPECT_NE(errorMessage([&] { cgflow::io::decodeFlow(wrongKind, "f"); }).find("expected 'flow'"), std::string::npos);
+}
+
+// Found writing tests/fuzz (reproduced with fuzz_model_file on a crafted seed): decodeFlow built the flow from
+// the architecture before looking at the parameters, so a 2 KB file whose config claimed "hidden": 200000000
+// allocated gigabytes (std::bad_alloc or the OOM killer). The file's "parameters" tensor now bounds the flow
+// (ParameterBudget).
+TEST(FlowFile, ArchitectureLargerThanTheFileIsAnErrorNotAnAllocation) {
+    auto flow = Flow::fromConfig({{"dimension", 3}, {"coupling", "affine"}, {"num_layers", 2},
+                                  {"masks", {{true, false, false}}}, {"hidden", 4}, {"num_threads", 1}});
+    cgflow::io::SafeTensors file = cgflow::io::SafeTensors::parse(cgflow::io::encodeFlow(*flow), "encoded");
+    json header = json::parse(file.metadata.at("cgflow"));
+    header["architecture"]["flow"]["layers"][0]["hidden"] = 200000000;
+    file.metadata["cgflow"] = header.dump();
+    const std::string message = errorMessage([&] { cgflow::io::decodeFlow(file.serialize(), "big.safetensors"); });
+    EXPECT_EQ(message.rfind("big.safetensors", 0), 0u) << message;
+    EXPECT_NE(message.find("AffineCoupling (hidden 200000000, num_blocks 1) would have 80000001400000000 parameters"), std::string::npos) << message;
+    // Outside a decoder there is no budget, and a scope restores the outer one.
+    {
+        ParameterBudget outer(1000000);
+        {
+            ParameterBudget inner(10);
+            EXPECT_THROW(Flow::fromConfig(flow->getConfig()), cgflow::Error);
+        }
+        EXPECT_NO_THROW(Flow::fromConfig(flow->getConfig()));
+    }
+    // The budget counts exactly what the layers hold.
+    {
+        ParameterBudget exact(flow->getNumParameters());
+        EXPECT_NO_THROW(Flow::fromConfig(flow->getConfig()));
+    }
+    {
+        ParameterBudget tooSmall(flow->getNumParameters() - 1);
+        EXPECT_THROW(Flow::fromConfig(flow->getConfig()), cgflow::Error);
+    }
 }
 
 TEST(FlowTraining, WeightedForwardKLEqualsRepeatedSamplesAndChecksItsWeights) {

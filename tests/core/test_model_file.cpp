@@ -322,3 +322,16 @@ TEST(MLPEnsembleFile, EncodeRejectsBadInput) {
     EXPECT_THROW(cgflow::io::encodeMLPEnsemble(MLPEnsemble()), Error);
     EXPECT_THROW(cgflow::io::encodeMLPEnsemble(sampleEnsemble(), json::array()), Error);
 }
+
+// Found writing tests/fuzz (reproduced with fuzz_model_file on a crafted seed): the architecture alone made the
+// decoder allocate the network, so a 2 KB file claiming widths [100000, 100000, 1] asked for 80 GB
+// (std::bad_alloc, not an Error). The tensors are now checked before anything is allocated.
+TEST(MLPEnsembleFile, HugeArchitectureWithoutTensorsIsAnErrorNotAnAllocation) {
+    const std::string bytes = editArchitecture([](json& a) { a["widths"] = {100000, 100000, 1}; });
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeMLPEnsemble(bytes, "pmf.safetensors"); })
+                  .find("tensor 'members.0.layers.0.weight' has shape [6,4], expected [100000,100000]"),
+              std::string::npos);
+    const std::string many = editArchitecture([](json& a) { a["ensemble_size"] = 2147483647; });
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeMLPEnsemble(many, "pmf.safetensors"); }).find("missing tensor"),
+              std::string::npos);
+}

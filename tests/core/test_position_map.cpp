@@ -268,3 +268,17 @@ TEST(BoltzmannGeneratorFile, ConditionalMapNeedsTheFlowsContext) {
                   .find("the position map reads condition value 1 but the flow is conditioned on 1 values"),
               std::string::npos);
 }
+
+// Found reviewing the parsers for the fuzz targets (tests/fuzz): integers were read with json::get<int>(), which
+// wraps 4294967297 to 1, so a map claiming 2^32 + 1 particles (or a particle index 2^32) was silently accepted
+// as a different one. Integers outside the int range are now refused, naming the field.
+TEST(PositionMap, IntegersOutsideTheIntRangeAreRefusedNotWrapped) {
+    EXPECT_NE(errorMessage([] {
+                  PositionMap::fromJson({{"type", "cartesian"}, {"num_particles", 4294967297LL}, {"slots", {{0, 0}}}});
+              }).find("positions.num_particles must be an integer that fits in 32 bits, got 4294967297"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] {
+                  PositionMap::fromJson({{"type", "cartesian"}, {"num_particles", 1}, {"slots", {{4294967296LL, 0}}}});
+              }).find("positions.slots[0][0] must be an integer"),
+              std::string::npos);
+}

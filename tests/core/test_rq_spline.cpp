@@ -1,5 +1,6 @@
 #include "CoreTestUtils.h"
 #include "cgflow/Error.h"
+#include "cgflow/flows/Flow.h"
 #include "cgflow/flows/RQSpline.h"
 
 #include <gtest/gtest.h>
@@ -617,4 +618,16 @@ TEST(RQSpline, BatchedMatchesScalarAndAccumulates) {
         for (double v : rawInvNone)
             EXPECT_EQ(v, 0.0);
     }
+}
+
+// Found writing tests/fuzz (reproduced with fuzz_flow_config, UBSan): "num_bins": 1000000000 in a flow config
+// (or a model file) overflowed 3 * numBins, an int (undefined behaviour, caught by UBSan), before any check ran.
+TEST(RQSpline, HugeNumBinsIsAnErrorNotAnOverflow) {
+    EXPECT_NE(errorMessage([] { RQSpline::numParameters(RQSplineType::Monotonic, 1000000000); })
+                  .find("numBins must be <= 1048576, got 1000000000"),
+              std::string::npos);
+    EXPECT_THROW(cgflow::flows::Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 4},
+                                                  {"num_bins", 1000000000}}),
+                 cgflow::Error);
+    EXPECT_EQ(RQSpline::numParameters(RQSplineType::Circular, RQSpline::MaxNumBins), 3 * RQSpline::MaxNumBins);
 }

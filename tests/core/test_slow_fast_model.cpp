@@ -5,6 +5,8 @@
 #include "cgflow/train/ModelTrainer.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/models/SlowFastModel.h"
+#include "cgflow/io/SafeTensors.h"
+#include "cgflow/io/models/SlowFastModelFile.h"
 
 #include <gtest/gtest.h>
 
@@ -276,4 +278,32 @@ TEST(SlowFastModel, FastFlowConfigErrorsNameTheProblem) {
     plain.erase("fast_flow");
     SlowFastModel model(plain);
     EXPECT_NE(errorMessage([&] { model.getFastFlow(); }).find("no fast flow"), std::string::npos);
+}
+
+// Found writing tests/fuzz (reproduced with fuzz_model_file on a crafted seed): decodeSlowFastModel built the
+// model from the architecture before looking at the parameters, so a 5 KB file claiming a fast conditioner with
+// hidden 200000000 or a map over 200000000 atoms allocated gigabytes (std::bad_alloc / OOM). The file's
+// "parameters" tensor now bounds the model (ParameterBudget), and the decoder refuses with an Error.
+TEST(SlowFastModelFile, ArchitectureLargerThanTheFileIsAnErrorNotAnAllocation) {
+    SlowFastModel model(smallConfig());
+    const std::string bytes = cgflow::io::encodeSlowFastModel(model);
+    EXPECT_EQ(cgflow::io::decodeSlowFastModel(bytes, "m")->getNumParameters(), model.getNumParameters());
+    auto edited = [&](const std::function<void(nlohmann::json&)>& edit) {
+        cgflow::io::SafeTensors file = cgflow::io::SafeTensors::parse(bytes, "encoded");
+        nlohmann::json header = nlohmann::json::parse(file.metadata.at("cgflow"));
+        edit(header["architecture"]["model"]);
+        file.metadata["cgflow"] = header.dump();
+        return file.serialize();
+    };
+    const std::string hugeFast = edited([](nlohmann::json& m) { m["fast"]["hidden"] = 200000000; });
+    EXPECT_NE(errorMessage([&] { cgflow::io::decodeSlowFastModel(hugeFast, "big.safetensors"); })
+                  .find("GaussianConditional (hidden 200000000"),
+              std::string::npos);
+    const std::string hugeMap = edited([](nlohmann::json& m) { m["map"]["num_atoms"] = 200000000; });
+    const std::string message = errorMessage([&] { cgflow::io::decodeSlowFastModel(hugeMap, "big.safetensors"); });
+    EXPECT_EQ(message.rfind("big.safetensors", 0), 0u) << message;
+    EXPECT_NE(message.find("more than 1048576"), std::string::npos) << message;
+    // "num_atoms" was read with json::value(), which let nlohmann's type_error escape for a string.
+    const std::string stringAtoms = edited([](nlohmann::json& m) { m["map"]["num_atoms"] = "four"; });
+    EXPECT_THROW(cgflow::io::decodeSlowFastModel(stringAtoms, "m"), cgflow::Error);
 }

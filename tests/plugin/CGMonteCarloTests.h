@@ -42,8 +42,8 @@ struct WalkerSystem {
     }
 };
 
-CGMonteCarloIntegrator* walkerIntegrator(int walkers, double scale, int seed) {
-    CGMonteCarloIntegrator* integrator = new CGMonteCarloIntegrator(300.0, scale);
+std::unique_ptr<CGMonteCarloIntegrator> walkerIntegrator(int walkers, double scale, int seed) {
+    auto integrator = std::make_unique<CGMonteCarloIntegrator>(300.0, scale);
     for (int i = 0; i < walkers; i++)
         integrator->addMovedCoordinate(i, 0, 2 * Pi);
     integrator->setRandomNumberSeed(seed);
@@ -103,7 +103,7 @@ TEST(CGMonteCarloIntegrator, ManyWalkersSampleTheExactDistribution) {
     const int walkers = 64;
     const double a = 5.0, b = -2.0;
     WalkerSystem ws(walkers, cosineModel(a, b));
-    CGMonteCarloIntegrator* integrator = walkerIntegrator(walkers, 0.8, 11);
+    auto integrator = walkerIntegrator(walkers, 0.8, 11);
     Context context(ws.system, *integrator, platform(), platformProperties());
     std::vector<Vec3> start(walkers);
     for (int i = 0; i < walkers; i++)
@@ -184,7 +184,7 @@ TEST(CGMonteCarloIntegrator, SearchRecordsUncertainPointsAndStopsTheirWalkers) {
     cosine.bias(0).setZero();
     const int walkers = 16;
     WalkerSystem ws(walkers, cgflow::io::encodeMLPEnsemble(cgflow::nn::MLPEnsemble({zero, cosine})));
-    CGMonteCarloIntegrator* integrator = walkerIntegrator(walkers, 0.3, 5);
+    auto integrator = walkerIntegrator(walkers, 0.3, 5);
     integrator->setUncertaintyThreshold(threshold);
     integrator->setMinimumSteps(5);
     Context context(ws.system, *integrator, platform(), platformProperties());
@@ -226,12 +226,11 @@ TEST(CGMonteCarloIntegrator, SameSeedSameChain) {
     std::vector<Vec3> start(walkers, Vec3(0.5, 0, 0));
     std::vector<std::vector<Vec3>> finals;
     for (int run = 0; run < 2; run++) {
-        CGMonteCarloIntegrator* integrator = walkerIntegrator(walkers, 0.5, 42);
+        auto integrator = walkerIntegrator(walkers, 0.5, 42);
         Context context(ws.system, *integrator, platform(), platformProperties());
         context.setPositions(start);
         integrator->step(30);
         finals.push_back(context.getState(State::Positions).getPositions());
-        delete integrator;
     }
     for (int i = 0; i < walkers; i++)
         EXPECT_EQ(finals[0][i][0], finals[1][i][0]);
@@ -304,25 +303,24 @@ TEST(CGMonteCarloIntegrator, ClearErrors) {
     integrator.addMovedCoordinate(0, 0);
     expectErrorContaining([&] { integrator.addMovedCoordinate(0, 0); }, "already");
 
-    auto contextError = [](System& system, CGMonteCarloIntegrator* mc, const std::string& fragment) {
+    auto contextError = [](System& system, std::unique_ptr<CGMonteCarloIntegrator> mc, const std::string& fragment) {
         expectErrorContaining([&] { Context context(system, *mc, platform(), platformProperties()); }, fragment);
-        delete mc;
     };
     // A threshold on a one-member PMFForce: no spread to threshold.
     {
         WalkerSystem ws(4, cosineModel(1.0, 0.0));
-        CGMonteCarloIntegrator* mc = walkerIntegrator(4, 0.1, 1);
+        auto mc = walkerIntegrator(4, 0.1, 1);
         mc->setUncertaintyThreshold(0.5);
-        contextError(ws.system, mc, "at least two ensemble members");
+        contextError(ws.system, std::move(mc), "at least two ensemble members");
     }
     // A moved coordinate in no group, and one beyond the System.
     {
         WalkerSystem ws(4, cosineModel(1.0, 0.0));
         ws.system.addParticle(1.0);
-        CGMonteCarloIntegrator* mc = walkerIntegrator(5, 0.1, 1);
-        contextError(ws.system, mc, "in no particle group");
-        CGMonteCarloIntegrator* far = walkerIntegrator(7, 0.1, 1);
-        contextError(ws.system, far, "not in the System");
+        auto mc = walkerIntegrator(5, 0.1, 1);
+        contextError(ws.system, std::move(mc), "in no particle group");
+        auto far = walkerIntegrator(7, 0.1, 1);
+        contextError(ws.system, std::move(far), "not in the System");
     }
     // Another energy term beside walkers priced per group.
     {

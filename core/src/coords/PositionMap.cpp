@@ -260,8 +260,8 @@ const json& required(const json& object, const std::string& key, const std::stri
 }
 
 int integerAt(const json& value, const std::string& name) {
-    if (!value.is_number_integer())
-        throw Error(name + " must be an integer");
+    if (!io::isInt(value))
+        throw Error(name + " must be an integer" + (value.is_number_integer() ? " that fits in 32 bits, got " + value.dump() : ""));
     return value.get<int>();
 }
 

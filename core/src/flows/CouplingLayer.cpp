@@ -1,9 +1,11 @@
 #include "cgflow/flows/CouplingLayer.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/FlowConfig.h"
 #include "cgflow/io/JsonFields.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 namespace cgflow::flows {
@@ -54,14 +56,25 @@ CouplingLayer::CouplingLayer(const char* nameIn, std::vector<bool> inputCircular
             conditionerInputSize += circular[d] ? 2 : 1;
         }
     conditionerInputSize += contextFeatureSize;
+    // Counted in double before anything is allocated (ParameterBudget: decoders bound it by the file).
+    const double raw = static_cast<double>(numReal) * rawPerReal + static_cast<double>(numCircular) * rawPerCircular;
+    if (raw > std::numeric_limits<int>::max())
+        throw Error(std::string(name) + ": " + std::to_string(transformedDims.size()) +
+                    " transformed dimensions need too many spline/affine parameters per sample");
     rawSize = numReal * rawPerReal + numCircular * rawPerCircular;
     if (conditionerInputSize > 0) {
         if (options.hiddenSize < 1 || options.numBlocks < 0)
             throw Error(std::string(name) + ": the conditioner needs hiddenSize >= 1 and numBlocks >= 0, got " +
                         std::to_string(options.hiddenSize) + " and " + std::to_string(options.numBlocks));
+        const double hidden = options.hiddenSize;
+        ParameterBudget::charge(hidden * (conditionerInputSize + 1) + 2.0 * options.numBlocks * hidden * (hidden + 1) +
+                                    raw * (hidden + 1),
+                                std::string(name) + " (hidden " + std::to_string(options.hiddenSize) + ", num_blocks " +
+                                    std::to_string(options.numBlocks) + ")");
         conditioner = nn::ResidualMLP(conditionerInputSize, options.hiddenSize, rawSize, options.numBlocks,
                                       options.activation, true);
     } else {
+        ParameterBudget::charge(raw, std::string(name));
         freeRaw = Eigen::VectorXd::Zero(rawSize);
     }
 }
@@ -236,7 +249,7 @@ CouplingOptions CouplingLayer::parseCouplingOptions(const nlohmann::json& config
         throw Error(std::string(layerType) + " config: \"transformed\" must be an array of dimension indices");
     options.transformed.assign(dimension, false);
     for (const auto& v : config["transformed"]) {
-        if (!v.is_number_integer() || v.get<int>() < 0 || v.get<int>() >= dimension)
+        if (!io::isInt(v) || v.get<int>() < 0 || v.get<int>() >= dimension)
             throw Error(std::string(layerType) + " config: \"transformed\" entries must be integers in [0, " +
                         std::to_string(dimension) + ")");
         if (options.transformed[v.get<int>()])

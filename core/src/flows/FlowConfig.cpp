@@ -9,6 +9,7 @@
 #include "cgflow/flows/SplineCoupling.h"
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <set>
 #include <sstream>
@@ -51,7 +52,7 @@ std::vector<bool> indexMask(const json& config, const char* key, int size) {
     if (!config[key].is_array())
         throw Error(std::string("flow config: \"") + key + "\" must be an array of indices");
     for (const auto& v : config[key]) {
-        if (!v.is_number_integer() || v.get<int>() < 0 || v.get<int>() >= size)
+        if (!io::isInt(v) || v.get<int>() < 0 || v.get<int>() >= size)
             throw Error(std::string("flow config: \"") + key + "\" entries must be integers in [0, " +
                         std::to_string(size) + ")");
         mask[v.get<int>()] = true;
@@ -96,8 +97,9 @@ json expandBuilder(const json& config, int dimension, const std::vector<bool>& c
         throw Error("flow config: \"coupling\" must be \"spline\", \"affine\" or \"elementwise\", got \"" + coupling +
                     "\"");
     const int numLayers = intField(config, "num_layers", 12);
-    if (numLayers < 1)
-        throw Error("flow config: \"num_layers\" must be >= 1, got " + std::to_string(numLayers));
+    if (numLayers < 1 || numLayers > MaxBuilderLayers)
+        throw Error("flow config: \"num_layers\" must be in [1, " + std::to_string(MaxBuilderLayers) + "], got " +
+                    std::to_string(numLayers));
     const bool paired = coupling != "elementwise";
     if (paired && (numLayers % 2 != 0 || dimension < 2))
         throw Error("flow config: coupling layers come in complementary pairs, so \"num_layers\" must be even and the "
@@ -210,12 +212,15 @@ json expandFlowConfig(const json& config) {
     const int dimension = intField(config, "dimension", -1);
     if (dimension < 1)
         throw Error("flow config: \"dimension\" (an integer >= 1) is required");
+    if (dimension > MaxFlowDimension)
+        throw Error("flow config: \"dimension\" must be <= " + std::to_string(MaxFlowDimension) + ", got " +
+                    std::to_string(dimension));
     const bool isExplicit = config.contains("layers");
     checkKeys(config, isExplicit ? explicitKeys : builderKeys, isExplicit ? "explicit" : "builder");
     const std::vector<bool> circular = indexMask(config, "circular", dimension);
     const int contextDimension = intField(config, "context_dimension", 0);
-    if (contextDimension < 0)
-        throw Error("flow config: \"context_dimension\" must be >= 0");
+    if (contextDimension < 0 || contextDimension > MaxFlowDimension)
+        throw Error("flow config: \"context_dimension\" must be in [0, " + std::to_string(MaxFlowDimension) + "]");
     const std::vector<bool> contextCircular = indexMask(config, "context_circular", contextDimension);
     int contextFeatures = 0;
     for (bool c : contextCircular)
@@ -287,6 +292,35 @@ std::unique_ptr<Flow> buildFlow(const json& configIn) {
     if (config.contains("num_threads"))
         flow->setNumThreads(intField(config, "num_threads", 1));
     return flow;
+}
+
+namespace {
+thread_local ParameterBudget* innermostBudget = nullptr;
+
+std::string formatCount(double count) {
+    char text[64];
+    std::snprintf(text, sizeof(text), "%.0f", count);
+    return text;
+}
+} // namespace
+
+ParameterBudget::ParameterBudget(uint64_t maxParametersIn) : maxParameters(maxParametersIn), outer(innermostBudget) {
+    innermostBudget = this;
+}
+
+ParameterBudget::~ParameterBudget() {
+    innermostBudget = outer;
+}
+
+void ParameterBudget::charge(double count, const std::string& what) {
+    ParameterBudget* budget = innermostBudget;
+    if (budget == nullptr)
+        return;
+    if (!(count >= 0) || count > static_cast<double>(budget->maxParameters - budget->used))
+        throw Error(what + " would have " + formatCount(count) + " parameters, more than the " +
+                    std::to_string(budget->maxParameters - budget->used) + " left of the " +
+                    std::to_string(budget->maxParameters) + " the model holds");
+    budget->used += static_cast<uint64_t>(count);
 }
 
 std::unique_ptr<Flow> Flow::fromConfig(const json& config) {

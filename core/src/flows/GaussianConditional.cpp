@@ -1,6 +1,7 @@
 #include "cgflow/flows/GaussianConditional.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/FlowConfig.h"
 #include "cgflow/io/JsonFields.h"
 
 #include <algorithm>
@@ -56,6 +57,16 @@ GaussianConditional::GaussianConditional(const GaussianConditionalOptions& optio
     if (!std::isfinite(options.initialLogStd))
         throw Error("GaussianConditional: initialLogStd must be finite, got " + numberString(options.initialLogStd));
     nn::activationName(options.activation); // Error for a value outside the enum
+    {
+        // Counted before anything is allocated (ParameterBudget: model-file decoders bound it by the file).
+        const double hidden = options.hiddenSize, d = options.outputSize;
+        ParameterBudget::charge(hidden * (options.conditionSize + 1) + 2.0 * options.numBlocks * hidden * (hidden + 1) +
+                                    (options.conditionalStd ? 2 * d : d) * (hidden + 1) + (options.conditionalStd ? 0.0 : d) +
+                                    (options.fullCovariance ? d * (d - 1) / 2 : 0.0),
+                                "GaussianConditional (hidden " + std::to_string(options.hiddenSize) + ", num_blocks " +
+                                    std::to_string(options.numBlocks) + ", output " +
+                                    std::to_string(options.outputSize) + ")");
+    }
     const int networkOutput = options.conditionalStd ? 2 * options.outputSize : options.outputSize;
     network = nn::ResidualMLP(options.conditionSize, options.hiddenSize, networkOutput, options.numBlocks,
                               options.activation, true);

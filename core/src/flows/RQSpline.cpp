@@ -13,8 +13,12 @@ namespace cgflow::flows {
 namespace {
 
 void checkNumBins(int numBins) {
+    // The upper bound keeps 3 * numBins (the raw parameters per dimension) far from int overflow.
     if (numBins < 1)
         throw Error("RQSpline: numBins must be >= 1, got " + std::to_string(numBins));
+    if (numBins > RQSpline::MaxNumBins)
+        throw Error("RQSpline: numBins must be <= " + std::to_string(RQSpline::MaxNumBins) + ", got " +
+                    std::to_string(numBins));
 }
 
 // A minimum must leave room for the softmax: K * min < 1, else every bin is pinned (or the

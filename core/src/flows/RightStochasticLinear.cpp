@@ -1,6 +1,7 @@
 #include "cgflow/flows/RightStochasticLinear.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/FlowConfig.h"
 #include "cgflow/io/JsonFields.h"
 #include "AtomLayout.h"
 
@@ -83,6 +84,8 @@ RightStochasticLinear::RightStochasticLinear(std::vector<bool> inputCircularIn, 
     if (!(options.initialLogitNoise >= 0.0) || !std::isfinite(options.initialLogitNoise))
         throw Error("RightStochasticLinear: initialLogitNoise must be finite and >= 0, got " +
                     numberString(options.initialLogitNoise));
+    // numAtoms x numAtoms logits, counted before they are allocated (ParameterBudget).
+    ParameterBudget::charge(static_cast<double>(M) * M, "RightStochasticLinear (" + std::to_string(M) + " atoms)");
     setLogits(startLogits()); // the noise of initializeParameters() is left out here
 }
 
@@ -256,6 +259,8 @@ void RightStochasticLinear::apply(Direction direction, Eigen::Ref<Eigen::MatrixX
     gatherAtoms(data, k, M, ws.atoms);
     if (direction == Direction::Forward)
         ws.result.noalias() = matrix * ws.atoms;
+    else if (ws.atoms.cols() == 0)
+        ws.result.resize(ws.atoms.rows(), 0); // Eigen's triangular solve reads coefficient (0, 0) even of an empty right-hand side
     else
         ws.result = lu.solve(ws.atoms);
     scatterAtoms(ws.result, k, M, data);
@@ -287,6 +292,8 @@ void RightStochasticLinear::backward(Eigen::Ref<Eigen::MatrixXd> grad, const dou
     // Forward, out = A in: dL/din = A^T g.  Inverse, out = A^{-1} in: dL/din = A^{-T} g.
     if (forward)
         ws.gradIn.noalias() = matrix.transpose() * ws.gradAtoms;
+    else if (ws.gradAtoms.cols() == 0)
+        ws.gradIn.resize(ws.gradAtoms.rows(), 0); // as in apply(): no solve of an empty right-hand side
     else
         ws.gradIn = lu.transpose().solve(ws.gradAtoms);
     if (paramGrad != nullptr) {

@@ -22,6 +22,10 @@ std::string integerRequirement(int minimum) {
 
 } // namespace
 
+bool isInt(const nlohmann::json& v) {
+    return v.is_number_integer() && fitsInt(v);
+}
+
 void checkObject(const nlohmann::json& object, const std::string& where) {
     if (!object.is_object())
         throw Error(where + ": must be a JSON object");

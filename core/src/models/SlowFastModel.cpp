@@ -2,9 +2,13 @@
 
 #include "cgflow/Error.h"
 #include "cgflow/flows/AtomPermutation.h"
+#include "cgflow/flows/FlowConfig.h"
+#include "cgflow/io/JsonFields.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 namespace cgflow::models {
@@ -56,9 +60,17 @@ SlowFastModel::SlowFastModel(const json& config) {
     if (flow->getContextDimension() > 0)
         throw Error("slow_fast model config: the slow flow must not be conditional");
     const json& mapConfig = config["map"];
-    const int numAtoms = mapConfig.value("num_atoms", 0);
-    const int components = mapConfig.value("components_per_atom", 3);
-    dimension = numAtoms * components;
+    if (!mapConfig.is_object())
+        throw Error("slow_fast model config: \"map\" must be an object with a string \"type\"");
+    // Read as checked ints (json::value() would throw nlohmann's type_error for a string and wrap
+    // 2^32 + 1 to 1) and multiplied without int overflow.
+    const int numAtoms = io::readInt(mapConfig, "num_atoms", 0, "slow_fast model config: \"map\"");
+    const int components = io::readInt(mapConfig, "components_per_atom", 3, "slow_fast model config: \"map\"");
+    const int64_t coordinates = static_cast<int64_t>(numAtoms) * components;
+    if (coordinates > MaxFlowDimension)
+        throw Error("slow_fast model config: the map covers " + std::to_string(coordinates) +
+                    " coordinates (num_atoms * components_per_atom), more than " + std::to_string(MaxFlowDimension));
+    dimension = static_cast<int>(std::max<int64_t>(coordinates, 0));
     if (dimension <= flow->getDimension())
         throw Error("slow_fast model config: the map covers " + std::to_string(dimension) +
                     " coordinates (num_atoms * components_per_atom), which must exceed the slow dimension " +

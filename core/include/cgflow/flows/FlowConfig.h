@@ -5,7 +5,39 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+#include <string>
+
 namespace cgflow::flows {
+
+/**
+ * While one is alive, flows built on this thread (buildFlow, Flow::fromConfig) may hold at most
+ * maxParameters parameters in total: a coupling layer that would take the total past it throws Error
+ * BEFORE allocating its conditioner. The model-file decoders open one sized by the file's
+ * "parameters" tensor, so that an architecture claiming huge widths cannot make a small file allocate
+ * gigabytes (which would end in std::bad_alloc or the OOM killer, not an Error). Scopes nest (the
+ * innermost applies); without one there is no limit.
+ */
+class ParameterBudget {
+public:
+    explicit ParameterBudget(uint64_t maxParameters);
+    ~ParameterBudget();
+    ParameterBudget(const ParameterBudget&) = delete;
+    ParameterBudget& operator=(const ParameterBudget&) = delete;
+    /** Charges count parameters to the innermost budget of this thread (none: no-op); Error naming `what` if it is exceeded. */
+    static void charge(double count, const std::string& what);
+
+private:
+    uint64_t maxParameters, used = 0;
+    ParameterBudget* outer;
+};
+
+/**
+ * Limits of the config readers, so that a few bytes of JSON (a model file's architecture) cannot ask
+ * for billions of dimensions or layers, which would hang or exhaust memory before any other check.
+ */
+inline constexpr int MaxFlowDimension = 1 << 20;   // "dimension" and "context_dimension"
+inline constexpr int MaxBuilderLayers = 10000;     // the builder form's "num_layers"
 
 /**
  * Flow architectures as JSON (the same dicts from Python). Two forms:

@@ -60,9 +60,11 @@ public:
     static constexpr double DefaultMinBinWidth = 1e-3;
     static constexpr double DefaultMinBinHeight = 1e-3;
     static constexpr double DefaultMinDerivative = 1e-3;
+    /** The most bins a spline may have (so that its 3K raw values never overflow an int). */
+    static constexpr int MaxNumBins = 1 << 20;
 
     /**
-     * numBins >= 1; bound B > 0 and finite; each minimum > 0, finite, and numBins * minBinWidth < 1,
+     * 1 <= numBins <= MaxNumBins; bound B > 0 and finite; each minimum > 0, finite, and numBins * minBinWidth < 1,
      * numBins * minBinHeight < 1 (otherwise no room is left for the softmax). Anything else: Error
      * naming the argument.
      */
@@ -74,7 +76,7 @@ public:
                              double minBinHeight = DefaultMinBinHeight,
                              double minDerivative = DefaultMinDerivative);
 
-    /** Raw values per scalar: 3K - 1 (monotonic) or 3K (circular). numBins < 1 -> Error. */
+    /** Raw values per scalar: 3K - 1 (monotonic) or 3K (circular). numBins outside [1, MaxNumBins] -> Error. */
     static int numParameters(RQSplineType type, int numBins);
 
     RQSplineType getType() const { return type; }

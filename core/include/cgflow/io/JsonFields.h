@@ -25,6 +25,9 @@ void checkObject(const nlohmann::json& object, const std::string& where);
 /** Error '<where>: unknown key "k" (expected "a", "b", ...)' for the first key not in allowed. */
 void checkKeys(const nlohmann::json& object, const std::set<std::string>& allowed, const std::string& where);
 
+/** True if v is a JSON integer that fits in an int (readers must not let 4294967296 wrap to 0). */
+bool isInt(const nlohmann::json& v);
+
 /**
  * The integer field `key`, or `fallback` when absent. Errors: not an integer, outside the range of
  * int, or below `minimum`.

@@ -2,7 +2,9 @@
 
 #include "cgflow/Error.h"
 #include "cgflow/io/ModelFile.h"
+#include "cgflow/flows/FlowConfig.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -111,7 +113,15 @@ DecodedFlow decodeFlow(const std::string& bytes, const std::string& sourceName) 
 std::unique_ptr<flows::Flow> readFlow(const ModelFile& model) {
     if (!model.architecture.contains("flow"))
         throw Error("architecture field 'flow' (the flow config) is missing");
-    std::unique_ptr<flows::Flow> flow = flows::Flow::fromConfig(model.architecture.at("flow"));
+    // The parameters are in the file: a flow needing more than it holds is refused before it is built.
+    auto parameters = model.tensors.find("parameters");
+    if (parameters == model.tensors.end())
+        throw Error("missing tensor 'parameters'");
+    std::unique_ptr<flows::Flow> flow;
+    {
+        flows::ParameterBudget budget(static_cast<uint64_t>(std::max<int64_t>(parameters->second.numel(), 0)));
+        flow = flows::Flow::fromConfig(model.architecture.at("flow"));
+    }
     const int64_t n = static_cast<int64_t>(flow->getNumParameters());
     std::vector<double> params = model.getTensor("parameters", {n}).toDoubles("parameters");
     for (double p : params)

@@ -77,6 +77,17 @@ nn::MLPEnsemble decodeModel(const ModelFile& model) {
     nn::Activation hidden = readActivation(architecture, "activation");
     nn::Activation output = readActivation(architecture, "output_activation");
 
+    // Every tensor must be there with its shape before any network is allocated: the architecture
+    // alone could otherwise make a small file ask for gigabytes (widths [100000, 100000, 1]), which
+    // would surface as std::bad_alloc rather than an Error. The tensors' bytes are in the file, so
+    // after this check the allocation is bounded by the file's size.
+    const int numLayers = static_cast<int>(widths.size()) - 1;
+    for (int k = 0; k < ensembleSize; k++)
+        for (int l = 0; l < numLayers; l++) {
+            model.getTensor(weightName(k, l), {widths[l + 1], widths[l]});
+            model.getTensor(biasName(k, l), {widths[l + 1]});
+        }
+
     std::set<std::string> expected;
     std::vector<nn::MLP> members;
     for (int k = 0; k < ensembleSize; k++) {

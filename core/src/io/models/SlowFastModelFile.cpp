@@ -2,7 +2,9 @@
 
 #include "cgflow/Error.h"
 #include "cgflow/io/ModelFile.h"
+#include "cgflow/flows/FlowConfig.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -26,7 +28,15 @@ std::unique_ptr<models::SlowFastModel> decodeSlowFastModel(const std::string& by
     try {
         if (!file.architecture.contains("model"))
             throw Error("architecture field 'model' (the slow/fast model config) is missing");
-        auto model = std::make_unique<models::SlowFastModel>(file.architecture.at("model"));
+        auto stored = file.tensors.find("parameters");
+        if (stored == file.tensors.end())
+            throw Error("missing tensor 'parameters'");
+        std::unique_ptr<models::SlowFastModel> model;
+        {
+            // The model's flows may not need more parameters than the file holds (see ParameterBudget).
+            flows::ParameterBudget budget(static_cast<uint64_t>(std::max<int64_t>(stored->second.numel(), 0)));
+            model = std::make_unique<models::SlowFastModel>(file.architecture.at("model"));
+        }
         const std::vector<double> parameters =
             file.getTensor("parameters", {static_cast<int64_t>(model->getNumParameters())}).toDoubles("parameters");
         for (double p : parameters)
