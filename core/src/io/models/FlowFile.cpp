@@ -1,4 +1,5 @@
 #include "cgflow/io/models/FlowFile.h"
+#include "StoredParameters.h"
 
 #include "cgflow/Error.h"
 #include "cgflow/io/ModelFile.h"
@@ -114,12 +115,9 @@ std::unique_ptr<flows::Flow> readFlow(const ModelFile& model) {
     if (!model.architecture.contains("flow"))
         throw Error("architecture field 'flow' (the flow config) is missing");
     // The parameters are in the file: a flow needing more than it holds is refused before it is built.
-    auto parameters = model.tensors.find("parameters");
-    if (parameters == model.tensors.end())
-        throw Error("missing tensor 'parameters'");
     std::unique_ptr<flows::Flow> flow;
     {
-        flows::ParameterBudget budget(static_cast<uint64_t>(std::max<int64_t>(parameters->second.numel(), 0)));
+        flows::ParameterBudget budget(storedParameterCount(model));
         flow = flows::Flow::fromConfig(model.architecture.at("flow"));
     }
     const int64_t n = static_cast<int64_t>(flow->getNumParameters());

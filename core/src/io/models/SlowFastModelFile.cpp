@@ -1,4 +1,5 @@
 #include "cgflow/io/models/SlowFastModelFile.h"
+#include "StoredParameters.h"
 
 #include "cgflow/Error.h"
 #include "cgflow/io/ModelFile.h"
@@ -28,13 +29,10 @@ std::unique_ptr<models::SlowFastModel> decodeSlowFastModel(const std::string& by
     try {
         if (!file.architecture.contains("model"))
             throw Error("architecture field 'model' (the slow/fast model config) is missing");
-        auto stored = file.tensors.find("parameters");
-        if (stored == file.tensors.end())
-            throw Error("missing tensor 'parameters'");
         std::unique_ptr<models::SlowFastModel> model;
         {
             // The model's flows may not need more parameters than the file holds (see ParameterBudget).
-            flows::ParameterBudget budget(static_cast<uint64_t>(std::max<int64_t>(stored->second.numel(), 0)));
+            flows::ParameterBudget budget(storedParameterCount(file));
             model = std::make_unique<models::SlowFastModel>(file.architecture.at("model"));
         }
         const std::vector<double> parameters =
