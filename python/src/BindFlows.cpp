@@ -5,7 +5,9 @@
 #include "Bindings.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/ContinuousFlow.h"
 #include "cgflow/flows/FlowConfig.h"
+#include "cgflow/train/FlowMatching.h"
 #include "cgflow/models/EncoderDecoderModel.h"
 #include "cgflow/models/SlowFastModel.h"
 #include "cgflow/train/ModelTrainer.h"
@@ -50,6 +52,17 @@ std::optional<Eigen::MatrixXd> contextFromPython(const py::object& context, int 
         return Eigen::Map<const Eigen::MatrixXd>(a.data(), contextDimension, 1);
     }
     return batchFromNumpy(a, contextDimension, "context");
+}
+
+/** The ContinuousFlow layers of a flow (a continuous normalizing flow has one). */
+std::vector<flows::ContinuousFlow*> continuousLayers(Flow& f) {
+    std::vector<flows::ContinuousFlow*> found;
+    for (int l = 0; l < f.getNumLayers(); l++)
+        if (auto* layer = dynamic_cast<flows::ContinuousFlow*>(&f.getLayer(l)))
+            found.push_back(layer);
+    if (found.empty())
+        throw Error("this flow has no continuous_flow layer (it is not a continuous normalizing flow)");
+    return found;
 }
 
 py::array_t<double> batchToNumpy(const Eigen::MatrixXd& m) {
@@ -153,6 +166,51 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
             [](Flow& f, const std::string& p) { f.setPrecision(nn::parsePrecision(p)); },
             "\"float64\" or \"mixed\" (conditioner matrix products in float32; splines, log-dets and sums in float64).")
         .def("initialize_parameters", &Flow::initializeParameters, py::arg("seed"))
+        .def(
+            "ode_statistics",
+            [](Flow& f) {
+                flows::ContinuousFlowStatistics total;
+                for (auto* layer : continuousLayers(f)) {
+                    const auto s = layer->getStatistics();
+                    total.samples += s.samples;
+                    total.evaluations += s.evaluations;
+                    total.accepted += s.accepted;
+                    total.rejected += s.rejected;
+                    total.failed += s.failed;
+                }
+                py::dict d;
+                d["samples"] = total.samples;
+                d["evaluations"] = total.evaluations;
+                d["accepted_steps"] = total.accepted;
+                d["rejected_steps"] = total.rejected;
+                d["failed"] = total.failed;
+                d["evaluations_per_sample"] =
+                    total.samples > 0 ? static_cast<double>(total.evaluations) / total.samples : 0.0;
+                return d;
+            },
+            "Continuous flows only: what the ODE integrations since the last reset cost (samples integrated in "
+            "either direction, vector-field evaluations counted per sample, accepted/rejected steps, samples "
+            "given up and returned as NaN).")
+        .def(
+            "reset_ode_statistics",
+            [](Flow& f) {
+                for (auto* layer : continuousLayers(f))
+                    layer->resetStatistics();
+            })
+        .def(
+            "set_ode_tolerances",
+            [](Flow& f, double atol, double rtol, int maxSteps) {
+                for (auto* layer : continuousLayers(f)) {
+                    flows::OdeOptions ode = layer->getOptions().ode;
+                    ode.absoluteTolerance = atol;
+                    ode.relativeTolerance = rtol;
+                    ode.maxSteps = maxSteps;
+                    layer->setOdeOptions(ode);
+                }
+            },
+            py::arg("atol"), py::arg("rtol"), py::arg("max_steps") = 10000,
+            "Continuous flows only: the Dormand-Prince tolerances of later integrations (also written to "
+            "model files through the config).")
         .def("get_parameters",
              [](const Flow& f) {
                  std::vector<double> p = f.getParameters();
@@ -330,6 +388,21 @@ Any trainable model: a Flow, a SlowFastModel or an EncoderDecoderModel.)doc");
             "One maximum-likelihood (forward-KL) update on the rows of x, optionally weighted (weights (n,), "
             "finite, >= 0): a Flow or a SlowFastModel (exact log q through the map's inverse); the "
             "encoder-decoder model has no exact density and raises.")
+        .def(
+            "flow_matching_step",
+            [](ModelTrainer& t, const InputArray& xs, uint64_t seed, bool optimalTransport) {
+                Eigen::MatrixXd x = batchFromNumpy(xs, t.getModel().getDimension(), "x1");
+                train::TrainStepReport report;
+                {
+                    py::gil_scoped_release release;
+                    report = t.flowMatchingStep(x, seed, optimalTransport);
+                }
+                return reportToDict(report);
+            },
+            py::arg("x1"), py::arg("seed"), py::arg("optimal_transport") = false,
+            "One conditional flow-matching update of a continuous flow on the data rows x1: base points and "
+            "times t ~ U(0, 1) drawn from seed, optionally paired by minibatch optimal transport; loss = mean over "
+            "samples and dimensions of |v(x_t, t) - (x1 - x0)|^2 (shortest arcs on circular dimensions).")
         .def_property_readonly("step_count", [](ModelTrainer& t) { return t.getOptimizer().getStepCount(); })
         .def_property_readonly("learning_rate", [](ModelTrainer& t) { return t.getOptimizer().getLearningRate(); })
         .def_property_readonly("options", [](ModelTrainer& t) { return jsonToPy(t.getOptions().toJson()); })
@@ -420,4 +493,18 @@ ModelTrainer's "cosine_steps" option uses; drivers that restart a decay per phas
             return py::make_tuple(flow, t);
         },
         py::arg("path"), "(flow, trainer) from a checkpoint written by ModelTrainer.save, ready to resume.");
+    m.def(
+        "minimum_cost_assignment",
+        [](const InputArray& cost) {
+            if (cost.ndim() != 2)
+                throw Error("cost must be a square 2-D array");
+            Eigen::MatrixXd c(cost.shape(0), cost.shape(1));
+            for (py::ssize_t i = 0; i < cost.shape(0); i++)
+                for (py::ssize_t j = 0; j < cost.shape(1); j++)
+                    c(i, j) = cost.at(i, j);
+            return train::minimumCostAssignment(c);
+        },
+        py::arg("cost"),
+        "The minimum-cost perfect matching of a square cost matrix (Kuhn-Munkres): result[i] is the column of row "
+        "i. The exact OT plan between two equal-sized samples, as flow matching's minibatch OT coupling uses it.");
 }

@@ -5,6 +5,7 @@
 #include "cgflow/flows/AffineCoupling.h"
 #include "cgflow/flows/Permutation.h"
 #include "cgflow/flows/AtomPermutation.h"
+#include "cgflow/flows/ContinuousFlow.h"
 #include "cgflow/flows/RightStochasticLinear.h"
 #include "cgflow/flows/SplineCoupling.h"
 
@@ -28,7 +29,7 @@ const std::set<std::string> builderKeys = {"coupling",      "num_layers",     "m
                                            "shifts",        "shift_seed",     "circular_shift", "base",
                                            "base_bound",    "num_bins",       "bound",          "min_bin_width",
                                            "min_bin_height", "min_derivative", "hidden",         "num_blocks",
-                                           "activation"};
+                                           "activation",    "time_embedding", "atol",           "rtol"};
 
 void checkKeys(const json& config, std::set<std::string> allowed, const char* form) {
     allowed.insert(commonKeys.begin(), commonKeys.end());
@@ -84,18 +85,47 @@ std::unique_ptr<Bijection> makeLayer(const json& layer, const std::vector<bool>&
         return RightStochasticLinear::fromConfig(layer, circular);
     if (type == "atom_permutation")
         return AtomPermutation::fromConfig(layer, circular);
+    if (type == "continuous_flow")
+        return ContinuousFlow::fromConfig(layer, circular);
     throw Error("flow config: layer " + std::to_string(index) + " has unknown type \"" + type +
                 "\"; expected spline_coupling, affine_coupling, permutation, circular_shift, "
-                "right_stochastic_linear or atom_permutation");
+                "right_stochastic_linear, atom_permutation or continuous_flow");
 }
 
 // The builder form's coupling stack. Masks and shifts are drawn here once and written out, so the
 // explicit config fully determines the architecture.
+// The builder form of a continuous normalizing flow: one continuous_flow layer whose vector field
+// has "num_layers" hidden layers of width "hidden".
+json expandContinuous(const json& config, int contextFeatures) {
+    for (const char* key : {"masks", "mask_seed", "shifts", "shift_seed", "circular_shift", "num_bins", "bound",
+                            "min_bin_width", "min_bin_height", "min_derivative", "num_blocks"})
+        if (config.contains(key))
+            throw Error(std::string("flow config: \"") + key + "\" belongs to coupling flows, not to \"coupling\": "
+                        "\"continuous\"");
+    if (contextFeatures > 0)
+        throw Error("flow config: a continuous flow is unconditional; \"context_dimension\" must be 0");
+    const int numLayers = intField(config, "num_layers", 3);
+    const int hidden = intField(config, "hidden", 96);
+    if (numLayers < 0 || numLayers > 64)
+        throw Error("flow config: \"num_layers\" (hidden layers of the vector field) must be in [0, 64], got " +
+                    std::to_string(numLayers));
+    json layer = {{"type", "continuous_flow"}, {"hidden", std::vector<int>(numLayers, hidden)}};
+    for (const char* key : {"time_embedding", "activation", "atol", "rtol"})
+        if (config.contains(key))
+            layer[key] = config[key];
+    return json::array({layer});
+}
+
 json expandBuilder(const json& config, int dimension, const std::vector<bool>& circular, int contextFeatures) {
     const std::string coupling = config.value("coupling", std::string("spline"));
+    if (coupling == "continuous")
+        return expandContinuous(config, contextFeatures);
+    for (const char* key : {"time_embedding", "atol", "rtol"})
+        if (config.contains(key))
+            throw Error(std::string("flow config: \"") + key + "\" belongs to \"coupling\": \"continuous\"");
     if (coupling != "spline" && coupling != "affine" && coupling != "elementwise")
-        throw Error("flow config: \"coupling\" must be \"spline\", \"affine\" or \"elementwise\", got \"" + coupling +
-                    "\"");
+        throw Error("flow config: \"coupling\" must be \"spline\", \"affine\", \"elementwise\" or \"continuous\", got \"" +
+                    coupling + "\"");
     const int numLayers = intField(config, "num_layers", 12);
     if (numLayers < 1 || numLayers > MaxBuilderLayers)
         throw Error("flow config: \"num_layers\" must be in [1, " + std::to_string(MaxBuilderLayers) + "], got " +

@@ -1,9 +1,13 @@
 #include "cgflow/train/ModelTrainer.h"
 
 #include "cgflow/Error.h"
+#include "cgflow/flows/ContinuousFlow.h"
 #include "cgflow/io/JsonFields.h"
 #include "cgflow/optim/GradientNorm.h"
 #include "cgflow/optim/LearningRateSchedule.h"
+#include "cgflow/train/FlowMatching.h"
+#include "cgflow/util/Parallel.h"
+#include "cgflow/util/Random.h"
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +18,8 @@ namespace cgflow::train {
 using nlohmann::json;
 
 namespace {
+
+constexpr uint32_t FlowMatchingTimeStream = 0x43464D54; // "CFMT": the times t of flow matching
 
 double numberField(const json& config, const char* key, double fallback) {
     if (!config.contains(key))
@@ -233,6 +239,66 @@ TrainStepReport ModelTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eige
     gradient.assign(model.getNumParameters(), 0.0);
     model.backwardLogProbForTraining(gradLogQ, gradient.data());
     return applyGradient(gradient, loss, m, static_cast<int>(n) - m);
+}
+
+TrainStepReport ModelTrainer::flowMatchingStep(const Eigen::MatrixXd& x1In, uint64_t seed, bool optimalTransport) {
+    Flow& flowModel = getFlow();
+    const auto* field = flowModel.getNumLayers() == 1
+                            ? dynamic_cast<const flows::ContinuousFlow*>(&flowModel.getLayer(0)) : nullptr;
+    if (field == nullptr)
+        throw Error("ModelTrainer::flowMatchingStep: the flow must consist of exactly one continuous_flow layer "
+                    "(build it with \"coupling\": \"continuous\")");
+    const int d = flowModel.getDimension();
+    if (x1In.rows() != d)
+        throw Error("ModelTrainer::flowMatchingStep: x1 has " + std::to_string(x1In.rows()) +
+                    " rows, expected the dimension " + std::to_string(d) + " (one sample per column)");
+    std::vector<Eigen::Index> finite;
+    for (Eigen::Index i = 0; i < x1In.cols(); i++)
+        if (x1In.col(i).allFinite())
+            finite.push_back(i);
+    const int m = static_cast<int>(finite.size());
+    const int numDropped = static_cast<int>(x1In.cols()) - m;
+    gradient.assign(model.getNumParameters(), 0.0);
+    if (m == 0)
+        return applyGradient(gradient, 0.0, 0, numDropped);
+    Eigen::MatrixXd x1(d, m), x0(d, m);
+    for (int i = 0; i < m; i++)
+        x1.col(i) = x1In.col(finite[i]);
+    flowModel.getBase().sample(seed, 0, x0);
+    Eigen::VectorXd t(m);
+    for (int i = 0; i < m; i++)
+        t[i] = util::philoxOpenUniforms(seed, FlowMatchingTimeStream, static_cast<uint64_t>(i), 0).u[0];
+    const std::vector<bool> circular = flowModel.getCircular();
+    if (optimalTransport) {
+        const std::vector<int> partner = minimumCostAssignment(pairwiseSquaredDistances(x1, x0, circular));
+        Eigen::MatrixXd paired(d, m);
+        for (int i = 0; i < m; i++)
+            paired.col(i) = x0.col(partner[i]);
+        x0.swap(paired);
+    }
+    Eigen::MatrixXd xt, u;
+    flowMatchingTargets(x0, x1, t, circular, xt, u);
+
+    const int numChunks = std::max(1, std::min(flowModel.getNumThreads(), m / 16));
+    while (static_cast<int>(flowMatchingWorkspaces.size()) < numChunks)
+        flowMatchingWorkspaces.push_back(field->createWorkspace());
+    flowMatchingGradients.resize(numChunks);
+    std::vector<double> chunkLoss(numChunks, 0.0);
+    const double scale = 1.0 / (static_cast<double>(m) * d);
+    util::parallelChunks(m, numChunks, [&](int c, int begin, int end) {
+        flowMatchingGradients[c] = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(model.getNumParameters()));
+        auto& ws = flows::workspaceAs<flows::ContinuousFlowWorkspace>(*flowMatchingWorkspaces[c], "ContinuousFlow");
+        chunkLoss[c] = field->flowMatchingLoss(t.segment(begin, end - begin), xt.middleCols(begin, end - begin),
+                                               u.middleCols(begin, end - begin), scale,
+                                               flowMatchingGradients[c].data(), ws);
+    });
+    double loss = 0;
+    for (int c = 0; c < numChunks; c++) {
+        loss += chunkLoss[c];
+        Eigen::Map<Eigen::VectorXd>(gradient.data(), static_cast<Eigen::Index>(gradient.size())) +=
+            flowMatchingGradients[c];
+    }
+    return applyGradient(gradient, loss * scale, m, numDropped);
 }
 
 TrainStepReport ModelTrainer::applyGradient(std::vector<double>& grad, double loss, int numSamples, int numDropped) {

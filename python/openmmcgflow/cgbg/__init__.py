@@ -12,6 +12,8 @@
   dihedral cos/sin, so the PMF is chiral) on top of a harmonic prior of OpenMM forces;
 * :mod:`~openmmcgflow.cgbg.flow`: a spline-coupling flow over the CG internal coordinates (Z-matrix
   over the bead graph, full Jacobian), trained by forward KL, saved as a ``boltzmann_generator``;
+* :mod:`~openmmcgflow.cgbg.cnf`: the paper's continuous normalizing flow over the same coordinates,
+  trained by conditional flow matching, exact log q by Dormand-Prince with the exact divergence;
 * :mod:`~openmmcgflow.cgbg.reweighting`: the CG System (CG particles + the PMF), flow proposals
   reweighted inside OpenMM (Importance mode, top 1 % dropped, Kish ESS, clipping curve), profile
   metrics (JS divergence, PMF error) raw and reweighted, and their plot;
@@ -20,8 +22,9 @@
 * :mod:`~openmmcgflow.cgbg.pipeline` and :mod:`~openmmcgflow.cgbg.mueller_brown`: alanine dipeptide and
   Mueller-Brown end to end (``benchmarks/cg_bg.py``, ``make demo``).
 """
-from . import data, dcd, flow, force_matching, maps, mueller_brown, pipeline, reference, reweighting, storage, umbrella  # noqa: F401,E501
+from . import cnf, data, dcd, flow, force_matching, maps, mueller_brown, pipeline, reference, reweighting, storage, umbrella  # noqa: F401,E501
 from .data import MetadynamicsSettings, alanine_metadynamics, dataset_from_trajectory, generate_dataset
+from .cnf import train_cg_cnf, train_cnf
 from .dcd import DCDReader, read_dcd
 from .flow import (CHIRAL_CENTERS, CORE_BETA_BONDS, HEAVY_ATOM_BONDS, bead_bonds, cg_flow_model_bytes,
                    cg_internal_coordinates, cg_log_prob, train_cg_flow)
@@ -38,4 +41,4 @@ __all__ = ["MetadynamicsSettings", "alanine_metadynamics", "dataset_from_traject
            "load_dataset", "CHIRAL_CENTERS", "CORE_BETA_BONDS", "HEAVY_ATOM_BONDS", "bead_bonds",
            "cg_flow_model_bytes", "cg_log_prob", "cg_internal_coordinates", "train_cg_flow", "UmbrellaDataset",
            "load_umbrella_dataset", "umbrella_windows", "ReweightResult", "cg_system", "plot_reweighting",
-           "profile_metrics", "reweight"]
+           "profile_metrics", "reweight", "train_cg_cnf", "train_cnf"]

@@ -25,6 +25,9 @@ k_B T = 1 kJ/mol, coarse-grained by the projection on x, so the CG PMF is exact 
 * **flow**: a 1-D rational-quadratic spline flow (``"coupling": "elementwise"``) over u, forward KL on
   the data's u (for ``mb_biased`` the biased data: a biased proposal that the reweighting corrects),
   AdamW with a cosine schedule, best validation kept.
+* or, with ``proposal="cnf"``, the paper's continuous normalizing flow over u (:func:`.train_cnf`: three
+  hidden layers of 96, a 16-dimensional time embedding, conditional flow matching; app. C.1), its outputs
+  in the case directory's ``cnf/``, the PMF shared with the coupling run.
 * **reweighting**: flow proposals priced by the CG System inside OpenMM (:func:`.reweight`, the top
   ``clip_fraction`` of the weights dropped, 1 % as the paper) and the x profile compared with the exact
   one (:func:`x_profiles`: JS divergence and PMF error as :func:`.profile_metrics` computes them, without
@@ -57,6 +60,7 @@ from ..coordinates import SliceMap
 from ..plugin import PMFForce
 from ..pmf import PMFTrainer
 from .data import generate_dataset
+from .cnf import sampling_cost, train_cnf
 from .flow import cg_flow_model_bytes
 from .force_matching import standardized_ensemble
 from .reweighting import cg_system, plot_reweighting, reweight
@@ -71,6 +75,7 @@ BIAS_HEIGHT, BIAS_CENTER, BIAS_WIDTH = 4.0, 32.0, 5.0   # V(x) = -4 exp(-(x - 32
 START_BOX = (10.0, 50.0)                 # trajectories start uniformly in START_BOX^2
 AXIS = (10.0, 55.0, 90)                  # x profiles: 0.5 nm bins
 CASES = {"mb_unbiased": {"biased": False}, "mb_biased": {"biased": True}}
+PROPOSALS = ("coupling", "cnf")
 
 
 # ---- the system -------------------------------------------------------------------------------
@@ -398,6 +403,12 @@ class MuellerBrownSettings:
     clip_fraction: float = 0.01      # top fraction of the weights dropped (the paper: 1 %)
     populated_kT: float = 4.0        # the max-error metrics cover bins with exact F below this (kT)
     axis: tuple = AXIS
+    proposal: str = "coupling"       # "coupling" (1-D spline flow, forward KL) or "cnf" (flow matching)
+    cnf_hidden: int = 96             # the paper's MB vector field: 3 hidden layers of 96 (app. C.1)
+    cnf_layers: int = 3
+    cnf_epochs: int = 200
+    cnf_learning_rate: float = 3e-4  # the paper's C.2: cosine from 3e-4 to 1e-5
+    cost_samples: int = 10_000       # samples timed with their log q (time per 10^4 samples)
 
 
 def _check_settings(settings):
@@ -405,7 +416,9 @@ def _check_settings(settings):
         raise TypeError("settings: expected a MuellerBrownSettings, got %s" % type(settings).__name__)
     if settings.case not in CASES:
         raise ValueError("case: expected one of %s, got %r" % (sorted(CASES), settings.case))
-    for name in ("seed", "num_trajectories", "frames_per_trajectory", "record_every", "fm_epochs", "fm_batch_size",
+    if settings.proposal not in PROPOSALS:
+        raise ValueError("proposal: expected one of %s, got %r" % (PROPOSALS, settings.proposal))
+    for name in ("seed", "cnf_hidden", "cnf_layers", "cnf_epochs", "cost_samples", "num_trajectories", "frames_per_trajectory", "record_every", "fm_epochs", "fm_batch_size",
                  "fm_members",
                  "flow_layers", "flow_bins", "flow_epochs", "flow_batch_size", "proposals"):
         value = getattr(settings, name)
@@ -445,7 +458,9 @@ def run_mueller_brown(settings, out, *, emit=None, progress=False):
     center, scale = float(settings.cg_center), float(settings.cg_scale)
     axis = (float(settings.axis[0]), float(settings.axis[1]), int(settings.axis[2]))
     out = os.path.abspath(out)
-    case_dir = os.path.join(out, "%s_seed%d" % (settings.case, settings.seed))
+    pmf_dir = os.path.join(out, "%s_seed%d" % (settings.case, settings.seed))
+    # the coupling flow's outputs sit beside the PMF (as always); a CNF's in cnf/, sharing the PMF
+    case_dir = pmf_dir if settings.proposal == "coupling" else os.path.join(pmf_dir, "cnf")
     os.makedirs(case_dir, exist_ok=True)
     t_total = time.perf_counter()
 
@@ -475,7 +490,7 @@ def run_mueller_brown(settings, out, *, emit=None, progress=False):
         u_positions, u_forces, hidden=tuple(settings.fm_hidden), activation=settings.fm_activation,
         options=fm_options, seed=int(settings.seed), num_members=int(settings.fm_members), init=settings.fm_init,
         progress=progress,
-        checkpoint=os.path.join(case_dir, "pmf_checkpoint_%s.npz" % fm_tag))
+        checkpoint=os.path.join(pmf_dir, "pmf_checkpoint_%s.npz" % fm_tag))
     record("wall_s_force_matching", time.perf_counter() - t, "s")
     record("fm_best_validation_loss", float(np.mean(fm_history["best_validation_loss"])), "(kJ/mol per u)^2")
     with open(os.path.join(case_dir, "pmf_force.xml"), "w") as handle:
@@ -487,13 +502,30 @@ def run_mueller_brown(settings, out, *, emit=None, progress=False):
     flow_options = {"learning_rate": float(settings.flow_learning_rate), "weight_decay": 1e-5,
                     "final_learning_rate": 1e-5, "max_gradient_norm": 100.0}
     u_flow = u_positions[:, 0, 0]
-    flow_tag = _digest(u_flow, flow_config, flow_options, int(settings.flow_epochs), int(settings.flow_batch_size),
-                       int(settings.seed))
-    flow, flow_history = train_flow(u_flow, epochs=int(settings.flow_epochs), batch_size=int(settings.flow_batch_size),
-                                    seed=int(settings.seed), flow_config=flow_config, options=flow_options,
-                                    cache=os.path.join(case_dir, "flow_%s.npz" % flow_tag), progress=progress)
-    record("wall_s_flow", time.perf_counter() - t, "s")
+    if settings.proposal == "coupling":
+        flow_tag = _digest(u_flow, flow_config, flow_options, int(settings.flow_epochs), int(settings.flow_batch_size),
+                           int(settings.seed))
+        flow, flow_history = train_flow(u_flow, epochs=int(settings.flow_epochs),
+                                        batch_size=int(settings.flow_batch_size), seed=int(settings.seed),
+                                        flow_config=flow_config, options=flow_options,
+                                        cache=os.path.join(case_dir, "flow_%s.npz" % flow_tag), progress=progress)
+        record("wall_s_flow", time.perf_counter() - t, "s")
+    else:
+        cnf_config = {"hidden": int(settings.cnf_hidden), "num_layers": int(settings.cnf_layers)}
+        cnf_tag = _digest(u_flow, cnf_config, int(settings.cnf_epochs), float(settings.cnf_learning_rate),
+                          int(settings.flow_batch_size), int(settings.seed))
+        flow, flow_history = train_cnf(u_flow, epochs=int(settings.cnf_epochs), batch_size=int(settings.flow_batch_size),
+                                       seed=int(settings.seed), config=cnf_config,
+                                       options={"learning_rate": float(settings.cnf_learning_rate)},
+                                       checkpoint=os.path.join(case_dir, "cnf_%s" % cnf_tag), progress=progress)
+        record("wall_s_flow", float(flow_history["seconds"]), "s")   # flow matching alone, without validation solves
+        record("wall_s_flow_validation", float(flow_history["validation_seconds"]), "s")
     record("flow_best_validation_nll", flow_history["best_validation_nll"], "nats (u)")
+    cost = sampling_cost(flow, int(settings.cost_samples), seed=int(settings.seed), num_threads=2)
+    record("wall_s_per_1e4_samples", cost["seconds"] * 1e4 / cost["samples"], "s (2 threads, with log q)")
+    if cost["evaluations_per_sample"] is not None:
+        record("vector_field_evaluations_per_sample", cost["evaluations_per_sample"], "evaluations")
+        record("ode_failed_samples", cost["failed"], "samples")
     model = cg_flow_model_bytes(flow, core.PositionMap.cartesian(1, [(0, 0)]),
                                 info={"case": settings.case, "cg_center": center, "cg_scale": scale})
     with open(os.path.join(case_dir, "cg_flow.model"), "wb") as handle:

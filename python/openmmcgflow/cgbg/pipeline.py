@@ -5,7 +5,9 @@ metadynamics for force matching, recorded with the case's map and aggregated for
 unbiased MD or gamma = 1.5 metadynamics for the flow, recorded with the heavy-atom map, whose beads include
 core beta's), force matching
 into a PMFForce with a harmonic prior (:mod:`.force_matching`), a spline flow over the CG internal
-coordinates (:func:`.train_cg_flow`), reweighting inside OpenMM (:func:`.reweight`), and the metrics
+coordinates (:func:`.train_cg_flow`) or, with ``proposal="cnf"``, the paper's continuous normalizing flow
+over the same coordinates (:func:`.train_cg_cnf`, its outputs in the case directory's ``cnf/``, the PMF
+shared with the coupling run), reweighting inside OpenMM (:func:`.reweight`), and the metrics
 against the atomistic reference (:mod:`.reference`): JS divergence and PMF error of the phi and psi
 profiles, raw and reweighted, Kish ESS, the D-form fraction, and a plain CG MD baseline.
 ``benchmarks/cg_bg.py`` and ``examples/cgbg_alanine.py`` (``make demo``) call it with their budgets.
@@ -30,6 +32,7 @@ from ..plots import plot_ramachandran, plt, save_figure
 from . import force_matching
 from . import reference as reference_module
 from .data import alanine_metadynamics, generate_dataset
+from .cnf import sampling_cost, train_cg_cnf
 from .flow import CHIRAL_CENTERS, cg_flow_model_bytes, train_cg_flow
 from .maps import aggregated_map, alanine_dipeptide_map, core_beta_map, heavy_atom_map, phi_psi_cvs
 from .reweighting import cg_system, plot_reweighting, profile_metrics, reweight
@@ -46,6 +49,7 @@ CASES = {
     "ala2_heavy": ("heavy_atom", "unbiased"),
     "ala2_heavy_biased": ("heavy_atom", "metad1.5"),
 }
+PROPOSALS = ("coupling", "cnf")
 # The reference: 3 ns of gamma = 8 metadynamics build a bias, 12 ns under it frozen are reweighted exactly.
 FULL_REFERENCE = dict(bias_frames=30000, sample_frames=120000, record_every=200, hill_interval_ps=0.5, bias_factor=8.0,
                  seed=1)
@@ -120,6 +124,12 @@ class AlanineSettings:
     compare_unbiased_pmf: bool = False  # also force-match on fm_ns of unbiased MD and judge it on the same proposals
     hidden: tuple = (128, 128, 128)
     reference: dict = field(default_factory=lambda: dict(FULL_REFERENCE))
+    proposal: str = "coupling"    # "coupling" (spline-coupling flow, forward KL) or "cnf" (flow matching)
+    cnf_epochs: int = 100
+    cnf_hidden: int = 128         # the CNF's vector field: cnf_layers hidden layers of this width
+    cnf_layers: int = 3
+    cnf_optimal_transport: bool = False
+    cost_samples: int = 10_000    # samples timed with their log q (time per 10^4 samples)
 
 
 def run_alanine(settings, out, *, emit=None, progress=False):
@@ -130,6 +140,8 @@ def run_alanine(settings, out, *, emit=None, progress=False):
         raise ValueError("case: expected one of %s, got %r" % (sorted(CASES), settings.case))
     if int(settings.seed) < 1:
         raise ValueError("seed: must be >= 1, got %r" % (settings.seed,))
+    if settings.proposal not in PROPOSALS:
+        raise ValueError("proposal: expected one of %s, got %r" % (PROPOSALS, settings.proposal))
     results = {}
 
     def record(name, value, unit):
@@ -139,7 +151,9 @@ def run_alanine(settings, out, *, emit=None, progress=False):
 
     mapping, flow_kind = CASES[settings.case]
     out = os.path.abspath(out)
-    case_dir = os.path.join(out, "%s_seed%d" % (settings.case, settings.seed))
+    pmf_dir = os.path.join(out, "%s_seed%d" % (settings.case, settings.seed))
+    # the coupling flow's outputs sit beside the PMF (as always); a CNF's in cnf/, sharing the PMF
+    case_dir = pmf_dir if settings.proposal == "coupling" else os.path.join(pmf_dir, "cnf")
     os.makedirs(case_dir, exist_ok=True)
     t_total = time.perf_counter()
 
@@ -181,7 +195,7 @@ def run_alanine(settings, out, *, emit=None, progress=False):
     pmf = force_matching.force_match(x_fm, f_fm, mapping, temperature=TEMPERATURE, hidden=tuple(settings.hidden),
                                      options={"epochs": settings.fm_epochs, "seed": settings.seed},
                                      seed=settings.seed, progress=progress,
-                                     checkpoint=os.path.join(case_dir, "pmf_checkpoint.npz"))
+                                     checkpoint=os.path.join(pmf_dir, "pmf_checkpoint.npz"))
     record("wall_s_force_matching", time.perf_counter() - t, "s")
     with open(os.path.join(case_dir, "pmf_force.xml"), "w") as handle:
         handle.write(openmm.XmlSerializer.serialize(pmf.pmf_force))
@@ -190,12 +204,25 @@ def run_alanine(settings, out, *, emit=None, progress=False):
 
     # ---- flow ----
     t = time.perf_counter()
-    flow, position_map, history = train_cg_flow(
-        x_flow, mapping, epochs=settings.flow_epochs, batch_size=256, seed=settings.seed, progress=progress,
-        chiral_center=CHIRAL_CENTERS[mapping], checkpoint=os.path.join(case_dir, "flow_checkpoint"))
-    # the training time over every call that trained it (a resumed or cached flow reports its whole training)
-    record("wall_s_flow", max(float(history["seconds"]), time.perf_counter() - t), "s")
+    if settings.proposal == "coupling":
+        flow, position_map, history = train_cg_flow(
+            x_flow, mapping, epochs=settings.flow_epochs, batch_size=256, seed=settings.seed, progress=progress,
+            chiral_center=CHIRAL_CENTERS[mapping], checkpoint=os.path.join(case_dir, "flow_checkpoint"))
+        # the training time over every call that trained it (a resumed or cached flow reports its whole training)
+        record("wall_s_flow", max(float(history["seconds"]), time.perf_counter() - t), "s")
+    else:
+        flow, position_map, history = train_cg_cnf(
+            x_flow, mapping, epochs=settings.cnf_epochs, batch_size=256, seed=settings.seed, progress=progress,
+            config={"hidden": int(settings.cnf_hidden), "num_layers": int(settings.cnf_layers)},
+            optimal_transport=bool(settings.cnf_optimal_transport), checkpoint=os.path.join(case_dir, "cnf_checkpoint"))
+        record("wall_s_flow", float(history["seconds"]), "s")   # flow matching alone, without validation solves
+        record("wall_s_flow_validation", float(history["validation_seconds"]), "s")
     record("flow_best_validation_nll", history["best_validation_nll"], "nats")
+    cost = sampling_cost(flow, settings.cost_samples, seed=settings.seed, num_threads=2)
+    record("wall_s_per_1e4_samples", cost["seconds"] * 1e4 / cost["samples"], "s (2 threads, with log q)")
+    if cost["evaluations_per_sample"] is not None:
+        record("vector_field_evaluations_per_sample", cost["evaluations_per_sample"], "evaluations")
+        record("ode_failed_samples", cost["failed"], "samples")
     model = cg_flow_model_bytes(flow, position_map, info={"map": mapping, "case": settings.case})
     with open(os.path.join(case_dir, "cg_flow.model"), "wb") as handle:
         handle.write(model)
@@ -242,7 +269,7 @@ def run_alanine(settings, out, *, emit=None, progress=False):
 
     # ---- simulation-free benchmarking of a second PMF (the paper's section 4.3) ----
     if settings.compare_unbiased_pmf:
-        _compare_unbiased_pmf(settings, out, case_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress)
+        _compare_unbiased_pmf(settings, out, pmf_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress)
 
     # ---- plain CG MD with the PMF ----
     if settings.cg_md_ns > 0:
@@ -275,7 +302,7 @@ def run_alanine(settings, out, *, emit=None, progress=False):
     return results
 
 
-def _compare_unbiased_pmf(settings, out, case_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress):
+def _compare_unbiased_pmf(settings, out, pmf_dir, mapping, result, phi, psi, ref_phi, ref_psi, record, progress):
     """PMF_U, force-matched on unbiased MD of the same length (aggregated forces), judged from the same
     proposals: log w_U = -beta U_U - log q, no new sampling of the CG model (the paper's section 4.3)."""
     path = os.path.join(out, "data", "ala2_unbiased_%s_aggregated_%gns_seed%d" % (mapping, settings.fm_ns,
@@ -290,7 +317,7 @@ def _compare_unbiased_pmf(settings, out, case_dir, mapping, result, phi, psi, re
                                        hidden=tuple(settings.hidden),
                                        options={"epochs": settings.fm_epochs, "seed": settings.seed},
                                        seed=settings.seed, progress=progress,
-                                       checkpoint=os.path.join(case_dir, "pmf_unbiased_checkpoint.npz"))
+                                       checkpoint=os.path.join(pmf_dir, "pmf_unbiased_checkpoint.npz"))
     record("wall_s_force_matching_unbiased_pmf", time.perf_counter() - t, "s")
     energy_u, _ = pmf_u.evaluate(result.positions)
     log_w = -energy_u / KT - result.log_q

@@ -47,7 +47,8 @@ inline constexpr int MaxBuilderLayers = 10000;     // the builder form's "num_la
  *    "base": {"kinds": [per-dimension kind], "truncation_bound": B}, "layers": [{"type": ..., ...}, ...],
  *    "precision": "float64" | "mixed"}
  *   Layer types: "spline_coupling", "affine_coupling", "permutation", "circular_shift",
- *   "right_stochastic_linear", "atom_permutation" (each class's fromConfig documents its fields).
+ *   "right_stochastic_linear", "atom_permutation", "continuous_flow" (each class's fromConfig
+ *   documents its fields).
  *   "circular" lists the base side's circular dimensions (the data side's too, unless permutation
  *   layers reorder them).
  *
@@ -63,6 +64,10 @@ inline constexpr int MaxBuilderLayers = 10000;     // the builder form's "num_la
  *     circular dimensions always get "uniform_circle";
  *   spline: "num_bins" (8), "bound" (5), "min_bin_width", "min_bin_height", "min_derivative" (1e-3);
  *   conditioner: "hidden" (256), "num_blocks" (1), "activation" ("relu").
+ * Builder, "coupling": "continuous": a continuous normalizing flow, one continuous_flow layer whose
+ *   vector field has "num_layers" (default 3) hidden layers of width "hidden" (96), "activation"
+ *   ("silu"), "time_embedding" (16), "atol" and "rtol" (1e-4); unconditional (no context); the
+ *   coupling-only keys are refused.
  * Both forms: "seed" for initializeParameters (default 0), "precision" (default "float64"),
  * "num_threads" (default: hardware concurrency). Unknown keys -> Error naming them.
  */

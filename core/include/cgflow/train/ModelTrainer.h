@@ -105,6 +105,16 @@ public:
     TrainStepReport forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context = nullptr,
                                   const Eigen::VectorXd* weights = nullptr);
     /**
+     * One conditional flow-matching update of a continuous normalizing flow (a Flow whose only layer is
+     * a flows::ContinuousFlow, else Error) on data x1 (dimension x n): base points x0 drawn from the
+     * flow's base density (the counter-based stream of seed, draw i for column i), times t_i ~ U(0, 1)
+     * from the same seed, optionally re-paired by the minibatch optimal-transport plan (squared
+     * distances, circular dimensions by their shortest arc; Tong et al. 2023), and the loss
+     * mean over samples and dimensions of (v(x_t, t) - u)^2 with the targets of flowMatchingTargets.
+     * Columns of x1 that are not finite are dropped and counted. Runs on the flow's threads.
+     */
+    TrainStepReport flowMatchingStep(const Eigen::MatrixXd& x1, uint64_t seed, bool optimalTransport = false);
+    /**
      * Apply a gradient computed elsewhere (getNumParameters() values; clipped/guarded in place) as
      * one update; loss and numSamples are only recorded in the report.
      */
@@ -119,6 +129,8 @@ private:
     std::vector<double> parameters, gradient;
     Eigen::VectorXd lastLogQ;
     bool haveSample = false;
+    std::vector<std::unique_ptr<flows::BijectionWorkspace>> flowMatchingWorkspaces; // one per chunk
+    std::vector<Eigen::VectorXd> flowMatchingGradients;                             // one per chunk
 };
 
 } // namespace cgflow::train
