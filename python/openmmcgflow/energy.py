@@ -5,6 +5,15 @@ import openmm
 from . import _core
 
 
+def _positions_array(positions):
+    """positions as a float64 array; something that is not numbers is refused naming the argument."""
+    try:
+        return np.asarray(positions, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError("positions: expected an array of shape (batch, N, 3) in nm, got %s (%s)"
+                        % (type(positions).__name__, error)) from None
+
+
 class EnergyTarget:
     """Energies and forces for batches of configurations from a pool of OpenMM Contexts.
 
@@ -54,12 +63,12 @@ class EnergyTarget:
         regularized when :meth:`set_energy_regularization` is on; :meth:`evaluate_raw` also
         returns the raw ones.
         """
-        energies, f, finite, _ = self._target.evaluate(np.asarray(positions, dtype=np.float64), forces, phase)
+        energies, f, finite, _ = self._target.evaluate(_positions_array(positions), forces, phase)
         return energies, f, finite
 
     def evaluate_raw(self, positions, forces=True, phase="default"):
         """Like :meth:`evaluate`, plus the unregularized energies as a fourth value."""
-        return self._target.evaluate(np.asarray(positions, dtype=np.float64), forces, phase)
+        return self._target.evaluate(_positions_array(positions), forces, phase)
 
     def set_energy_regularization(self, e_high, e_max):
         """E' = E below e_high, e_high + log(1 + E - e_high) above, capped at e_max (kJ/mol)."""

@@ -38,14 +38,59 @@ def affine_ensemble(ensemble, input_mean=0.0, input_scale=1.0, output_scale=1.0)
     weights = [[np.array(w, dtype=float) for w in member] for member in d["weights"]]
     biases = [[np.array(b, dtype=float).ravel() for b in member] for member in d["biases"]]
     inputs = weights[0][0].shape[1]
-    mean = np.broadcast_to(np.asarray(input_mean, dtype=float), (inputs,))
-    scale = np.broadcast_to(np.asarray(input_scale, dtype=float), (inputs,))
+    mean = _per_input(input_mean, inputs, "input_mean")
+    scale = _per_input(input_scale, inputs, "input_scale")
+    if np.any(scale == 0):
+        raise ValueError("input_scale: must be nonzero, got %r" % (input_scale,))
+    output_scale = float(output_scale)
+    if not (np.isfinite(output_scale) and output_scale != 0):
+        raise ValueError("output_scale: must be finite and nonzero, got %r" % (output_scale,))
     for ws, bs in zip(weights, biases):
         ws[0] = ws[0] / scale[None, :]
         bs[0] = bs[0] - ws[0] @ mean
         ws[-1] = ws[-1] * output_scale
         bs[-1] = bs[-1] * output_scale
     return MLPEnsemble.from_arrays(weights, biases, d["activation"], d["output_activation"])
+
+
+def _per_input(values, inputs, argument):
+    """A scalar or one finite value per input, as an array of ``inputs`` values; else a ValueError naming it."""
+    array = np.asarray(values, dtype=float)
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] not in (1, inputs)):
+        raise ValueError("%s: expected a scalar or %d values (one per input), got shape %s"
+                         % (argument, inputs, array.shape))
+    if not np.all(np.isfinite(array)):
+        raise ValueError("%s: must be finite, got %r" % (argument, values))
+    return np.broadcast_to(array, (inputs,))
+
+
+def _leading_size(values):
+    """The number of samples (leading dimension) of an array-like, or None if it has no shape."""
+    shape = getattr(values, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(values)
+        except Exception:  # noqa: BLE001 - not array-like: the core names the argument
+            return None
+    return shape[0] if len(shape) > 0 else None
+
+
+def _usable_sample_error(error, arguments):
+    """The core's "no usable sample" error, with the arguments whose samples are all non-finite named."""
+    bad = []
+    for name, values in arguments:
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            continue
+        if array.ndim >= 1 and len(array) > 0:
+            finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+            if not finite.any():
+                bad.append(name)
+    if not bad:  # the features of finite positions are non-finite, or the samples fail in different arguments
+        return error
+    from ._core import CGFlowError
+    return CGFlowError("%s: every sample has a non-finite value (%s)" % (" and ".join(bad), error))
 
 
 class PMFTrainer(_CorePMFTrainer):
@@ -60,18 +105,26 @@ class PMFTrainer(_CorePMFTrainer):
     """
 
     def fit_forces(self, positions, forces, box=None, *, progress=True, checkpoint=None, checkpoint_every=1):
-        """Force matching: positions and target forces (n, N, 3) in nm and kJ/mol/nm. Returns the history."""
+        """Force matching: positions and target forces (n, N, 3) in nm and kJ/mol/nm. Returns the history.
+
+        An empty batch, or one in which every sample of ``positions`` or ``forces`` is non-finite, raises a
+        ValueError (CGFlowError) naming the argument; single non-finite samples are skipped (``num_skipped``)."""
         return self._fit(_CorePMFTrainer.fit_forces, (positions, forces, box), "force matching", progress,
-                         checkpoint, checkpoint_every)
+                         checkpoint, checkpoint_every, (("positions", positions), ("forces", forces)))
 
     def fit_labels(self, inputs, energies, *, progress=True, checkpoint=None, checkpoint_every=1):
-        """Labels: feature values (n, input_size) and target energies (n,) in kJ/mol. Returns the history."""
-        return self._fit(_CorePMFTrainer.fit_labels, (inputs, energies), "label fit", progress, checkpoint,
-                         checkpoint_every)
+        """Labels: feature values (n, input_size) and target energies (n,) in kJ/mol. Returns the history.
 
-    def _fit(self, fit, arguments, description, progress, checkpoint, checkpoint_every):
+        Empty or all-non-finite ``inputs`` or ``energies`` raise as for :meth:`fit_forces`."""
+        return self._fit(_CorePMFTrainer.fit_labels, (inputs, energies), "label fit", progress, checkpoint,
+                         checkpoint_every, (("inputs", inputs), ("energies", energies)))
+
+    def _fit(self, fit, arguments, description, progress, checkpoint, checkpoint_every, samples):
         if int(checkpoint_every) < 1:
             raise ValueError("checkpoint_every: must be >= 1, got %r" % (checkpoint_every,))
+        for name, values in samples:
+            if _leading_size(values) == 0:
+                raise ValueError("%s: an empty batch (0 samples); the fit needs at least one" % name)
         resume = _read_checkpoint(checkpoint, self.options) if checkpoint is not None and os.path.exists(checkpoint) \
             else None
         bar = tqdm(desc=description, unit="epoch", disable=not progress,
@@ -90,6 +143,10 @@ class PMFTrainer(_CorePMFTrainer):
 
         try:
             return fit(self, *arguments, on_epoch=on_epoch, resume=resume)
+        except ValueError as error:
+            if str(error).startswith("no usable sample"):
+                raise _usable_sample_error(error, samples) from None
+            raise
         finally:
             bar.close()
 

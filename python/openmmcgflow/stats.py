@@ -53,8 +53,8 @@ def integrated_autocorrelation_time(series, window_factor=5.0):
         raise ValueError(f"series needs at least 2 frames, got {x.shape[0]}")
     if not np.all(np.isfinite(x)):
         raise ValueError("series has non-finite values")
-    if window_factor <= 0:
-        raise ValueError(f"window_factor must be positive, got {window_factor}")
+    if not (np.isfinite(window_factor) and window_factor > 0):
+        raise ValueError(f"window_factor must be finite and positive, got {window_factor}")
     columns = x.reshape(x.shape[0], -1)
     n = columns.shape[0]
     taus = []

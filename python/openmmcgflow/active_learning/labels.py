@@ -56,9 +56,15 @@ def pmf_labels(energies, log_q, log_det_j, temperature, clip_top=3):
     lq = np.asarray(log_q, dtype=float)
     if u.ndim != 2:
         raise ValueError("energies: expected shape (points, copies), got %r" % (u.shape,))
+    if u.shape[1] == 0:
+        raise ValueError("energies: every point needs at least one copy, got shape %r" % (u.shape,))
     if lq.shape != u.shape:
         raise ValueError("log_q: shape %r differs from energies' %r" % (lq.shape, u.shape))
-    ldj = np.broadcast_to(np.asarray(log_det_j, dtype=float), u.shape)
+    try:
+        ldj = np.broadcast_to(np.asarray(log_det_j, dtype=float), u.shape)
+    except ValueError:
+        raise ValueError("log_det_j: expected a scalar or the shape %r of energies, got %r"
+                         % (u.shape, np.shape(log_det_j))) from None
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError("temperature: must be finite and > 0 (kelvin), got %r" % (temperature,))
     copies = u.shape[1]

@@ -18,6 +18,8 @@ def farthest_point_selection(points, count, rng, period=2 * np.pi):
     x = np.asarray(points, dtype=float)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError("points: expected a non-empty (n, d) array, got shape %r" % (x.shape,))
+    if not np.all(np.isfinite(x)):
+        raise ValueError("points: must be finite")
     count = int(count)
     if not 1 <= count <= len(x):
         raise ValueError("count: must be in [1, %d], got %d" % (len(x), count))
@@ -36,6 +38,8 @@ def broaden_points(centres, per_point, radius, rng, period=2 * np.pi):
     c = np.asarray(centres, dtype=float)
     if c.ndim != 2:
         raise ValueError("centres: expected a (k, d) array, got shape %r" % (c.shape,))
+    if not np.all(np.isfinite(c)):
+        raise ValueError("centres: must be finite")
     if not (np.isfinite(radius) and radius > 0):
         raise ValueError("radius: must be finite and > 0, got %r" % (radius,))
     per_point = int(per_point)

@@ -52,8 +52,10 @@ def walker_positions(points, num_walkers=None):
     [-pi, pi); with ``num_walkers`` > n the points are reused in turn (walkers started from the last
     iteration's found points, as the paper does)."""
     p = np.atleast_2d(np.asarray(points, dtype=float))
-    if p.shape[1] > 3:
-        raise ValueError("points: at most 3 angles per walker, got %d" % p.shape[1])
+    if p.ndim != 2 or not 1 <= p.shape[1] <= 3:
+        raise ValueError("points: expected shape (n, angles) with 1 to 3 angles per walker, got %s" % (p.shape,))
+    if not np.all(np.isfinite(p)):
+        raise ValueError("points: must be finite (angles in rad)")
     n = len(p) if num_walkers is None else int(num_walkers)
     if n < 1 or len(p) == 0:
         raise ValueError("points: need at least one point and one walker")
@@ -67,6 +69,10 @@ def angle_integrator(num_walkers, num_angles=2, *, temperature=300.0, proposal_s
                      minimum_steps=0, seed=0):
     """A CGMonteCarloIntegrator moving the angles of every walker, with the search threshold given in
     units of k_B T (the paper: 0.2 k_B T for alanine dipeptide, 0.4 for Mueller-Brown); 0 turns it off."""
+    if int(num_walkers) < 1:
+        raise ValueError("num_walkers: must be >= 1, got %r" % (num_walkers,))
+    if not 1 <= int(num_angles) <= 3:
+        raise ValueError("num_angles: must be 1, 2 or 3 (the x, y, z of a particle), got %r" % (num_angles,))
     integrator = CGMonteCarloIntegrator(float(temperature), float(proposal_scale))
     for i in range(int(num_walkers)):
         for axis in range(int(num_angles)):

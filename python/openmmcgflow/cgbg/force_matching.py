@@ -44,6 +44,14 @@ DEFAULT_PMF_OPTIONS = {"epochs": 60, "batch_size": 256, "learning_rate": 1e-3, "
                        "max_gradient_norm": 1.0, "validation_fraction": 0.1}
 
 
+def _temperature(temperature):
+    """temperature (K) as a float; not finite or not > 0 -> ValueError naming the argument."""
+    value = float(temperature)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError("temperature: must be finite and > 0 (kelvin), got %r" % (temperature,))
+    return value
+
+
 def _neighbours(num_beads, bonds):
     adjacent = [set() for _ in range(num_beads)]
     for i, j in bonds:
@@ -113,7 +121,7 @@ class HarmonicPrior:
         angle springs are refitted to the angles' joint covariance and the improper (a, b, c, j) joins the
         von Mises torsions (see :meth:`_planar_centres`)."""
         x = np.asarray(positions, dtype=float)
-        kT = KB * float(temperature)
+        kT = KB * _temperature(temperature)
         bonds = []
         for i, j in _check_bonds(bead_bonds, x.shape[1]):
             r = np.linalg.norm(x[:, j] - x[:, i], axis=-1)
@@ -329,6 +337,7 @@ def force_match(positions, forces, bead_bonds, *, temperature, hidden=(128, 128,
     """
     x = np.asarray(positions, dtype=float)
     f = np.asarray(forces, dtype=float)
+    _temperature(temperature)
     if x.ndim != 3 or x.shape[2] != 3 or not np.all(np.isfinite(x)):
         raise ValueError("positions: expected finite (n, beads, 3) nm, got shape %s" % (x.shape,))
     if f.shape != x.shape:
@@ -385,7 +394,7 @@ def d_form_fraction(energy, mirrored_energy, log_w, temperature):
     """The D fraction of the PMF's CG ensemble, estimated from weighted samples of the L form: the mirror
     map is a volume-preserving bijection L -> D, so Z_D / Z_L = E_L[exp(-beta (U(mirror x) - U(x)))] with
     the L samples' normalized weights. Returns Z_D / (Z_L + Z_D): 0.5 for a PMF blind to chirality."""
-    beta = 1.0 / (KB * float(temperature))
+    beta = 1.0 / (KB * _temperature(temperature))
     log_w = np.asarray(log_w, dtype=float)
     delta = -beta * (np.asarray(mirrored_energy, dtype=float) - np.asarray(energy, dtype=float))
     keep = np.isfinite(log_w) & np.isfinite(delta)

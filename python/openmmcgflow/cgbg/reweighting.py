@@ -178,6 +178,8 @@ def profile_metrics(values, log_w, reference_probabilities, axis, periodic=True,
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or x.size < 1:
         raise ValueError("values: expected a 1-D array of observable values, got shape %s" % (x.shape,))
+    if not (np.isfinite(kT) and kT > 0):
+        raise ValueError("kT: must be finite and > 0 (the energy unit of the profiles), got %r" % (kT,))
     lw = np.asarray(log_w, dtype=float)
     if lw.shape != x.shape:
         raise ValueError("log_w: expected %d log-weights (one per value), got shape %s" % (x.size, lw.shape))

@@ -26,12 +26,26 @@ class CoordinateEnergy:
         if energy_regularization is not None:
             e_high, e_max = energy_regularization
             self.target.set_energy_regularization(e_high, e_max)
-        self.positions = np.asarray(positions, dtype=float).reshape(-1, 3)
-        self.active = np.asarray(active, dtype=int)
+        n = self.target.num_particles
+        self.positions = np.asarray(positions, dtype=float)
+        if self.positions.size != 3 * n or not np.all(np.isfinite(self.positions)):
+            raise ValueError("positions: expected %d finite positions (%d, 3) in nm (the System's particles), got "
+                             "shape %s" % (n, n, self.positions.shape))
+        self.positions = self.positions.reshape(-1, 3)
+        active_values = np.asarray(active)
+        if active_values.ndim != 1 or active_values.size == 0 or not np.issubdtype(active_values.dtype, np.integer):
+            raise ValueError("active: expected a non-empty 1-D list of flat coordinate indices, got %r" % (active,))
+        self.active = active_values.astype(int)
+        if self.active.min() < 0 or self.active.max() >= 3 * n or len(np.unique(self.active)) != len(self.active):
+            raise ValueError("active: indices must be distinct and in [0, %d) (3 per particle), got %r"
+                             % (3 * n, active_values.tolist()))
         self.evaluations = 0
 
     def __call__(self, x):
         x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != len(self.active):
+            raise ValueError("x: expected shape (n, %d), one value per active coordinate, got %s"
+                             % (len(self.active), x.shape))
         batch = np.repeat(self.positions[None], len(x), axis=0).reshape(len(x), -1)
         batch[:, self.active] = x
         energies, forces, finite = self.target.evaluate(batch.reshape(len(x), -1, 3))
@@ -70,8 +84,8 @@ class InternalCoordinateEnergy:
 
     def __init__(self, system, internal_coordinates, temperature, platform="Reference", threads=1,
                  energy_regularization=None, open_torsions=None):
-        if not float(temperature) > 0:
-            raise ValueError("temperature must be > 0 K, got %r" % (temperature,))
+        if not (np.isfinite(float(temperature)) and float(temperature) > 0):
+            raise ValueError("temperature must be finite and > 0 K, got %r" % (temperature,))
         if internal_coordinates.num_atoms != system.getNumParticles():
             raise ValueError("internal_coordinates: cover %d atoms but the System has %d particles"
                              % (internal_coordinates.num_atoms, system.getNumParticles()))
@@ -158,8 +172,8 @@ class CartesianFrameEnergy:
     """
 
     def __init__(self, system, positions, frame_atoms, temperature, platform="Reference", threads=1):
-        if not float(temperature) > 0:
-            raise ValueError("temperature must be > 0 K, got %r" % (temperature,))
+        if not (np.isfinite(float(temperature)) and float(temperature) > 0):
+            raise ValueError("temperature must be finite and > 0 K, got %r" % (temperature,))
         n = system.getNumParticles()
         a, b, c = (int(i) for i in frame_atoms)
         if len({a, b, c}) != 3 or not all(0 <= i < n for i in (a, b, c)):

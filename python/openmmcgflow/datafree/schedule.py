@@ -82,8 +82,20 @@ class DataFreeSchedule:
     def __post_init__(self):
         if self.rule not in ("kl", "shrink"):
             raise ValueError("rule must be 'kl' or 'shrink', got %r" % (self.rule,))
+        if not (np.isfinite(self.beta_target) and self.beta_target > 0):
+            raise ValueError("beta_target must be finite and > 0, got %r" % (self.beta_target,))
         if not 0 < self.beta_initial <= self.beta_target:
             raise ValueError("beta_initial must be in (0, beta_target], got %r" % (self.beta_initial,))
+        for name in ("max_relative_increase", "max_step", "kl_floor"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError("%s must be finite and > 0, got %r" % (name, value))
+        if not (np.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError("learning_rate must be finite and >= 0, got %r" % (self.learning_rate,))
+        if int(self.max_levels) < 1:
+            raise ValueError("max_levels must be >= 1, got %r" % (self.max_levels,))
+        if int(self.drop_largest_losses) < 0:
+            raise ValueError("drop_largest_losses must be >= 0, got %r" % (self.drop_largest_losses,))
         for name in ("initial_steps", "steps_per_level", "batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError("%s must be >= 1, got %r" % (name, getattr(self, name)))
@@ -105,12 +117,12 @@ class DataFreeSchedule:
     @property
     def evaluation_batch_size(self):
         """Samples per level's statistics: evaluation_batch, or batch when that is not set."""
-        return int(self.evaluation_batch or self.batch)
+        return int(self.batch if self.evaluation_batch is None else self.evaluation_batch)
 
     @property
     def final_batch_size(self):
         """Samples per step of the final phases: final_batch, or batch when that is not set."""
-        return int(self.final_batch or self.batch)
+        return int(self.batch if self.final_batch is None else self.final_batch)
 
     @property
     def final_rates(self):

@@ -281,6 +281,10 @@ def train_forward_kl(model, data, steps=1000, batch=256, learning_rate=1e-3, see
     if len(data) == 0 or int(steps) < 0 or int(batch) < 1:
         raise ValueError("data must be non-empty, steps >= 0 and batch >= 1, got %d rows, %r, %r"
                          % (len(data), steps, batch))
+    finite = np.all(np.isfinite(data), axis=1)
+    if not np.all(finite):
+        raise ValueError("data: %d of %d rows are not finite (first: row %d)"
+                         % (int(np.sum(~finite)), len(data), int(np.argmin(finite))))
     trainer = trainer or ModelTrainer(model, {"learning_rate": learning_rate})
     rng = np.random.default_rng(seed)
     losses = []
