@@ -50,8 +50,8 @@ def train_cnf(y, circular=(), *, epochs, batch_size=256, validation_fraction=0.1
     ``config`` overrides :data:`DEFAULT_CNF` (builder keys of ``cg.Flow`` with ``"coupling": "continuous"``:
     hidden width, num_layers hidden layers, time_embedding, activation, atol, rtol); ``options`` overrides
     :data:`DEFAULT_CNF_OPTIONS` (``cg.ModelTrainer`` keys; AdamW, the cosine schedule spans all epochs).
-    The split (``seed``) holds out ``validation_fraction``; the validation score is the mean -log q of the
-    first ``validation_samples`` held-out frames, minus ``log_det`` (n,) of those frames when given (the
+    The split (``seed``) holds out ``validation_fraction``; the validation score is the mean -log q of
+    ``validation_samples`` held-out frames drawn at random (the same ones every time), minus ``log_det`` (n,) of those frames when given (the
     position map's log|det J|, so the score is a density of the Cartesian coordinates, comparable with
     the coupling flow's), evaluated every ``validate_every`` epochs (default: 10 times per run) and after
     the last; the best parameters are returned. ``checkpoint``: a directory written atomically after each
@@ -108,7 +108,7 @@ def train_cnf(y, circular=(), *, epochs, batch_size=256, validation_fraction=0.1
     rng = np.random.default_rng(int(seed))
     order = rng.permutation(n)
     validation, train = np.sort(order[:num_validation]), np.sort(order[num_validation:])
-    scored = validation[:int(validation_samples)]
+    scored = np.sort(order[:min(int(validation_samples), num_validation)])   # a random subset of the validation frames
     steps_per_epoch = -(-len(train) // batch_size)
     train_options["cosine_steps"] = epochs * steps_per_epoch
     settings = {"epochs": epochs, "batch_size": batch_size, "validation_fraction": float(validation_fraction),

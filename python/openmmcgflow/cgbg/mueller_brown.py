@@ -517,6 +517,7 @@ def run_mueller_brown(settings, out, *, emit=None, progress=False):
         flow, flow_history = train_cnf(u_flow, epochs=int(settings.cnf_epochs), batch_size=int(settings.flow_batch_size),
                                        seed=int(settings.seed), config=cnf_config,
                                        options={"learning_rate": float(settings.cnf_learning_rate)},
+                                       validation_samples=5000,   # 1-D solves are cheap
                                        checkpoint=os.path.join(case_dir, "cnf_%s" % cnf_tag), progress=progress)
         record("wall_s_flow", float(flow_history["seconds"]), "s")   # flow matching alone, without validation solves
         record("wall_s_flow_validation", float(flow_history["validation_seconds"]), "s")
