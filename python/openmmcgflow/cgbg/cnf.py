@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from .. import _core as core
-from ..files import atomic_save_npz, atomic_write_json
+from .checkpoints import read_state, write_epoch
 from .flow import _check_bonds, _positions_array, cg_internal_coordinates
 
 DEFAULT_CNF = {"hidden": 128, "num_layers": 3, "time_embedding": 16, "activation": "silu", "atol": 1e-4, "rtol": 1e-4}
@@ -121,20 +121,10 @@ def train_cnf(y, circular=(), *, epochs, batch_size=256, validation_fraction=0.1
 
     start_epoch, best = 0, None
     fingerprint = _fingerprint(y if log_det is None else np.column_stack([y, log_det]), settings)
-    state_path = None if checkpoint is None else os.path.join(checkpoint, "state.json")
-    if state_path is not None and os.path.exists(state_path):
-        with open(state_path) as handle:
-            state = json.load(handle)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("checkpoint: %s is not a CNF checkpoint" % state_path)
-        if state["fingerprint"] != fingerprint:
-            differs = [k for k in settings if state["settings"].get(k) != settings[k]]
-            raise ValueError("checkpoint: %s was written for other %s; use a new directory"
-                             % (checkpoint, ", ".join(differs) if differs else "data"))
-        flow, trainer = core.load_flow_trainer(os.path.join(checkpoint, state["trainer_file"]))
-        if state["best_file"] is not None:
-            with np.load(os.path.join(checkpoint, state["best_file"])) as stored:
-                best = stored["parameters"].copy()
+    stored = None if checkpoint is None else read_state(checkpoint, CHECKPOINT_FORMAT, fingerprint, settings, "CNF")
+    if stored is not None:
+        state, flow, trainer, best_arrays = stored
+        best = None if best_arrays is None else best_arrays["parameters"]
         start_epoch = state["epoch"]
         history.update(state["history"])
     else:
@@ -181,19 +171,9 @@ def train_cnf(y, circular=(), *, epochs, batch_size=256, validation_fraction=0.1
             history["validation_seconds"] = float(history["validation_seconds"]) + validation_seconds
             validation_seconds = 0.0
             if checkpoint is not None:
-                trainer_file = "trainer_%05d.safetensors" % (epoch + 1)
-                best_file = None if best is None else "best_%05d.npz" % (epoch + 1)
-                trainer.save(os.path.join(checkpoint, trainer_file))
-                if best_file is not None:
-                    atomic_save_npz(os.path.join(checkpoint, best_file), {"parameters": best})
-                atomic_write_json(state_path, {"format": CHECKPOINT_FORMAT, "format_version": 1, "epoch": epoch + 1,
-                                               "fingerprint": fingerprint, "settings": settings,
-                                               "trainer_file": trainer_file, "best_file": best_file,
-                                               "history": history}, indent=1)
-                for name in os.listdir(checkpoint):   # earlier epochs' files and stale temporaries
-                    if name not in (trainer_file, best_file, "state.json") and (
-                            name.startswith(("trainer_", "best_")) or ".tmp-" in name):
-                        os.remove(os.path.join(checkpoint, name))
+                write_epoch(checkpoint, epoch + 1, trainer, None if best is None else {"parameters": best},
+                            {"format": CHECKPOINT_FORMAT, "format_version": 1, "fingerprint": fingerprint,
+                             "settings": settings, "history": history})
             if bar is not None:
                 bar.update(1)
     finally:

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from .. import _core as core
-from ..files import atomic_save_npz, atomic_write_json
 from ..coordinates import InternalCoordinates, ZMatrix, detect_chirality
+from .checkpoints import read_state, write_epoch
 
 # Bead bonds of the alanine-dipeptide maps of cgbg.maps (bead indices as in HEAVY_ATOM_BEADS /
 # CORE_BETA_BEADS). Heavy atom: CH3-C(=O)-N-CA(-CB)-C(=O)-N-CH3; core beta: C-N-CA(-CB)-C-N.
@@ -155,14 +155,6 @@ def cg_flow_model_bytes(flow, position_map, info=None):
     return core.encode_boltzmann_generator(flow, position_map, info)
 
 
-def _write_json(path, value):
-    atomic_write_json(path, value, indent=1)
-
-
-def _write_npz(path, **arrays):
-    atomic_save_npz(path, arrays)
-
-
 def _fingerprint(x, pairs, settings):
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x, dtype="<f8").tobytes())
@@ -241,21 +233,13 @@ def train_cg_flow(positions, bead_bonds, *, epochs=20, batch_size=256, validatio
 
     start_epoch, best = 0, None
     fingerprint = _fingerprint(x, pairs, settings)
-    state_path = None if checkpoint is None else os.path.join(checkpoint, "state.json")
-    if state_path is not None and os.path.exists(state_path):
-        with open(state_path) as handle:
-            state = json.load(handle)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError("checkpoint: %s is not a CG-flow checkpoint" % state_path)
-        if state["fingerprint"] != fingerprint:
-            differs = [k for k in settings if state["settings"].get(k) != settings[k]]
-            raise ValueError("checkpoint: %s was written for other %s; use a new directory"
-                             % (checkpoint, ", ".join(differs) if differs else "positions or bonds"))
-        flow, trainer = core.load_flow_trainer(os.path.join(checkpoint, state["trainer_file"]))
-        with np.load(os.path.join(checkpoint, state["best_file"])) as stored:
-            best = stored["parameters"].copy()
-            if not np.array_equal(stored["validation"], validation):
-                raise ValueError("checkpoint: the stored validation split differs from seed %d's" % seed)
+    stored = None if checkpoint is None else read_state(checkpoint, CHECKPOINT_FORMAT, fingerprint, settings, "CG-flow",
+                                                        "positions or bonds")
+    if stored is not None:
+        state, flow, trainer, best_arrays = stored
+        best = best_arrays["parameters"]
+        if not np.array_equal(best_arrays["validation"], validation):
+            raise ValueError("checkpoint: the stored validation split differs from seed %d's" % seed)
         start_epoch = state["epoch"]
         history.update(state["history"])
     else:
@@ -290,16 +274,9 @@ def train_cg_flow(positions, bead_bonds, *, epochs=20, batch_size=256, validatio
             history["complete"] = epoch + 1 == int(epochs)
             history["seconds"] = seconds_before + time.perf_counter() - began
             if checkpoint is not None:
-                trainer_file, best_file = "trainer_%05d.safetensors" % (epoch + 1), "best_%05d.npz" % (epoch + 1)
-                trainer.save(os.path.join(checkpoint, trainer_file))
-                _write_npz(os.path.join(checkpoint, best_file), parameters=best, validation=validation)
-                _write_json(state_path, {"format": CHECKPOINT_FORMAT, "format_version": 1, "epoch": epoch + 1,
-                                         "fingerprint": fingerprint, "settings": settings,
-                                         "trainer_file": trainer_file, "best_file": best_file, "history": history})
-                for name in os.listdir(checkpoint):   # earlier epochs' files and stale temporaries
-                    if name not in (trainer_file, best_file, "state.json") and (
-                            name.startswith(("trainer_", "best_")) or ".tmp-" in name):
-                        os.remove(os.path.join(checkpoint, name))
+                write_epoch(checkpoint, epoch + 1, trainer, {"parameters": best, "validation": validation},
+                            {"format": CHECKPOINT_FORMAT, "format_version": 1, "fingerprint": fingerprint,
+                             "settings": settings, "history": history})
             if bar is not None:
                 bar.set_postfix(validation_nll="%.3f" % nll)
                 bar.update(1)
