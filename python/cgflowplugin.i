@@ -16,6 +16,25 @@
 #include "openmm/RPMDIntegrator.h"
 #include "openmm/RPMDMonteCarloBarostat.h"
 #include <vector>
+#include <string>
+#include <typeinfo>
+#if defined(__GNUG__)
+#include <cxxabi.h>
+#include <cstdlib>
+#endif
+
+// The class of a polymorphic object, readable ("OpenMM::HarmonicBondForce"), for the errors of cast().
+static std::string cgflowClassName(const std::type_info& type) {
+    std::string name = type.name();
+#if defined(__GNUG__)
+    int status = 0;
+    char* readable = abi::__cxa_demangle(name.c_str(), NULL, NULL, &status);
+    if (status == 0 && readable != NULL)
+        name = readable;
+    std::free(readable);
+#endif
+    return name;
+}
 %}
 
 // C++ exceptions become openmm.OpenMMException, as for OpenMM's own classes.
@@ -131,7 +150,10 @@
      * @return the same force as a PMFForce
      */
     static CGFlowPlugin::PMFForce& cast(OpenMM::Force& force) {
-        return dynamic_cast<CGFlowPlugin::PMFForce&>(force);
+        CGFlowPlugin::PMFForce* result = dynamic_cast<CGFlowPlugin::PMFForce*>(&force);
+        if (result == NULL)
+            throw OpenMM::OpenMMException("force: " + cgflowClassName(typeid(force)) + " is not a PMFForce");
+        return *result;
     }
     /**
      * Get whether a Force is a PMFForce.
@@ -155,7 +177,12 @@
      * @return the same integrator as a BoltzmannGeneratorIntegrator
      */
     static CGFlowPlugin::BoltzmannGeneratorIntegrator& cast(OpenMM::Integrator& integrator) {
-        return dynamic_cast<CGFlowPlugin::BoltzmannGeneratorIntegrator&>(integrator);
+        CGFlowPlugin::BoltzmannGeneratorIntegrator* result =
+            dynamic_cast<CGFlowPlugin::BoltzmannGeneratorIntegrator*>(&integrator);
+        if (result == NULL)
+            throw OpenMM::OpenMMException("integrator: " + cgflowClassName(typeid(integrator)) +
+                                          " is not a BoltzmannGeneratorIntegrator");
+        return *result;
     }
     /**
      * Get whether an Integrator is a BoltzmannGeneratorIntegrator.
@@ -179,7 +206,12 @@
      * @return the same integrator as a CGMonteCarloIntegrator
      */
     static CGFlowPlugin::CGMonteCarloIntegrator& cast(OpenMM::Integrator& integrator) {
-        return dynamic_cast<CGFlowPlugin::CGMonteCarloIntegrator&>(integrator);
+        CGFlowPlugin::CGMonteCarloIntegrator* result =
+            dynamic_cast<CGFlowPlugin::CGMonteCarloIntegrator*>(&integrator);
+        if (result == NULL)
+            throw OpenMM::OpenMMException("integrator: " + cgflowClassName(typeid(integrator)) +
+                                          " is not a CGMonteCarloIntegrator");
+        return *result;
     }
     /**
      * Get whether an Integrator is a CGMonteCarloIntegrator.

@@ -73,7 +73,8 @@ public:
      *                  wrapped into [-period/2, period/2) after every move
      * @return the index of the moved coordinate
      * @throws OpenMMException naming the argument for a negative particle, a bad axis, a negative or
-     *         non-finite period, or a coordinate added twice
+     *         non-finite period, or a coordinate added twice; and when the integrator is bound to a
+     *         Context (add the coordinates before creating it)
      */
     int addMovedCoordinate(int particle, int axis, double period = 0.0);
     /**

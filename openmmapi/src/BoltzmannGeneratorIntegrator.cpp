@@ -291,13 +291,41 @@ BoltzmannGeneratorIntegrator::Proposal BoltzmannGeneratorIntegrator::priceLoaded
     return p;
 }
 
+namespace {
+
+/**
+ * The proposals copy part of the Context's positions (the template): a Cartesian map every coordinate
+ * that is in no slot, an internal map the centroid of all particles. A non-finite one would make
+ * every proposal non-finite (weight zero) and stay so for ever, so it is refused, naming the particle.
+ */
+void checkTemplateFinite(const cgflow::coords::PositionMap& map, const std::vector<double>& flat) {
+    const int numParticles = static_cast<int>(flat.size() / 3);
+    std::vector<char> copied(flat.size(), 1);
+    if (map.getType() == cgflow::coords::PositionMap::Type::Cartesian)
+        for (const auto& slot : map.getSlots())
+            copied[3 * static_cast<size_t>(slot[0]) + slot[1]] = 0;
+    for (int i = 0; i < numParticles; i++)
+        for (int a = 0; a < 3; a++)
+            if (copied[3 * i + a] && !std::isfinite(flat[3 * i + a]))
+                throw OpenMMException("BoltzmannGeneratorIntegrator::step: positions: particle " + std::to_string(i) +
+                                      " has a non-finite " + "xyz"[a] + " coordinate (" +
+                                      std::to_string(flat[3 * i + a]) + "), which every proposal " +
+                                      (map.getType() == cgflow::coords::PositionMap::Type::Cartesian
+                                           ? "copies (it is in none of the model's slots)"
+                                           : "needs (the molecule is placed at the positions' centroid)") +
+                                      "; set finite positions before stepping");
+}
+
+} // namespace
+
 void BoltzmannGeneratorIntegrator::refreshCurrentState() {
     std::vector<double> flat = flatPositions(*context);
     if (currentKnown && flat == currentPositions)
         return;
     // The state moved since our last step (another integrator, or setPositions): price it again.
-    currentEnergy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
     const cgflow::coords::PositionMap& map = *model->positions;
+    checkTemplateFinite(map, flat);
+    currentEnergy = context->calcForcesAndEnergy(false, true, getIntegrationForceGroups());
     Eigen::MatrixXd y(map.getDimension(), 1);
     double logDetJ = 0;
     std::vector<double> ownCondition(map.getConditionColumns().size());

@@ -50,6 +50,11 @@ CGMonteCarloIntegrator::~CGMonteCarloIntegrator() = default;
 
 int CGMonteCarloIntegrator::addMovedCoordinate(int particle, int axis, double period) {
     const std::string where = name("addMovedCoordinate") + ": ";
+    // The walkers and the kernel's coordinate tables were set up (and each particle checked against
+    // the System) when the Context was created: a coordinate added later would never move.
+    if (context != nullptr)
+        throw OpenMMException(where + "cannot add a moved coordinate while bound to a Context; add it before "
+                              "creating the Context (or create a new Context)");
     if (particle < 0)
         throw OpenMMException(where + "particle must be >= 0, got " + std::to_string(particle));
     if (axis < 0 || axis > 2)

@@ -75,24 +75,6 @@ def _leading_size(values):
     return shape[0] if len(shape) > 0 else None
 
 
-def _usable_sample_error(error, arguments):
-    """The core's "no usable sample" error, with the arguments whose samples are all non-finite named."""
-    bad = []
-    for name, values in arguments:
-        try:
-            array = np.asarray(values, dtype=float)
-        except (TypeError, ValueError):
-            continue
-        if array.ndim >= 1 and len(array) > 0:
-            finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-            if not finite.any():
-                bad.append(name)
-    if not bad:  # the features of finite positions are non-finite, or the samples fail in different arguments
-        return error
-    from ._core import CGFlowError
-    return CGFlowError("%s: every sample has a non-finite value (%s)" % (" and ".join(bad), error))
-
-
 class PMFTrainer(_CorePMFTrainer):
     """Fits the MLPEnsemble a PMFForce evaluates to forces (force matching) or to free-energy labels.
 
@@ -141,12 +123,10 @@ class PMFTrainer(_CorePMFTrainer):
             if checkpoint is not None and (done or state["epochs_done"] % int(checkpoint_every) == 0):
                 _write_checkpoint(checkpoint, state, self.options)
 
+        # A batch whose every sample is non-finite: the core's CGFlowError names positions / forces
+        # (inputs / energies), whichever made the samples unusable.
         try:
             return fit(self, *arguments, on_epoch=on_epoch, resume=resume)
-        except ValueError as error:
-            if str(error).startswith("no usable sample"):
-                raise _usable_sample_error(error, samples) from None
-            raise
         finally:
             bar.close()
 

@@ -84,7 +84,7 @@ Either way log q(x) = log q_flow(y) - log_det_j(y).)doc")
                     columns.push_back({pair.first, pair.second});
             return PositionMap::internal(std::move(coordinates), std::move(columns));
         }, py::arg("internal_coordinates"), py::arg("condition_columns") = py::none())
-        .def_static("from_json", [](const py::object& config) { return PositionMap::fromJson(pyToJson(config)); },
+        .def_static("from_json", [](const py::object& config) { return PositionMap::fromJson(pyToJson(config, "config")); },
                     py::arg("config"))
         .def("to_json", [](const PositionMap& map) { return jsonToPy(map.toJson()); })
         .def_property_readonly("type", [](const PositionMap& map) {
@@ -136,7 +136,7 @@ Either way log q(x) = log q_flow(y) - log_det_j(y).)doc")
              "dihedral of each condition column (n, columns), rad in [-pi, pi)");
 
     m.def("encode_boltzmann_generator", [](const flows::Flow& flow, const PositionMap& positions, const py::object& info) {
-        return toBytes(io::encodeBoltzmannGenerator(flow, positions, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+        return toBytes(io::encodeBoltzmannGenerator(flow, positions, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
     }, py::arg("flow"), py::arg("positions"), py::arg("info") = py::none(),
           "The bytes of a 'boltzmann_generator' model file (flow + position map) for BoltzmannGeneratorIntegrator.");
     m.def("decode_boltzmann_generator", [](const py::bytes& bytes) {

@@ -28,6 +28,26 @@ Array batchOfConfigurations(Array x, int numAtoms, const char* name) {
     return x;
 }
 
+/** An optional seed (None or an integer in [0, 2^64)); Error naming the argument otherwise. */
+bool optionalSeed(const py::object& value, const char* name, uint64_t& seed) {
+    if (value.is_none())
+        return false;
+    const std::string expected = std::string(name) + ": expected None or an integer in [0, 2^64), got " +
+                                 py::repr(value).cast<std::string>();
+    if (!PyIndex_Check(value.ptr()))  // ints and numpy integers; not floats (3.7 would be truncated)
+        throw Error(expected);
+    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+    if (!index)
+        throw py::error_already_set();
+    const unsigned long long converted = PyLong_AsUnsignedLongLong(index.ptr());
+    if (converted == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+        PyErr_Clear();  // negative or >= 2^64
+        throw Error(expected);
+    }
+    seed = static_cast<uint64_t>(converted);
+    return true;
+}
+
 Array batchOfVectors(Array q, int dim, const char* name) {
     if (q.ndim() == 1 && q.shape(0) == dim)
         q = q.reshape({1, dim});
@@ -105,6 +125,9 @@ void bindCoordinates(py::module_& m) {
             })
         .def("set_normalization", [](InternalCoordinates& ic, Array reference, double bond, double angle, double dihedral) {
                  reference = batchOfConfigurations(reference, ic.getNumAtoms(), "reference");
+                 if (reference.shape(0) != 1)
+                     throw Error("reference: expected one structure (" + std::to_string(ic.getNumAtoms()) +
+                                 ", 3), got a batch of " + std::to_string(reference.shape(0)));
                  InternalCoordinates::NormalizationScales s;
                  s.bond = bond;
                  s.angle = angle;
@@ -130,8 +153,9 @@ void bindCoordinates(py::module_& m) {
                  int batch = (int) q.shape(0);
                  py::array_t<double> x({batch, ic.getNumAtoms(), 3}), logdet(batch);
                  std::vector<RigidMotion> motions;
-                 if (!seed.is_none())
-                     motions = RigidMotion::randomRotations(seed.cast<uint64_t>(), batch);
+                 uint64_t rotationSeed = 0;
+                 if (optionalSeed(seed, "rotation_seed", rotationSeed))
+                     motions = RigidMotion::randomRotations(rotationSeed, batch);
                  {
                      py::gil_scoped_release release;
                      ic.toCartesian(batch, q.data(), x.mutable_data(), logdet.mutable_data(), motions.empty() ? nullptr : motions.data());

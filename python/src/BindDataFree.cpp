@@ -60,7 +60,7 @@ gaussian_conditional config, "fast_flow" (optional): flow config of a conditiona
 standard-normal base) on the Gaussian's noise, started at the identity, for a z-dependent shape of X | z,
 "map": {"type": "right_stochastic_linear", "num_atoms": M, "components_per_atom": k, ...}, "seed": s}.
 Train it with ModelTrainer(model, options).)doc")
-        .def(py::init([](const py::object& config) { return std::make_unique<SlowFastModel>(pyToJson(config)); }),
+        .def(py::init([](const py::object& config) { return std::make_unique<SlowFastModel>(pyToJson(config, "config")); }),
              py::arg("config"))
         .def_property_readonly("config", [](const SlowFastModel& s) { return jsonToPy(s.getConfig()); })
         .def_property_readonly("dimension", &SlowFastModel::getDimension)
@@ -75,6 +75,7 @@ Train it with ModelTrainer(model, options).)doc")
         .def("set_parameters", [](SlowFastModel& s, const Array& p) {
             if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != s.getNumParameters())
                 throw Error("parameters: expected " + std::to_string(s.getNumParameters()) + " values");
+            checkFiniteParameters(p.data(), s.getNumParameters());
             s.setParameters(p.data());
         }, py::arg("parameters"))
         .def("initialize_parameters", &SlowFastModel::initializeParameters, py::arg("seed"))
@@ -115,7 +116,7 @@ Train it with ModelTrainer(model, options).)doc")
             return matrix(rightStochastic(s).getInverseMatrix());
         }, "A^-1: y = A^-1 x, so its first rows say which coordinates the slow variables are")
         .def("to_bytes", [](const SlowFastModel& s, const py::object& info) {
-            return toBytes(io::encodeSlowFastModel(s, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+            return toBytes(io::encodeSlowFastModel(s, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
         }, py::arg("info") = py::none(), "A model file of kind \"slow_fast_model\" (config + parameters).")
         .def_static("from_bytes", [](const py::bytes& data) {
             return io::decodeSlowFastModel(std::string(data), "model bytes");
@@ -128,7 +129,7 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
 "decoder": {...}, "encoder": {...}, "prior" (optional: a flow config, q(z) learned instead of N(0, I);
 "dimension" filled in), "seed"}.)doc")
         .def(py::init([](const py::object& config) {
-                 return std::make_unique<models::EncoderDecoderModel>(pyToJson(config));
+                 return std::make_unique<models::EncoderDecoderModel>(pyToJson(config, "config"));
              }),
              py::arg("config"))
         .def_property_readonly("config", [](const models::EncoderDecoderModel& e) { return jsonToPy(e.getConfig()); })
@@ -144,6 +145,7 @@ reverse-KL step minimizes beta <U> + <surrogate> (Eq. 42). Config: {"latent_dime
         .def("set_parameters", [](models::EncoderDecoderModel& e, const Array& p) {
             if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != e.getNumParameters())
                 throw Error("parameters: expected " + std::to_string(e.getNumParameters()) + " values");
+            checkFiniteParameters(p.data(), e.getNumParameters());
             e.setParameters(p.data());
         }, py::arg("parameters"))
         .def("sample", [](models::EncoderDecoderModel& e, int n, uint64_t seed) {

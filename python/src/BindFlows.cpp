@@ -131,7 +131,7 @@ multi-threaded. Build it from a config dict (see FlowConfig.h / the README): eit
 form, e.g. {"dimension": 60, "circular": [...], "num_layers": 12, "num_bins": 8, "bound": 5.0,
 "hidden": 256, "num_blocks": 1}, or the explicit form that `config` returns. Batches are numpy
 arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dimension,) for all.)doc")
-        .def(py::init([](const py::dict& config) { return Flow::fromConfig(pyToJson(config)); }), py::arg("config"))
+        .def(py::init([](const py::dict& config) { return Flow::fromConfig(pyToJson(config, "config")); }), py::arg("config"))
         .def_static(
             "from_bytes",
             [](const py::bytes& data) { return std::move(io::decodeFlow(std::string(data), "flow bytes").flow); },
@@ -143,13 +143,13 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
         .def(
             "to_bytes",
             [](const Flow& f, const py::object& info) {
-                return toBytes(io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+                return toBytes(io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
             },
             py::arg("info") = py::none())
         .def(
             "save",
             [](const Flow& f, const std::string& path, const py::object& info) {
-                io::writeFileAtomic(path, io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+                io::writeFileAtomic(path, io::encodeFlow(f, nullptr, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
             },
             py::arg("path"), py::arg("info") = py::none(), "Write a model file atomically (temp file + rename).")
         .def_property_readonly("config", [](const Flow& f) { return jsonToPy(f.getConfig()); })
@@ -221,6 +221,7 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
             [](Flow& f, const InputArray& p) {
                 if (p.ndim() != 1 || static_cast<size_t>(p.shape(0)) != f.getNumParameters())
                     throw Error("parameters must be a 1-D array of " + std::to_string(f.getNumParameters()) + " values");
+                checkFiniteParameters(p.data(), f.getNumParameters());
                 f.setParameters(p.data());
             },
             py::arg("parameters"))
@@ -330,7 +331,7 @@ Any trainable model: a Flow, a SlowFastModel or an EncoderDecoderModel.)doc");
     trainer.def(py::init([](Flow& flow, const py::object& options) {
                  return std::make_unique<ModelTrainer>(
                      flow, train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object()
-                                                                                  : pyToJson(options)));
+                                                                                  : pyToJson(options, "options")));
              }),
              py::arg("flow"), py::arg("options") = py::none(), py::keep_alive<1, 2>())
         .def(
@@ -410,7 +411,7 @@ Any trainable model: a Flow, a SlowFastModel or an EncoderDecoderModel.)doc");
             "save",
             [](ModelTrainer& t, const std::string& path, const py::object& info) {
                 io::writeFileAtomic(path, io::encodeFlow(t.getFlow(), &t,
-                                                         info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+                                                         info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
             },
             py::arg("path"), py::arg("info") = py::none(),
             "Write the flow with the optimizer state (a resumable checkpoint), atomically.");
@@ -419,13 +420,13 @@ Any trainable model: a Flow, a SlowFastModel or an EncoderDecoderModel.)doc");
     trainer.def(py::init([](models::SlowFastModel& model, const py::object& options) {
                     return std::make_unique<train::ModelTrainer>(
                         static_cast<train::TrainableModel&>(model),
-                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options, "options")));
                 }),
                 py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
     trainer.def(py::init([](models::EncoderDecoderModel& model, const py::object& options) {
                     return std::make_unique<train::ModelTrainer>(
                         static_cast<train::TrainableModel&>(model),
-                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                        train::ModelTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options, "options")));
                 }),
                 py::arg("model"), py::arg("options") = py::none(), py::keep_alive<1, 2>());
     // The optimizer and guard state as numpy arrays, so that any trainer (not only a flow's, whose

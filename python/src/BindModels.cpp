@@ -18,6 +18,15 @@ namespace {
 
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+/** nn::parseActivation, with an error that names the argument ("activation" or "output_activation"). */
+nn::Activation parseActivationArgument(const std::string& value, const char* argument) {
+    try {
+        return nn::parseActivation(value);
+    } catch (const Error& error) {
+        throw Error(std::string(argument) + ": " + error.what());
+    }
+}
+
 /** weights[m][l] has shape (out, in); biases[m][l] shape (out,). */
 nn::MLPEnsemble ensembleFromArrays(const std::vector<std::vector<RowMatrix>>& weights,
                                    const std::vector<std::vector<Eigen::VectorXd>>& biases,
@@ -26,8 +35,8 @@ nn::MLPEnsemble ensembleFromArrays(const std::vector<std::vector<RowMatrix>>& we
         throw Error("weights: need at least one ensemble member (a list of per-member lists of (out, in) arrays)");
     if (biases.size() != weights.size())
         throw Error("biases: has " + std::to_string(biases.size()) + " members but weights has " + std::to_string(weights.size()));
-    nn::Activation hidden = nn::parseActivation(activation);
-    nn::Activation output = nn::parseActivation(outputActivation);
+    nn::Activation hidden = parseActivationArgument(activation, "activation");
+    nn::Activation output = parseActivationArgument(outputActivation, "output_activation");
     std::vector<nn::MLP> members;
     for (size_t m = 0; m < weights.size(); m++) {
         const std::vector<RowMatrix>& w = weights[m];
@@ -43,6 +52,11 @@ nn::MLPEnsemble ensembleFromArrays(const std::vector<std::vector<RowMatrix>>& we
                             std::to_string(w[l - 1].rows()) + " outputs");
             if (biases[m][l].size() != w[l].rows())
                 throw Error("biases" + where + ": length " + std::to_string(biases[m][l].size()) + ", expected " + std::to_string(w[l].rows()));
+            // Refused here, not only when the model's bytes are read back (from_bytes, PMFForce).
+            if (!w[l].allFinite())
+                throw Error("weights" + where + ": has a non-finite value (NaN or infinity)");
+            if (!biases[m][l].allFinite())
+                throw Error("biases" + where + ": has a non-finite value (NaN or infinity)");
             widths.push_back((int) w[l].rows());
         }
         nn::MLP mlp(widths, hidden, output);
@@ -125,9 +139,14 @@ void bindModels(py::module_& m) {
                          const std::string& outputActivation, uint64_t seed) {
                  if (numMembers < 1)
                      throw Error("num_members: must be >= 1, got " + std::to_string(numMembers));
+                 if (widths.size() >= 2 && widths.back() != 1)
+                     throw Error("widths: the last width is the output and must be 1 (an ensemble predicts a "
+                                 "scalar), got " + std::to_string(widths.back()));
+                 const nn::Activation hidden = parseActivationArgument(activation, "activation");
+                 const nn::Activation output = parseActivationArgument(outputActivation, "output_activation");
                  std::vector<nn::MLP> members;
                  for (int i = 0; i < numMembers; i++) {
-                     nn::MLP mlp(widths, nn::parseActivation(activation), nn::parseActivation(outputActivation));
+                     nn::MLP mlp(widths, hidden, output);
                      mlp.initializeParameters(seed + (uint64_t) i);
                      members.push_back(std::move(mlp));
                  }
@@ -142,10 +161,10 @@ void bindModels(py::module_& m) {
         .def_static("from_bytes", [](const py::bytes& b) { return io::decodeMLPEnsemble(std::string(b), "model bytes"); })
         .def_static("load", [](const std::string& path) { return io::decodeMLPEnsemble(io::readFileBytes(path), path); })
         .def("to_bytes", [](const nn::MLPEnsemble& e, py::object info) {
-                 return toBytes(io::encodeMLPEnsemble(e, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+                 return toBytes(io::encodeMLPEnsemble(e, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
              }, py::arg("info") = py::none())
         .def("save", [](const nn::MLPEnsemble& e, const std::string& path, py::object info) {
-                 io::writeFileAtomic(path, io::encodeMLPEnsemble(e, info.is_none() ? nlohmann::json::object() : pyToJson(info)));
+                 io::writeFileAtomic(path, io::encodeMLPEnsemble(e, info.is_none() ? nlohmann::json::object() : pyToJson(info, "info")));
              }, py::arg("path"), py::arg("info") = py::none(), "Write the model file atomically (temp file + rename).")
         .def_property_readonly("num_members", &nn::MLPEnsemble::getNumMembers)
         .def_property_readonly("input_size", &nn::MLPEnsemble::getInputSize)

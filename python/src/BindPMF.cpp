@@ -288,7 +288,7 @@ num_samples, num_skipped (samples with non-finite data, left out), steps.)doc")
         .def(py::init([](nn::MLPEnsemble& ensemble, const py::object& features, const py::object& options) {
                  return std::make_unique<PMFTrainer>(
                      ensemble, featuresFromPython(features),
-                     train::PMFTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options)));
+                     train::PMFTrainerOptions::fromJson(options.is_none() ? nlohmann::json::object() : pyToJson(options, "options")));
              }),
              py::arg("ensemble"), py::arg("features") = py::none(), py::arg("options") = py::none(),
              py::keep_alive<1, 2>())

@@ -11,7 +11,8 @@ kind of bad input and checks what happens:
   sample, an empty batch giving an empty result); ``expect`` checks the documented result;
 * ``gap``: what it does now is not a clear error naming the argument. The case asserts the behaviour
   wanted and is ``xfail(strict=True)``, so it fails (XPASS) the day the gap is closed: then drop
-  ``gap`` and regenerate the table;
+  ``gap``, say in ``cpp`` what the fix was (the row's verdict becomes "gap closed") and regenerate
+  the table;
 * ``covered_by``: an existing test already pins the case; it is listed in the table (and run by the
   table generator to show the message) but not run again here.
 
@@ -309,7 +310,7 @@ class Case:
     covered_by: str = ""            # an existing test pins this case (not rerun here)
     fixed: bool = False             # made a clear error by this audit (Python-side)
     typed: bool = False             # a type error raised by the binding layer (SWIG / pybind11)
-    cpp: str = ""                   # for a gap: where the fix goes
+    cpp: str = ""                   # for a gap: where the fix goes; without gap: a closed gap, and its fix
 
 
 CASES = []
@@ -341,8 +342,8 @@ case("pmf-bytes-kind", S, "`setModelBytes`", "a model file of another kind (a fl
 case("pmf-bytes-str", S, "`setModelBytes`", "`str` instead of `bytes`", lambda: cg.PMFForce().setModelBytes("abc"),
      TypeError, "modelBytes", covered_by="test_pmf_force.py::test_clear_errors")
 case("pmf-bytes-nan", S, "`setModelBytes`, `setEnsembleParameters`", "NaN weights",
-     lambda: cg.PMFForce().setEnsembleParameters([[np.full((1, 2), NAN)]], [[np.zeros(1)]]), OpenMMException,
-     "weight", covered_by="test_pmf_force.py::test_clear_errors")
+     lambda: cg.PMFForce().setEnsembleParameters([[np.full((1, 2), NAN)]], [[np.zeros(1)]]),
+     (CGFlowError, OpenMMException), "weight", covered_by="test_pmf_force.py::test_clear_errors")
 case("pmf-feature-negative", S, "`addDistance`, `addAngle`, `addDihedral`, `addCoordinate`", "negative particle index",
      (lambda: cg.PMFForce().addDistance(-1, 2), lambda: cg.PMFForce().addAngle(0, -1, 2),
       lambda: cg.PMFForce().addDihedral(0, 1, 2, -3), lambda: cg.PMFForce().addCoordinate(-1, 0)),
@@ -416,18 +417,19 @@ case("pmf-ensemble-no-context", S, "`getEnsembleEnergies`, `getEnsembleStd`, `ge
      "a Context without this force", lambda: cg.PMFForce().getEnsembleEnergies(context_with()), OpenMMException,
      "context")
 case("pmf-cast", S, "`PMFForce.cast`", "a Force that is not a PMFForce", lambda: cg.PMFForce.cast(openmm.HarmonicBondForce()),
-     OpenMMException, "force", gap="an OpenMMException naming `force` (e.g. 'force: a HarmonicBondForce, not a "
-     "PMFForce'); now the message is only 'std::bad_cast'", cpp="python/cgflowplugin.i, `%extend PMFForce::cast` "
-     "(and the two integrators' `cast`): `dynamic_cast` to a pointer and throw `OpenMMException(\"force: not a "
-     "PMFForce\")` when it is null")
+     OpenMMException, "force",
+     cpp="python/cgflowplugin.i, `%extend PMFForce::cast`: `dynamic_cast` to a pointer; a null one throws "
+     "`OpenMMException(\"force: <class> is not a PMFForce\")` (the class demangled from `typeid`)")
 case("pmf-nan-positions-energy", S, "energy of a Context with a PMFForce", "NaN positions", nan_position_energy,
      design="NaN positions give a NaN energy, as for OpenMM's own forces", expect=all_nan)
 case("pmf-nan-positions-forces", S, "forces of a Context with a PMFForce", "NaN positions", nan_position_forces,
-     gap="NaN forces (like the energy); now the forces are exactly 0, which hides the NaN from an integrator",
-     expect=all_nan, cpp="core/src/coords/Features.cpp, `backpropFeatures`: the guards `if (r > 0)`, `if (s > 0)` "
-     "and `if (mm > 0 && nn > 0)` skip the gradient for NaN too; write them as `!(r <= 0)` (a NaN geometry then "
-     "gives NaN forces; a degenerate one still gives 0); the GPU kernel platforms/common/src/kernels/pmfFeatures.cc "
-     "has the same guard (`r > 0 ? d / r : 0`)")
+     expect=all_nan,
+     design="NaN positions give NaN forces, like the energy (a degenerate geometry, coincident or collinear "
+     "particles, still gives 0)",
+     cpp="core/src/coords/Features.cpp, `backpropFeatures`: the degenerate-geometry guards are written `!(r <= "
+     "0)` (and alike for the angle and the dihedral), so NaN positions give NaN gradients while coincident or "
+     "collinear particles still give 0; the same in the GPU kernel platforms/common/src/kernels/pmfFeatures.cc "
+     "(`r <= 0 ? 0 : d / r`). C++ test `Features.NaNPositionsGiveNaNGradient`")
 
 # -- SWIG: BoltzmannGeneratorIntegrator ------------------------------------------------------------------
 S = "SWIG `BoltzmannGeneratorIntegrator`"
@@ -489,17 +491,17 @@ case("bg-proposals-count", S, "`evaluateProposals`", "n < 1",
      OpenMMException, "n must")
 case("bg-nan-positions", S, "`step`", "NaN positions in the Context",
      generator_step_from_nan_positions, OpenMMException, "position",
-     gap="an OpenMMException naming the positions; now the chain accepts the first proposal (the NaN state has "
-     "weight 0) and the NaN z coordinate the Cartesian map does not move stays NaN for ever",
-     cpp="openmmapi/src/BoltzmannGeneratorIntegrator.cpp, `refreshCurrentState`: before pricing, throw "
-     "`OpenMMException(\"BoltzmannGeneratorIntegrator::step: positions: particle i is not finite\")` when a "
-     "coordinate the proposals copy from the Context (the template: every coordinate of a Cartesian map's "
-     "particles that is not a slot; the centroid for an internal map) is not finite")
+     cpp="openmmapi/src/BoltzmannGeneratorIntegrator.cpp, `refreshCurrentState` (Metropolis mode, when the "
+     "Context's state changed): every coordinate the proposals copy from the Context (a Cartesian map's "
+     "coordinates in no slot; an internal map's all, for the centroid) must be finite, else "
+     "`OpenMMException(\"BoltzmannGeneratorIntegrator::step: positions: particle i has a non-finite z coordinate "
+     "...\")`")
 case("bg-cast", S, "`BoltzmannGeneratorIntegrator.cast`, `CGMonteCarloIntegrator.cast`",
      "an Integrator of another class",
      (lambda: BG.cast(openmm.VerletIntegrator(0.001)), lambda: cg.CGMonteCarloIntegrator.cast(openmm.VerletIntegrator(0.001))),
-     OpenMMException, "integrator", gap="an OpenMMException naming `integrator`; now only 'std::bad_cast'",
-     cpp="python/cgflowplugin.i, the integrators' `%extend ... cast`: as for PMFForce.cast")
+     OpenMMException, "integrator",
+     cpp="python/cgflowplugin.i, the integrators' `%extend ... cast`: as for `PMFForce.cast` ('integrator: "
+     "<class> is not a BoltzmannGeneratorIntegrator')")
 
 # -- SWIG: CGMonteCarloIntegrator ----------------------------------------------------------------------
 S = "SWIG `CGMonteCarloIntegrator`"
@@ -529,11 +531,9 @@ def moved_twice():
 case("mc-moved-duplicate", S, "`addMovedCoordinate`", "the same coordinate twice", moved_twice, OpenMMException, "particle")
 case("mc-moved-bound", S, "`addMovedCoordinate`", "called while bound to a Context",
      lambda: bound_monte_carlo().addMovedCoordinate(1, 1), OpenMMException, "context",
-     gap="an OpenMMException (the walkers were set up when the Context was created); now the coordinate is "
-     "added, never moved, and its particle never checked against the System",
-     cpp="openmmapi/src/CGMonteCarloIntegrator.cpp, `addMovedCoordinate`: `if (context != nullptr) throw "
-     "OpenMMException(name(\"addMovedCoordinate\") + \": cannot add a moved coordinate while bound to a Context; "
-     "add it before creating the Context\")`, as BoltzmannGeneratorIntegrator's `checkNotBound`")
+     cpp="openmmapi/src/CGMonteCarloIntegrator.cpp, `addMovedCoordinate`: throws while bound to a Context "
+     "('cannot add a moved coordinate while bound to a Context; add it before creating the Context'), like "
+     "BoltzmannGeneratorIntegrator's `checkNotBound`")
 
 
 def bounded(lower, upper, period=0.0, index=0):
@@ -595,10 +595,9 @@ case("mlp-widths-short", S, "`MLPEnsemble(widths, ...)`", "fewer than 2 widths",
 case("mlp-widths-nonpositive", S, "`MLPEnsemble(widths, ...)`", "a width <= 0",
      (lambda: cg.MLPEnsemble([2, 0, 1], 1), lambda: cg.MLPEnsemble([2, -3, 1], 1)), CGFlowError, "widths")
 case("mlp-widths-output", S, "`MLPEnsemble(widths, ...)`", "last width not 1", lambda: cg.MLPEnsemble([2, 4, 3], 1),
-     CGFlowError, "widths", gap="a message naming `widths` (its last entry); now 'MLPEnsemble members must have "
-     "output size 1, but member 0 has output size 3'",
-     cpp="python/src/BindModels.cpp, `MLPEnsemble.__init__`: `if (widths.back() != 1) throw Error(\"widths: the last "
-     "width is the output and must be 1, got \" + ...)` before building the members")
+     CGFlowError, "widths",
+     cpp="python/src/BindModels.cpp, `MLPEnsemble.__init__`: 'widths: the last width is the output and must be "
+     "1' before the members are built")
 case("mlp-members", S, "`MLPEnsemble(..., num_members)`", "num_members < 1", lambda: cg.MLPEnsemble([2, 4, 1], 0),
      CGFlowError, "num_members")
 case("mlp-activation", S, "`MLPEnsemble.from_arrays`", "unknown activation",
@@ -608,9 +607,8 @@ case("mlp-activation-init", S, "`MLPEnsemble(widths, num_members, activation)`",
      lambda: cg.MLPEnsemble([2, 4, 1], 1, "bogus"), CGFlowError, "activation")
 case("mlp-output-activation", S, "`MLPEnsemble`, `MLPEnsemble.from_arrays`", "unknown output_activation",
      lambda: cg.MLPEnsemble([2, 4, 1], 1, "tanh", "bogus"), CGFlowError, "output_activation",
-     gap="a message naming `output_activation`; now 'unknown activation ...', the same as for `activation`",
-     cpp="python/src/BindModels.cpp (constructor and `ensembleFromArrays`): wrap each `nn::parseActivation` in "
-     "try/catch and rethrow `Error(\"activation: \" ...)` / `Error(\"output_activation: \" ...)`")
+     cpp="python/src/BindModels.cpp (constructor and `ensembleFromArrays`): `parseActivationArgument` prefixes "
+     "the parse error with `activation:` or `output_activation:`")
 case("mlp-seed", S, "`MLPEnsemble(..., seed)` (and every `seed` of `_core`: `Flow.sample`, `initialize_parameters`, "
      "`ModelTrainer.sample`, `SlowFastModel.sample`, `stats.bootstrap_*`)", "negative seed",
      (lambda: cg.MLPEnsemble([2, 4, 1], 1, seed=-1), lambda: flow().sample(1, -1),
@@ -633,10 +631,8 @@ case("mlp-arrays-shape", S, "`MLPEnsemble.from_arrays`, `set_ensemble_parameters
      "weights", covered_by="test_core_io.py::test_from_arrays_names_the_bad_argument")
 case("mlp-arrays-nan", S, "`MLPEnsemble.from_arrays`", "NaN or inf weights",
      lambda: cg.MLPEnsemble.from_arrays([[np.full((1, 2), NAN)]], [[np.zeros(1)]]), CGFlowError, "weights",
-     gap="a CGFlowError naming `weights[m][l]`; now accepted (and written by to_bytes), refused only when the bytes "
-     "are read back (`from_bytes`, `PMFForce.setModelBytes`)",
-     cpp="python/src/BindModels.cpp, `ensembleFromArrays`: `if (!w[l].allFinite()) throw Error(\"weights\" + where + "
-     "\": has a non-finite value\")`, the same for `biases`")
+     cpp="python/src/BindModels.cpp, `ensembleFromArrays`: 'weights[m][l]: has a non-finite value' (and "
+     "`biases[m][l]`)")
 case("mlp-bytes-kind", S, "`MLPEnsemble.from_bytes`, `MLPEnsemble.load`", "a model file of another kind",
      lambda: cg.MLPEnsemble.from_bytes(flow().to_bytes()), CGFlowError, "kind")
 case("safetensors-truncated", S, "`load_safetensors`", "a truncated file", None, CGFlowError, "truncated",
@@ -680,17 +676,17 @@ case("json-nan-config", S, "`Flow(config)`, `ModelTrainer(options)`, `PMFTrainer
       lambda: pmf_trainer(learning_rate=NAN), lambda: cg.SlowFastModel(dict(SLOW_FAST, seed=INF)),
       lambda: core.PositionMap.from_json({"type": "cartesian", "num_particles": NAN})),
      CGFlowError, ("config", "options", "learning_rate", "bound", "seed", "num_particles"),
-     gap="a CGFlowError naming the key; now a RuntimeError from the JSON parser ('[json.exception.parse_error.101] "
-     "... invalid literal')",
-     cpp="python/src/Bindings.h, `pyToJson`: call `json.dumps(obj, allow_nan=False)` inside try/catch and rethrow "
-     "`cgflow::Error(name + \": \" + message)`, with a `name` parameter (\"config\", \"options\", \"info\") passed by "
-     "every caller in python/src/Bind*.cpp")
+     cpp="python/src/Bindings.h, `pyToJson(obj, name)`: `json.dumps(obj, allow_nan=False)`; on failure the "
+     "value JSON cannot hold is located and the CGFlowError names the argument and the key (\"config['bound']: "
+     "nan is not a finite number\"); every caller in python/src/Bind*.cpp passes its argument's name (config, "
+     "options, info)")
 case("json-info", S, "`to_bytes(info)`, `save(info)`, `encode_boltzmann_generator(info)`",
      "info with NaN or a value that is not JSON",
      (lambda: ensemble().to_bytes(info={"a": object()}),
       lambda: core.encode_boltzmann_generator(flow(), core.PositionMap.cartesian(1, [(0, 0), (0, 1)]), {"x": NAN})),
-     CGFlowError, "info", gap="a CGFlowError naming `info`; now a TypeError from `json.dumps` ('Object of type object "
-     "is not JSON serializable') or the JSON parser's RuntimeError", cpp="python/src/Bindings.h, `pyToJson`: as above")
+     CGFlowError, "info",
+     cpp="python/src/Bindings.h, `pyToJson`: as above (\"info['a']: Object of type object is not JSON "
+     "serializable\")")
 case("json-not-dict", S, "`Flow(config)`, `SlowFastModel(config)`, ...", "a list instead of a dict",
      lambda: cg.Flow([1]), TypeError, "config", typed=True)
 
@@ -754,15 +750,13 @@ case("model-parameters-length", S, "`SlowFastModel.set_parameters`, `EncoderDeco
 case("flow-parameters-nan", S, "`Flow.set_parameters`, `EncoderDecoderModel.set_parameters`", "NaN parameters",
      (lambda: fresh_flow().set_parameters(np.full(flow().num_parameters, NAN)),
       lambda: fresh_encoder_decoder().set_parameters(np.full(fresh_encoder_decoder().num_parameters, NAN))),
-     CGFlowError, "parameters", gap="a CGFlowError naming `parameters`; now accepted (every sample is NaN; "
-     "`Flow.to_bytes` then refuses the model)",
+     CGFlowError, "parameters",
      cpp="python/src/BindFlows.cpp (`Flow.set_parameters`) and python/src/BindDataFree.cpp (both models' "
-     "`set_parameters`): refuse a non-finite entry with `Error(\"parameters[\" + i + \"] is not finite\")`")
+     "`set_parameters`): `checkFiniteParameters` (python/src/Bindings.h) refuses the first non-finite entry, "
+     "'parameters[i] is not finite: nan'")
 case("slowfast-parameters-nan", S, "`SlowFastModel.set_parameters`", "NaN parameters",
      lambda: fresh_slow_fast().set_parameters(np.full(slow_fast().num_parameters, NAN)), CGFlowError, "parameters",
-     gap="a message naming `parameters`; now 'RightStochasticLinear: logit (0, 0) is not finite: nan'",
-     cpp="python/src/BindDataFree.cpp, `SlowFastModel.set_parameters`: the finiteness check above, before "
-     "`setParameters`")
+     cpp="python/src/BindDataFree.cpp, `SlowFastModel.set_parameters`: the same check, before `setParameters`")
 case("flow-layer-index", S, "`Flow.parameter_offset`", "layer index out of range",
      (lambda: flow().parameter_offset(-1), lambda: flow().parameter_offset(99)), CGFlowError, "layer")
 
@@ -827,9 +821,11 @@ def empty_reverse_step():
 
 case("trainer-empty", S, "`ModelTrainer.forward_kl_step`, `sample(0)` + `reverse_kl_step`", "empty batch",
      (lambda: cg.ModelTrainer(fresh_flow()).forward_kl_step(np.zeros((0, 2))), empty_reverse_step), CGFlowError,
-     ("x", "n must", "energies"), gap="a CGFlowError naming `x` / `n`; now a silent skipped step (loss 0, "
-     "num_samples 0)", cpp="core/src/train/ModelTrainer.cpp, `forwardKLStep` and `reverseKLStep`: `if (x.cols() == 0) "
-     "throw Error(\"ModelTrainer::forwardKLStep: x is an empty batch\")` (and for the energies of reverseKLStep)")
+     ("x", "n must", "energies"),
+     cpp="core/src/train/ModelTrainer.cpp: `forwardKLStep` refuses an empty x ('x is an empty batch'), "
+     "`reverseKLStep` an empty sample ('energies is an empty batch ... n must be >= 1') and `flowMatchingStep` "
+     "an empty x1 (a batch of only non-finite columns stays a skipped step). C++ test "
+     "`FlowTraining.EmptyBatchesAreErrorsNamingTheArgument`")
 case("trainer-x-shape", S, "`ModelTrainer.forward_kl_step`", "x of the wrong width",
      lambda: cg.ModelTrainer(fresh_flow()).forward_kl_step(np.zeros((4, 3))), CGFlowError, "x must")
 case("trainer-weights", S, "`ModelTrainer.forward_kl_step`", "weights of another count, negative or NaN",
@@ -865,11 +861,8 @@ case("slowfast-dimension", S, "`SlowFastModel(config)`", "slow dimension >= the 
      ("slow dimension", "num_atoms"))
 case("slowfast-map-type", S, "`SlowFastModel(config)`", "an unknown map type",
      lambda: cg.SlowFastModel(dict(SLOW_FAST, map={"type": "bogus"})), CGFlowError, "type",
-     gap="a message naming the map's `type`; now 'the map covers 0 coordinates (num_atoms * components_per_atom), "
-     "which must exceed the slow dimension 1'",
-     cpp="core/src/models/SlowFastModel.cpp, `SlowFastModel::SlowFastModel`: `makeMap` already names the type "
-     "('map type must be right_stochastic_linear or atom_permutation'), but it runs after the coverage check; "
-     "check the type (the first lines of `makeMap`) right after `mapConfig.is_object()`, before reading num_atoms")
+     cpp="core/src/models/SlowFastModel.cpp: the map's type is checked (`mapType`) before num_atoms is read. "
+     "C++ test `SlowFastModel.TrainsThroughFlowTrainerAndRejectsBadConfigs`")
 case("slowfast-permutation", S, "`SlowFastModel(config)`", "a permutation with a repeated atom",
      lambda: cg.SlowFastModel(dict(SLOW_FAST, map={"type": "atom_permutation", "num_atoms": 2, "components_per_atom": 1,
                                                    "permutation": [0, 0]})), CGFlowError, "permutation")
@@ -950,10 +943,11 @@ case("pmftrainer-core-empty", S, "`_core.PMFTrainer.fit_forces`, `fit_labels` (w
      "empty batch, or every sample non-finite",
      (lambda: core_pmf_trainer().fit_forces(np.zeros((0, 2, 3)), np.zeros((0, 2, 3))),
       lambda: core_pmf_trainer().fit_forces(np.full((4, 2, 3), NAN), np.zeros((4, 2, 3)))), CGFlowError,
-     ("positions", "forces"), gap="a message naming the argument; now 'no usable sample: all 0 have a non-finite "
-     "target, input or position' (the Python wrapper `openmmcgflow.PMFTrainer` names it)",
-     cpp="core/src/train/PMFTrainer.cpp, where 'no usable sample' is thrown: say 'positions: an empty batch' for "
-     "n = 0, and name positions / forces (inputs / energies) by which of them were non-finite")
+     ("positions", "forces"),
+     cpp="core/src/train/PMFTrainer.cpp, `Dataset::checkSomeUsable`: 'positions: an empty batch' for n = 0, "
+     "and 'positions and forces: no usable sample: ...' naming those with non-finite values (inputs / energies "
+     "for labels); the Python wrapper no longer rewrites the message. C++ test "
+     "`PMFTrainer.ErrorsNameTheArgument`")
 case("pmftrainer-some-nonfinite", S, "`fit_forces`, `fit_labels`", "some samples non-finite",
      lambda: pmf_trainer().fit_forces(np.concatenate([PMF_POSITIONS, np.full((1, 2, 3), NAN)]),
                                       np.concatenate([PMF_FORCES, np.zeros((1, 2, 3))]), progress=False)["num_skipped"],
@@ -969,9 +963,10 @@ case("pmftrainer-member", S, "`force_matching_loss`, `label_loss`", "member inde
      (lambda: pmf_trainer().force_matching_loss(9, PMF_POSITIONS, PMF_FORCES),
       lambda: pmf_trainer().label_loss(-1, np.zeros((5, 1)), np.zeros(5))), CGFlowError, "member")
 case("pmftrainer-predict-nan", S, "`PMFTrainer.predict`", "NaN positions",
-     lambda: pmf_trainer().predict(np.full((1, 2, 3), NAN))[1], design="", gap="NaN forces; now the energy is NaN "
-     "but the forces are exactly 0 (the PMFForce's feature gradient, see above)", expect=all_nan,
-     cpp="core/src/coords/Features.cpp, `backpropFeatures` (the same fix as for PMFForce)")
+     lambda: pmf_trainer().predict(np.full((1, 2, 3), NAN))[1],
+     design="NaN positions give a NaN energy and NaN forces", expect=all_nan,
+     cpp="core/src/coords/Features.cpp, `backpropFeatures` (the fix of the PMFForce's forces). C++ test "
+     "`PMFTrainer.ErrorsNameTheArgument`")
 case("pmftrainer-checkpoint-every", S, "`openmmcgflow.PMFTrainer.fit_forces`, `fit_labels`", "checkpoint_every < 1",
      lambda: pmf_trainer().fit_forces(PMF_POSITIONS, PMF_FORCES, progress=False, checkpoint=temporary_path("c.npz"),
                                       checkpoint_every=0), ValueError, "checkpoint_every")
@@ -994,9 +989,8 @@ case("pmf-affine", S, "`pmf.affine_ensemble`", "input_scale 0 or NaN, input_mean
 S = "pybind11 `ZMatrix`, `InternalCoordinates`, `detect_chirality`"
 N_ALA, D_ALA = 22, 60
 case("zmatrix-empty", S, "`ZMatrix(rows)`", "no rows", lambda: core.InternalCoordinates(core.ZMatrix([])), CGFlowError, "rows",
-     gap="a CGFlowError naming `rows`; now an empty Z-matrix (0 atoms) and InternalCoordinates of 0 atoms are built",
-     cpp="core/src/coords/ZMatrix.cpp, the constructor: `if (rows.empty()) throw Error(\"ZMatrix: rows is empty; a "
-     "Z-matrix places at least one atom\")`")
+     cpp="core/src/coords/ZMatrix.cpp, the constructor: 'ZMatrix: rows is empty; a Z-matrix places at least "
+     "one atom'. C++ test `ZMatrix.ValidationNamesTheProblem`")
 case("zmatrix-partner", S, "`ZMatrix(rows)`", "a partner index out of range, an atom placed twice",
      (lambda: core.ZMatrix([(0, -1, -1, -1, False), (1, 0, -1, -1, False), (2, 1, 0, -1, False), (3, 2, 1, 9, False)]),
       lambda: core.ZMatrix([(0, -1, -1, -1, False), (0, 0, -1, -1, False), (2, 1, 0, -1, False)])), CGFlowError, "rows")
@@ -1031,14 +1025,12 @@ case("ic-coincident", S, "`to_internal`", "coincident atoms", lambda: alanine_in
      design="log|det J| = -inf: a configuration of zero volume", expect=lambda r: bool(np.all(r == -np.inf)))
 case("ic-rotation-seed", S, "`to_cartesian(rotation_seed)`", "negative seed",
      lambda: alanine_internal().to_cartesian(np.ones((1, D_ALA)), rotation_seed=-1), CGFlowError, "rotation_seed",
-     gap="a CGFlowError naming `rotation_seed`; now a RuntimeError 'Unable to cast Python instance of type <class "
-     "'int'> to C++ type '?''", cpp="python/src/BindCoordinates.cpp, `to_cartesian`: replace `seed.cast<uint64_t>()` by "
-     "a checked conversion (`py::int_`, >= 0) throwing `Error(\"rotation_seed: expected None or an integer >= 0\")`")
+     cpp="python/src/BindCoordinates.cpp, `to_cartesian`: `optionalSeed` takes None or an integer (Python or "
+     "numpy) in [0, 2^64), else 'rotation_seed: expected None or an integer in [0, 2^64), got -1'")
 case("ic-normalization-batch", S, "`set_normalization(reference)`", "a batch of several structures",
      lambda: set_normalization_twice(np.stack([alanine_structure(), alanine_structure() + 0.01])), CGFlowError, "reference",
-     gap="a CGFlowError naming `reference` (one structure is needed); now the first structure is used silently",
-     cpp="python/src/BindCoordinates.cpp, `set_normalization`: after `batchOfConfigurations`, `if (reference.shape(0) "
-     "!= 1) throw Error(\"reference: expected one structure (N, 3), got a batch of \" + ...)`")
+     cpp="python/src/BindCoordinates.cpp, `set_normalization`: 'reference: expected one structure (N, 3), got "
+     "a batch of 2'")
 case("ic-normalization-values", S, "`set_normalization`", "a NaN or degenerate reference; a scale <= 0 or NaN",
      (lambda: set_normalization_twice(np.full((N_ALA, 3), NAN)),
       lambda: core.InternalCoordinates(core.ZMatrix.alanine_dipeptide()).set_normalization(alanine_structure(), bond=0.0),
@@ -1096,12 +1088,12 @@ case("dihedralmap-shapes", S, "`DihedralCGMap.map_positions`, `map_forces`, `ato
       lambda: dihedral_map().atom_forces(np.zeros((2, 4, 3)), np.zeros((2, 3)))), CGFlowError, ("x:", "forces", "dV_ds"))
 case("dihedralmap-nan", S, "`DihedralCGMap.jacobian`, `map_forces`, `atom_forces`", "NaN positions",
      (lambda: dihedral_map().jacobian(np.full((1, 4, 3), NAN)), lambda: dihedral_map().map_forces(np.full((1, 4, 3), NAN), np.ones((1, 4, 3))),
-      lambda: dihedral_map().atom_forces(np.full((1, 4, 3), NAN), np.ones((1, 1)))),
-     gap="NaN results, as `map_positions` gives (NaN angles); now exactly 0 (a degenerate-geometry guard that NaN "
-     "also fails)", expect=all_nan,
-     cpp="core/src/coords/CGMapDihedral.cpp: the rotation-axis guards `if (!(length > 0)) continue;` (Jacobian, "
-     "addAtomForces) and `if (length > 0)` (mapForces) also catch a NaN length; write NaN outputs when "
-     "`std::isnan(length)` and keep 0 only for a zero-length axis")
+      lambda: dihedral_map().atom_forces(np.full((1, 4, 3), NAN), np.ones((1, 1)))), expect=all_nan,
+     design="NaN results, as `map_positions` gives NaN angles (a zero-length rotation axis still gives 0)",
+     cpp="core/src/coords/CGMapDihedral.cpp: the rotation-axis guards are written `length <= 0` "
+     "(computeForceMapVectors) and `!(length <= 0)` (mapForces), so a NaN axis gives NaN while a zero-length "
+     "one still gives 0; the Jacobian and the atom forces follow from the Features fix. C++ test "
+     "`DihedralCGMap.DegenerateAxisGivesZeroButNaNPositionsGiveNaN`")
 
 # -- pybind11: PositionMap, Boltzmann-generator files ---------------------------------------------------------
 S = "pybind11 `PositionMap`, `encode/decode_boltzmann_generator`"
@@ -1174,10 +1166,9 @@ case("stats-values-length", S, "`weighted_mean`, `bootstrap_mean`, `clipping_rep
       lambda: ST.clipping_report(LW, "top_k", [1], np.zeros(2))), CGFlowError, "logW")
 case("stats-values-nan", S, "`weighted_mean`", "NaN value with a positive weight",
      lambda: ST.weighted_mean(LW, np.array([0.0, NAN, 0.0])), CGFlowError, "values",
-     gap="a message naming `values`; now 'selfNormalizedMean: f[1] is not finite but its weight is positive' (the "
-     "C++ parameter name)", cpp="python/src/BindStats.cpp: catch the core's Error in `weighted_mean` / "
-     "`bootstrap_mean` / `clipping_report` and rethrow with 'values' for 'f', or rename the core's parameter "
-     "(core/src/stats/LogWeights.cpp) to `values`")
+     cpp="core/src/stats/LogWeights.cpp: `selfNormalizedMean`, `bootstrap` and `bootstrapMean` call the "
+     "observable `values` ('values[1] is not finite but its weight is positive'). C++ test "
+     "`StatsLogWeights.SelfNormalizedMeanAndBootstrapEdgeCases`")
 case("stats-resamples", S, "`bootstrap_mean`, `bootstrap_log_z`, `free_energy_1d/2d`", "num_resamples < 2",
      (lambda: ST.bootstrap_mean(LW, np.zeros(3), 0), lambda: ST.bootstrap_log_z(LW, -1),
       lambda: ST.free_energy_1d(np.full(3, .5), axis=(0, 1, 5), kT=1.0, num_resamples=-1)), CGFlowError, "num_resamples")
@@ -1202,12 +1193,13 @@ case("stats-axis-tuple", S, "`histogram_1d`", "axis of 2 entries", lambda: ST.hi
      "axis", covered_by="test_stats.py::test_histograms_and_clipping_edge_cases")
 case("stats-histogram-nan", S, "`histogram_1d/2d`, `free_energy_1d/2d`", "a NaN value with a positive weight",
      lambda: ST.histogram_1d(np.array([NAN, 0.5]), axis=(0, 1, 5)), CGFlowError, "values",
-     gap="a message naming `values`; now 'histogram1D: sample 0 has a non-finite value and a positive weight'",
-     cpp="core/src/stats/Histogram.cpp: 'values[0] is not finite and has a positive weight' (and 'x' / 'y' in 2-D)")
+     cpp="core/src/stats/Histogram.cpp, `build`: 'values[i] is not finite (nan) and has a positive weight' "
+     "(`x[i]` / `y[i]` in 2-D). C++ tests `StatsHistogram.TwoDimensionalGridsAreRowMajor`, "
+     "`StatsHistogram.FreeEnergyEdgeCases`")
 case("stats-histogram-empty", S, "`histogram_1d/2d`, `free_energy_1d/2d`", "no values", lambda: ST.histogram_1d(np.zeros(0), axis=(0, 1, 5)),
-     CGFlowError, "values", gap="a message naming `values` (empty); now 'histogram1D: no weight falls on the grid (0 "
-     "samples out of range)'", cpp="core/src/stats/Histogram.cpp: `if (values.empty()) throw Error(\"histogram1D: values "
-     "is empty\")` before binning")
+     CGFlowError, "values",
+     cpp="core/src/stats/Histogram.cpp, `build`: 'values is empty (no samples to histogram)' ('x and y are "
+     "empty' in 2-D) before binning. C++ test `StatsHistogram.FreeEnergyEdgeCases`")
 case("stats-histogram-lengths", S, "`histogram_1d/2d`", "log_w or y of another length",
      (lambda: ST.histogram_1d(np.zeros(3), np.zeros(2), axis=(0, 1, 5)),
       lambda: ST.histogram_2d(np.zeros(3), np.zeros(2), x_axis=(0, 1, 2), y_axis=(0, 1, 2))), CGFlowError, ("logW", "y has"))
@@ -1576,6 +1568,8 @@ def cell(text, limit=220):
 def verdict(c):
     if c.gap:
         return "❌ gap"
+    if c.cpp:
+        return "✅ gap closed"
     if c.design:
         return "ⓘ by design"
     if c.typed:
@@ -1636,11 +1630,17 @@ def gaps():
     return ["- **%s** (%s): %s  \n  Fix: %s" % (c.entry, c.bad, c.gap, c.cpp) for c in CASES if c.gap]
 
 
+def closed_gaps():
+    return ["- **%s** (%s): %s" % (c.entry, c.bad, c.cpp) for c in CASES if c.cpp and not c.gap]
+
+
 if __name__ == "__main__":
     import warnings
     warnings.simplefilter("ignore")
     if "--gaps" in sys.argv:
         print("\n".join(gaps()))
+    elif "--closed" in sys.argv:
+        print("\n".join(closed_gaps()))
     elif "--counts" in sys.argv:
         print(counts())
     else:

@@ -161,7 +161,7 @@ def test_model_file_on_disk(tmp_path):
     assert cg._core.read_model_info(pmf.getModelBytes())["info"] == {"note": "test"}
 
 
-def test_clear_errors():
+def test_clear_errors(tmp_path):
     pmf = cg.PMFForce()
     with pytest.raises(openmm.OpenMMException, match="modelBytes"):
         pmf.setModelBytes(b"garbage")
@@ -182,11 +182,20 @@ def test_clear_errors():
     pmf2.addDistance(0, 5)
     with pytest.raises(openmm.OpenMMException, match="out of range"):
         make_context(system_with(2, pmf2), "Reference")
-    # A NaN weight is refused when the model is set (it would only show up later as a NaN energy).
+    # A NaN weight is refused when the model is set (it would only show up later as a NaN energy): from arrays
+    # as soon as the ensemble is built from them, naming the array, and in model bytes naming the tensor.
     weights = [[np.full((4, 1), np.nan), np.ones((1, 4))]]
     biases = [[np.zeros(4), np.zeros(1)]]
-    with pytest.raises(openmm.OpenMMException, match="members.0.layers.0.weight' has a non-finite value"):
+    with pytest.raises(cg.CGFlowError, match=r"weights\[0\]\[0\]: has a non-finite value"):
         pmf2.setEnsembleParameters(weights, biases)
+    cg.MLPEnsemble([1, 4, 1], 1).save(str(tmp_path / "good.cgf"))
+    tensors, metadata = cg.load_safetensors(str(tmp_path / "good.cgf"))
+    weight = np.array(tensors["members.0.layers.0.weight"])
+    weight[0, 0] = np.nan
+    tensors["members.0.layers.0.weight"] = weight
+    cg.save_safetensors(str(tmp_path / "nan.cgf"), tensors, metadata)
+    with pytest.raises(openmm.OpenMMException, match="members.0.layers.0.weight' has a non-finite value"):
+        pmf2.setModelBytes((tmp_path / "nan.cgf").read_bytes())
 
 
 def test_cg_langevin_md_is_finite(platform_name):

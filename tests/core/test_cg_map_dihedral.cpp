@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -294,6 +295,44 @@ TEST(DihedralCGMap, BatchesMatchSingleConfigurations) {
               std::string::npos);
     EXPECT_NE(errorMessage([&] { map.mapForces(r, std::vector<double>(66)); }).find("forces must have the size"),
               std::string::npos);
+}
+
+// A zero-length central bond is a degenerate geometry (no rotation axis): 0, not NaN. A NaN position
+// is not: the Jacobian, atom forces, force-map vectors and generalized forces are NaN, as the angle is.
+TEST(DihedralCGMap, DegenerateAxisGivesZeroButNaNPositionsGiveNaN) {
+    DihedralCGMap map(4, {{0, 1, 2, 3}});
+    const std::vector<double> ones(12, 1.0);
+    std::vector<double> degenerate = {0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1};  // atoms 1 and 2 coincide
+    for (double v : map.computeJacobian(degenerate))
+        EXPECT_EQ(v, 0.0);
+    EXPECT_EQ(map.mapForces(degenerate, ones)[0], 0.0);
+    std::vector<double> vectors(12, 7.0);
+    map.computeForceMapVectors(1, degenerate.data(), vectors.data());
+    for (double v : vectors)
+        EXPECT_EQ(v, 0.0);
+
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (int atom = 0; atom < 4; atom++) {
+        std::vector<double> x = randomConfigurations(1, 4, 30);
+        for (int c = 0; c < 3; c++)
+            x[3 * atom + c] = nan;
+        EXPECT_TRUE(std::isnan(map.mapPositions(x)[0]));
+        for (double v : map.computeJacobian(x))
+            EXPECT_TRUE(std::isnan(v)) << "Jacobian, NaN atom " << atom;
+        std::vector<double> forces(12, 0.0);
+        const double dVds = 1.0;
+        map.addAtomForces(1, x.data(), &dVds, forces.data());
+        for (double v : forces)
+            EXPECT_TRUE(std::isnan(v)) << "atom forces, NaN atom " << atom;
+        // The force map rotates the set {3} about the axis 1-2: it reads atoms 1, 2 and 3 only.
+        ASSERT_EQ(map.getRotatingAtoms(0), std::vector<int>{3});
+        if (atom == 0)
+            continue;
+        map.computeForceMapVectors(1, x.data(), vectors.data());
+        for (int c = 0; c < 3; c++)
+            EXPECT_TRUE(std::isnan(vectors[3 * 3 + c])) << "force-map vector, NaN atom " << atom;
+        EXPECT_TRUE(std::isnan(map.mapForces(x, ones)[0])) << "generalized force, NaN atom " << atom;
+    }
 }
 
 TEST(DihedralCGMap, ErrorsNameTheProblem) {

@@ -353,6 +353,31 @@ TEST(Features, DegenerateGeometriesGiveZeroGradientNotNaN) {
         EXPECT_EQ(g, 0.0);
 }
 
+// A NaN position is not a degenerate geometry: its gradient is NaN (so a PMFForce's forces are NaN,
+// like its energy), not the 0 that the coincident/collinear guards above give.
+TEST(Features, NaNPositionsGiveNaNGradient) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<Feature> kinds = {distance(0, 1), angle(0, 1, 2), dihedral(0, 1, 2, 3)};
+    for (const Feature& feature : kinds)
+        for (int particle : feature.particles) {
+            std::vector<double> x = flatten({Vector3d(0, 0, 0), Vector3d(1, 0, 0), Vector3d(1, 1, 0), Vector3d(1, 1, 1)});
+            x[3 * particle + 1] = nan;
+            const std::vector<Feature> one = {feature};
+            std::vector<double> weights(cgflow::coords::totalWidth(one), 1.0), grad(12, 0.0);
+            cgflow::coords::backpropFeatures(one, x.data(), PeriodicBox(), weights.data(), grad.data());
+            for (int p : feature.particles)
+                for (int a = 0; a < 3; a++)
+                    EXPECT_TRUE(std::isnan(grad[3 * p + a]))
+                        << cgflow::coords::featureTypeName(feature.type) << ": NaN in particle " << particle
+                        << ", gradient of particle " << p << " axis " << a << " is " << grad[3 * p + a];
+            // The jvp rows are backpropFeatures() of unit vectors: NaN as well.
+            std::vector<double> tangent(12, 1.0), jvp(cgflow::coords::totalWidth(one), 0.0);
+            cgflow::coords::jvpFeatures(one, x.data(), PeriodicBox(), tangent.data(), jvp.data());
+            for (double v : jvp)
+                EXPECT_TRUE(std::isnan(v));
+        }
+}
+
 namespace {
 
 // jvpFeatures() against central differences of the features along a random tangent t, and

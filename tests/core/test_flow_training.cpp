@@ -155,6 +155,30 @@ TEST(FlowTraining, NonFiniteEnergiesAreDroppedAndCounted) {
               std::string::npos);
 }
 
+// An empty batch is an Error naming the argument, not a silently skipped step (loss 0, 0 samples).
+TEST(FlowTraining, EmptyBatchesAreErrorsNamingTheArgument) {
+    auto flow = Flow::fromConfig({{"dimension", 2}, {"num_layers", 2}, {"hidden", 8}});
+    ModelTrainer trainer(*flow);
+    std::string message = errorMessage([&] { trainer.forwardKLStep(Eigen::MatrixXd(2, 0)); });
+    EXPECT_NE(message.find("forwardKLStep: x is an empty batch"), std::string::npos) << message;
+    Eigen::MatrixXd x;
+    Eigen::VectorXd logQ;
+    trainer.sample(0, 1, nullptr, x, logQ);
+    message = errorMessage([&] { trainer.reverseKLStep(Eigen::VectorXd(0), Eigen::MatrixXd(2, 0), 1.0); });
+    EXPECT_NE(message.find("reverseKLStep: energies is an empty batch"), std::string::npos) << message;
+    EXPECT_EQ(trainer.getOptimizer().getStepCount(), 0);
+
+    // Flow matching: empty is an Error too; a batch of only non-finite columns stays a skipped step.
+    auto continuous = Flow::fromConfig({{"dimension", 2}, {"coupling", "continuous"}, {"hidden", 8}});
+    ModelTrainer matching(*continuous);
+    message = errorMessage([&] { matching.flowMatchingStep(Eigen::MatrixXd(2, 0), 0); });
+    EXPECT_NE(message.find("flowMatchingStep: x1 is an empty batch"), std::string::npos) << message;
+    const TrainStepReport skipped =
+        matching.flowMatchingStep(Eigen::MatrixXd::Constant(2, 3, std::numeric_limits<double>::quiet_NaN()), 0);
+    EXPECT_EQ(skipped.numSamples, 0);
+    EXPECT_EQ(skipped.numDropped, 3);
+}
+
 TEST(FlowFile, RoundTripIsBitIdenticalAndResumesTraining) {
     json config = {{"dimension", 3}, {"circular", {1}}, {"num_layers", 2}, {"hidden", 8}, {"seed", 4}};
     auto flow = Flow::fromConfig(config);

@@ -626,6 +626,26 @@ TEST(PMFTrainer, ErrorsNameTheArgument) {
     MatrixXd forces;
     messageContains([&] { trainer.predict(data.positions.topRows(6), PeriodicBox(), energies, forces); }, "features[");
 
+    // No usable sample: an empty batch, or every sample non-finite, names the argument(s) at fault.
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    messageContains([&] { trainer.fitForces(MatrixXd(12, 0), MatrixXd(12, 0)); }, "positions: an empty batch");
+    messageContains([&] { trainer.fitLabels(MatrixXd(6, 0), VectorXd(0)); }, "inputs: an empty batch");
+    messageContains([&] { trainer.fitForces(MatrixXd::Constant(12, 10, nan), data.forces); }, "positions: no usable sample");
+    MatrixXd nanForces = data.forces;
+    nanForces.row(4).setConstant(nan);
+    messageContains([&] { trainer.fitForces(data.positions, nanForces); }, "forces: no usable sample");
+    messageContains([&] { trainer.fitLabels(MatrixXd::Constant(6, 10, nan), VectorXd::Constant(10, nan)); },
+                    "inputs and energies: no usable sample");
+    messageContains([&] { trainer.forceMatchingLoss(0, MatrixXd(12, 0), MatrixXd(12, 0)); }, "positions: an empty batch");
+
+    // NaN positions predict a NaN energy and NaN forces (not forces of exactly 0).
+    MatrixXd nanPosition = data.positions.leftCols(1);
+    nanPosition(0, 0) = nan;
+    trainer.predict(nanPosition, PeriodicBox(), energies, forces);
+    EXPECT_TRUE(std::isnan(energies[0]));
+    for (Eigen::Index c = 0; c < forces.rows(); c++)
+        EXPECT_TRUE(std::isnan(forces(c, 0))) << "force component " << c;
+
     PMFTrainerOptions mostlyValidation;
     mostlyValidation.validationFraction = 0.9;
     PMFTrainer tooFew(ensemble, allPairDistances(4), mostlyValidation);

@@ -133,6 +133,12 @@ TEST(SlowFastModel, TrainsThroughFlowTrainerAndRejectsBadConfigs) {
     bad = smallConfig();
     bad["extra"] = 1;
     EXPECT_NE(errorMessage([&] { SlowFastModel m(bad); }).find("unknown key \"extra\""), std::string::npos);
+    // An unknown map type is reported by name (before num_atoms, which such a map need not have).
+    bad = smallConfig();
+    bad["map"] = {{"type", "bogus"}};
+    std::string message = errorMessage([&] { SlowFastModel m(bad); });
+    EXPECT_NE(message.find("map type must be"), std::string::npos) << message;
+    EXPECT_NE(message.find("\"bogus\""), std::string::npos) << message;
 }
 
 namespace {

@@ -33,7 +33,7 @@ TEST(StatsHistogram, NormalizesAndCountsOutOfRangeWithoutClamping) {
     EXPECT_NE(errorMessage([] { histogram1D({5.0}, {}, {0, 1, 2}); }).find("no weight falls on the grid"), std::string::npos);
     EXPECT_NE(errorMessage([] { histogram1D({0.5}, {}, {1, 0, 2}); }).find("finite low < high"), std::string::npos);
     EXPECT_NE(errorMessage([] { histogram1D({0.5}, {}, {0, 1, 0}); }).find("numBins must be >= 1"), std::string::npos);
-    EXPECT_NE(errorMessage([] { histogram1D({0.5, NAN}, {}, {0, 1, 2}); }).find("sample 1 has a non-finite value"),
+    EXPECT_NE(errorMessage([] { histogram1D({0.5, NAN}, {}, {0, 1, 2}); }).find("values[1] is not finite"),
               std::string::npos);
     EXPECT_NE(errorMessage([] { histogram1D({0.5, 0.2}, {0.0}, {0, 1, 2}); }).find("logW has 1 values but there are 2"),
               std::string::npos);
@@ -71,6 +71,13 @@ TEST(StatsHistogram, TwoDimensionalGridsAreRowMajor) {
     EXPECT_NEAR(mixed.probability[0], 0.5, 1e-15);
     EXPECT_EQ(mixed.numOutOfRange, 1);             // y = 1.5 is off the non-periodic axis
     EXPECT_NE(errorMessage([] { histogram2D({0.5}, {0.5, 0.1}, {}, {0, 1, 2}, {0, 1, 2}); }).find("x has 1 values but y has 2"),
+              std::string::npos);
+    // Errors name the coordinate: x[i] or y[i]; no samples at all is its own error.
+    EXPECT_NE(errorMessage([] { histogram2D({0.5, 0.5}, {0.5, NAN}, {}, {0, 1, 2}, {0, 1, 2}); }).find("y[1] is not finite"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { histogram2D({INFINITY}, {0.5}, {}, {0, 1, 2}, {0, 1, 2}); }).find("x[0] is not finite"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { histogram2D({}, {}, {}, {0, 1, 2}, {0, 1, 2}); }).find("histogram2D: x and y are empty"),
               std::string::npos);
 }
 
@@ -121,4 +128,12 @@ TEST(StatsHistogram, FreeEnergyEdgeCases) {
               std::string::npos);
     EXPECT_NE(errorMessage([] { freeEnergy1D({0.5}, {}, {0, 1, 2}, 1.0, 1); }).find("numResamples must be >= 2"),
               std::string::npos);
+    // No samples: an error of its own (not "no weight falls on the grid"); a NaN sample is named.
+    EXPECT_NE(errorMessage([] { histogram1D({}, {}, {0, 1, 2}); }).find("histogram1D: values is empty"), std::string::npos);
+    EXPECT_NE(errorMessage([] { freeEnergy1D({}, {}, {0, 1, 2}, 1.0); }).find("freeEnergy1D: values is empty"),
+              std::string::npos);
+    EXPECT_NE(errorMessage([] { freeEnergy1D({0.5, NAN}, {}, {0, 1, 2}, 1.0); }).find("freeEnergy1D: values[1] is not finite"),
+              std::string::npos);
+    // A NaN value with weight zero is ignored, as before.
+    EXPECT_EQ(histogram1D({0.5, NAN}, {0.0, -Inf}, {0, 1, 2}).probability[1], 1.0);
 }

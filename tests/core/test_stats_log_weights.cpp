@@ -161,9 +161,9 @@ TEST(StatsLogWeights, BootstrapErrorsMatchTheSpreadOfIndependentReplicates) {
 }
 
 TEST(StatsLogWeights, SelfNormalizedMeanAndBootstrapEdgeCases) {
-    EXPECT_NE(errorMessage([] { selfNormalizedMean({0.0, 0.0}, {1.0}); }).find("f has 1 values but logW has 2"),
+    EXPECT_NE(errorMessage([] { selfNormalizedMean({0.0, 0.0}, {1.0}); }).find("values has 1 entries but logW has 2"),
               std::string::npos);
-    EXPECT_NE(errorMessage([] { selfNormalizedMean({0.0, 0.0}, {1.0, NAN}); }).find("f[1] is not finite"),
+    EXPECT_NE(errorMessage([] { selfNormalizedMean({0.0, 0.0}, {1.0, NAN}); }).find("values[1] is not finite"),
               std::string::npos);
     // A non-finite observable on a zero-weight sample (a clash) is ignored.
     EXPECT_EQ(selfNormalizedMean({0.0, -Inf}, {2.0, NAN}).value, 2.0);

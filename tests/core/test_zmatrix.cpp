@@ -145,6 +145,7 @@ TEST(ZMatrix, ExplicitRowsAndColumnLayout) {
 
 TEST(ZMatrix, ValidationNamesTheProblem) {
     auto message = [](std::vector<ZMatrixRow> rows) { return errorMessage([&] { ZMatrix z(rows); }); };
+    EXPECT_NE(message({}).find("ZMatrix: rows is empty"), std::string::npos);
     EXPECT_NE(message({{0}, {0, 0}}).find("placed twice"), std::string::npos);
     EXPECT_NE(message({{0}, {5, 0}}).find("rows[1].atom = 5"), std::string::npos);
     EXPECT_NE(message({{0}, {1, 2}, {2, 0, 1}}).find("rows[1].bondPartner = 2 is not placed before"),

@@ -195,8 +195,10 @@ void DihedralCGMap::computeForceMapVectors(int batchSize, const double* position
             Vector3d rk = positionOf(x, d[2]);
             Vector3d axis = displacement(positionOf(x, d[1]), rk, box);
             double length = axis.norm();
-            if (!(length > 0))
-                continue; // no rotation axis: the dihedral is undefined, as in Features
+            // No rotation axis (length 0): the dihedral is undefined, as in Features, and the row
+            // stays 0. Written length <= 0 so that a NaN geometry goes on to NaN vectors instead.
+            if (length <= 0)
+                continue;
             double sigma = contains(rotating[k], d[3]) ? 1.0 : -1.0;
             Vector3d omega = (sigma / length) * axis;
             for (int atom : rotating[k]) {
@@ -228,7 +230,7 @@ void DihedralCGMap::mapForces(int batchSize, const double* positions, const doub
             Vector3d axis = displacement(positionOf(x, d[1]), rk, box);
             double length = axis.norm();
             double torque = 0;
-            if (length > 0) {
+            if (!(length <= 0)) {  // a zero-length axis gives 0; a NaN geometry gives NaN, as in Features
                 Vector3d moment = Vector3d::Zero();
                 for (int atom : rotating[k])
                     moment += displacement(rk, positionOf(x, atom), box).cross(positionOf(f, atom));

@@ -153,7 +153,10 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
             double g = *dLdFeatures++;
             Vector3d d = vectorBetween(positions, p[0], p[1], box);
             double r = d.norm();
-            if (r > 0) {
+            // Coincident particles (r == 0) have no defined gradient: add none. The test is written
+            // !(r <= 0), not r > 0, so that a NaN geometry gives NaN gradients (and forces) rather
+            // than silent zeros that an integrator could not tell from a force-free state.
+            if (!(r <= 0)) {
                 Vector3d dr = (g / r) * d;
                 addGradient(grad, p[1], dr);
                 addGradient(grad, p[0], -dr);
@@ -166,7 +169,7 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
             Vector3d v = vectorBetween(positions, p[1], p[2], box);
             Vector3d w = u.cross(v);
             double s = w.norm();
-            if (s > 0) {
+            if (!(s <= 0)) {  // collinear: no gradient; NaN: NaN gradients (see Distance)
                 // dθ/du is in the u-v plane, perpendicular to u and pointing away from v, with
                 // magnitude 1/|u|: exactly (u×w)/(|u|²|w|). The cross-product form avoids the
                 // 1/sinθ cancellation of differentiating acos(u·v/(|u||v|)).
@@ -187,7 +190,7 @@ void backpropFeatures(const std::vector<Feature>& features, const double* positi
             Vector3d m = b1.cross(b2);
             Vector3d n = b2.cross(b3);
             double mm = m.squaredNorm(), nn = n.squaredNorm(), b2b2 = b2.squaredNorm();
-            if (mm > 0 && nn > 0) {
+            if (!(mm <= 0) && !(nn <= 0)) {  // a collinear triple: no gradient; NaN: NaN gradients
                 double phi = std::atan2(std::sqrt(b2b2) * b1.dot(n), m.dot(n));
                 double g = -std::sin(phi) * gCos + std::cos(phi) * gSin;
                 // Blondel & Karplus (J. Comput. Chem. 17, 1132 (1996)): the end atoms move along the

@@ -82,6 +82,8 @@ int farthest(const std::vector<int>& distance) {
 } // namespace
 
 ZMatrix::ZMatrix(std::vector<ZMatrixRow> rowsIn) : rows(std::move(rowsIn)) {
+    if (rows.empty())
+        throw Error("ZMatrix: rows is empty; a Z-matrix places at least one atom (one row per atom)");
     int n = static_cast<int>(rows.size());
     rowOfAtom.assign(n, -1);
     for (int r = 0; r < n; r++) {

@@ -31,17 +31,22 @@ void replaceNoiseDensity(Eigen::VectorXd& logQX, const Eigen::MatrixXd& u, const
         logQX[j] += 0.5 * u.col(j).squaredNorm() + static_cast<double>(u.rows()) * halfLogTwoPi + logQg[j];
 }
 
-std::unique_ptr<Bijection> makeMap(const json& config, int dimension) {
+/** The map's "type", checked: Error naming it unless it is one of the known maps. */
+std::string mapType(const json& config) {
     if (!config.is_object() || !config.contains("type") || !config["type"].is_string())
         throw Error("slow_fast model config: \"map\" must be an object with a string \"type\"");
-    const std::vector<bool> real(dimension, false);
     const std::string type = config["type"].get<std::string>();
-    if (type == "right_stochastic_linear")
+    if (type != "right_stochastic_linear" && type != "atom_permutation")
+        throw Error("slow_fast model config: map type must be \"right_stochastic_linear\" or \"atom_permutation\", "
+                    "got \"" + type + "\"");
+    return type;
+}
+
+std::unique_ptr<Bijection> makeMap(const json& config, int dimension) {
+    const std::vector<bool> real(dimension, false);
+    if (mapType(config) == "right_stochastic_linear")
         return RightStochasticLinear::fromConfig(config, real);
-    if (type == "atom_permutation")
-        return AtomPermutation::fromConfig(config, real);
-    throw Error("slow_fast model config: map type must be \"right_stochastic_linear\" or \"atom_permutation\", got \"" +
-                type + "\"");
+    return AtomPermutation::fromConfig(config, real);
 }
 
 } // namespace
@@ -60,8 +65,8 @@ SlowFastModel::SlowFastModel(const json& config) {
     if (flow->getContextDimension() > 0)
         throw Error("slow_fast model config: the slow flow must not be conditional");
     const json& mapConfig = config["map"];
-    if (!mapConfig.is_object())
-        throw Error("slow_fast model config: \"map\" must be an object with a string \"type\"");
+    // The type first: an unknown one is reported by name, not as a map of 0 coordinates.
+    mapType(mapConfig);
     // Read as checked ints (json::value() would throw nlohmann's type_error for a string and wrap
     // 2^32 + 1 to 1) and multiplied without int overflow.
     const int numAtoms = io::readInt(mapConfig, "num_atoms", 0, "slow_fast model config: \"map\"");

@@ -52,8 +52,16 @@ std::vector<double> relativeWeights(const std::vector<double>& logW, size_t n, c
     return w;
 }
 
+/** The names of the coordinates in errors: "values" in 1-D, "x" and "y" in 2-D (the arguments' names). */
+const char* coordinateName(size_t numAxes, size_t d) {
+    return numAxes == 1 ? "values" : (d == 0 ? "x" : "y");
+}
+
 Histogram build(const std::vector<const std::vector<double>*>& coords, const std::vector<double>& w,
                 const std::vector<HistogramAxis>& axes, const char* function) {
+    if (coords[0]->empty())
+        throw Error(std::string(function) + ": " + (axes.size() == 1 ? "values is empty" : "x and y are empty") +
+                    " (no samples to histogram)");
     Histogram h;
     h.axes = axes;
     size_t numBins = 1;
@@ -70,7 +78,8 @@ Histogram build(const std::vector<const std::vector<double>*>& coords, const std
         for (size_t d = 0; d < axes.size(); d++) {
             const double v = (*coords[d])[s];
             if (!std::isfinite(v))
-                throw Error(std::string(function) + ": sample " + std::to_string(s) + " has a non-finite value and a positive weight");
+                throw Error(std::string(function) + ": " + coordinateName(axes.size(), d) + "[" + std::to_string(s) +
+                            "] is not finite (" + std::to_string(v) + ") and has a positive weight");
             const int b = binOf(v, axes[d]);
             out = out || b < 0;
             index = index * axes[d].numBins + std::max(b, 0);

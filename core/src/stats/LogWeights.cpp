@@ -78,23 +78,24 @@ Estimate logMeanExp(const std::vector<double>& logW) {
     return e;
 }
 
-Estimate selfNormalizedMean(const std::vector<double>& logW, const std::vector<double>& f) {
-    if (f.size() != logW.size())
-        throw Error("selfNormalizedMean: f has " + std::to_string(f.size()) + " values but logW has " +
+Estimate selfNormalizedMean(const std::vector<double>& logW, const std::vector<double>& values) {
+    if (values.size() != logW.size())
+        throw Error("selfNormalizedMean: values has " + std::to_string(values.size()) + " entries but logW has " +
                     std::to_string(logW.size()));
     const std::vector<double> w = normalizedWeights(logW);
     Estimate e;
     for (size_t i = 0; i < w.size(); i++) {
         if (w[i] == 0)
             continue;
-        if (!std::isfinite(f[i]))
-            throw Error("selfNormalizedMean: f[" + std::to_string(i) + "] is not finite but its weight is positive");
-        e.value += w[i] * f[i];
+        if (!std::isfinite(values[i]))
+            throw Error("selfNormalizedMean: values[" + std::to_string(i) +
+                        "] is not finite but its weight is positive");
+        e.value += w[i] * values[i];
     }
     double variance = 0;
     for (size_t i = 0; i < w.size(); i++)
         if (w[i] > 0)
-            variance += w[i] * w[i] * (f[i] - e.value) * (f[i] - e.value);
+            variance += w[i] * w[i] * (values[i] - e.value) * (values[i] - e.value);
     e.error = std::sqrt(variance);
     return e;
 }
@@ -105,57 +106,59 @@ int bootstrapIndex(uint64_t seed, int resample, int i, int n) {
     return std::min(n - 1, static_cast<int>(u.u[0] * n));
 }
 
-Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& f, const Statistic& statistic,
+Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& values, const Statistic& statistic,
                    int numResamples, uint64_t seed) {
     checkLogWeights(logW, "bootstrap");
-    if (!f.empty() && f.size() != logW.size())
-        throw Error("bootstrap: f has " + std::to_string(f.size()) + " values but logW has " +
-                    std::to_string(logW.size()) + " (or pass an empty f)");
+    if (!values.empty() && values.size() != logW.size())
+        throw Error("bootstrap: values has " + std::to_string(values.size()) + " entries but logW has " +
+                    std::to_string(logW.size()) + " (or pass no values)");
     if (numResamples < 2)
         throw Error("bootstrap: numResamples must be >= 2, got " + std::to_string(numResamples));
     const int n = static_cast<int>(logW.size());
     Estimate e;
-    e.value = statistic(logW, f);
-    std::vector<double> values(numResamples), w(n), g(f.empty() ? 0 : n);
+    e.value = statistic(logW, values);
+    std::vector<double> statistics(numResamples), w(n), g(values.empty() ? 0 : n);
     for (int b = 0; b < numResamples; b++) {
         for (int i = 0; i < n; i++) {
             const int k = bootstrapIndex(seed, b, i, n);
             w[i] = logW[k];
-            if (!f.empty())
-                g[i] = f[k];
+            if (!values.empty())
+                g[i] = values[k];
         }
         try {
-            values[b] = statistic(w, g);
+            statistics[b] = statistic(w, g);
         } catch (const Error& error) {
             // Typically a resample that drew none of the few positive-weight samples: with k of them a
             // fraction of about exp(-k) of the resamples does, and the bootstrap is meaningless there.
             throw Error("bootstrap: the statistic failed on resample " + std::to_string(b) + " (too few samples with "
                         "positive weight for a bootstrap?): " + error.what());
         }
-        if (std::isnan(values[b]))
+        if (std::isnan(statistics[b]))
             throw Error("bootstrap: the statistic is NaN on resample " + std::to_string(b));
-        if (std::isinf(values[b])) {
+        if (std::isinf(statistics[b])) {
             // e.g. log Z = -inf on a resample with no positive weight: the spread is unbounded.
             e.error = std::numeric_limits<double>::infinity();
             return e;
         }
     }
     double mean = 0;
-    for (double v : values)
+    for (double v : statistics)
         mean += v / numResamples;
     double variance = 0;
-    for (double v : values)
+    for (double v : statistics)
         variance += (v - mean) * (v - mean) / (numResamples - 1);
     e.error = std::sqrt(variance);
     return e;
 }
 
-Estimate bootstrapMean(const std::vector<double>& logW, const std::vector<double>& f, int numResamples, uint64_t seed) {
-    if (f.size() != logW.size())
-        throw Error("bootstrapMean: f has " + std::to_string(f.size()) + " values but logW has " +
+Estimate bootstrapMean(const std::vector<double>& logW, const std::vector<double>& values, int numResamples,
+                       uint64_t seed) {
+    if (values.size() != logW.size())
+        throw Error("bootstrapMean: values has " + std::to_string(values.size()) + " entries but logW has " +
                     std::to_string(logW.size()));
     return bootstrap(
-        logW, f, [](const std::vector<double>& w, const std::vector<double>& g) { return selfNormalizedMean(w, g).value; },
+        logW, values,
+        [](const std::vector<double>& w, const std::vector<double>& g) { return selfNormalizedMean(w, g).value; },
         numResamples, seed);
 }
 

@@ -165,6 +165,9 @@ TrainStepReport ModelTrainer::reverseKLStep(const Eigen::VectorXd& energies, con
     if (!(beta > 0) || !std::isfinite(beta))
         throw Error("ModelTrainer::reverseKLStep: beta must be positive and finite");
     haveSample = false;
+    if (n == 0)
+        throw Error("ModelTrainer::reverseKLStep: energies is an empty batch (the last sample() drew n = 0 "
+                    "samples; n must be >= 1 for a training step)");
     std::vector<bool> usable(n);
     int m = 0;
     for (Eigen::Index i = 0; i < n; i++) {
@@ -207,6 +210,8 @@ TrainStepReport ModelTrainer::reverseKLStep(const Eigen::VectorXd& energies, con
 
 TrainStepReport ModelTrainer::forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context,
                                            const Eigen::VectorXd* weights) {
+    if (x.cols() == 0)
+        throw Error("ModelTrainer::forwardKLStep: x is an empty batch (0 samples); a training step needs at least one");
     if (weights != nullptr) {
         if (weights->size() != x.cols())
             throw Error("ModelTrainer::forwardKLStep: weights has " + std::to_string(weights->size()) +
@@ -252,6 +257,10 @@ TrainStepReport ModelTrainer::flowMatchingStep(const Eigen::MatrixXd& x1In, uint
     if (x1In.rows() != d)
         throw Error("ModelTrainer::flowMatchingStep: x1 has " + std::to_string(x1In.rows()) +
                     " rows, expected the dimension " + std::to_string(d) + " (one sample per column)");
+    if (x1In.cols() == 0)
+        throw Error("ModelTrainer::flowMatchingStep: x1 is an empty batch (0 samples); a training step needs at least "
+                    "one");
+    // Non-finite columns are dropped (and counted); a batch of only such columns is a skipped step.
     std::vector<Eigen::Index> finite;
     for (Eigen::Index i = 0; i < x1In.cols(); i++)
         if (x1In.col(i).allFinite())

@@ -73,6 +73,27 @@ struct Dataset {
     PeriodicBox box;
     std::vector<int> usable;  // columns with finite data, in order
     int numSkipped = 0;
+    // For errors: the arguments (positions and forces, or inputs and energies) and how many samples
+    // each made unusable (a sample may count for both).
+    const char* firstName = "inputs";
+    const char* secondName = "energies";
+    int numFirstNonFinite = 0, numSecondNonFinite = 0;
+
+    /** Error naming the arguments when no sample is usable: an empty batch, or every sample non-finite. */
+    void checkSomeUsable() const {
+        if (!usable.empty())
+            return;
+        if (numSkipped == 0)
+            throw Error(std::string(firstName) + ": an empty batch (0 samples); training needs at least one");
+        std::string names;
+        if (numFirstNonFinite > 0)
+            names = firstName;
+        if (numSecondNonFinite > 0)
+            names += (names.empty() ? "" : " and ") + std::string(secondName);
+        throw Error(names + ": no usable sample: all " + std::to_string(numSkipped) +
+                    " samples have non-finite values (" + firstName + " in " + std::to_string(numFirstNonFinite) +
+                    ", " + secondName + " in " + std::to_string(numSecondNonFinite) + ")");
+    }
 
     // The squared errors one sample contributes: one energy, or 3N force components.
     double termsPerSample() const { return forceMatching ? static_cast<double>(dimension) : 1.0; }
@@ -168,10 +189,14 @@ Dataset labelDataset(const Eigen::Ref<const Eigen::MatrixXd>& inputs, const Eige
     data.inputs = inputs;
     data.energies = energies;
     for (Eigen::Index s = 0; s < inputs.cols(); s++) {
-        if (std::isfinite(energies[s]) && inputs.col(s).allFinite())
+        const bool inputsFinite = inputs.col(s).allFinite(), energyFinite = std::isfinite(energies[s]);
+        if (inputsFinite && energyFinite)
             data.usable.push_back(static_cast<int>(s));
-        else
+        else {
             data.numSkipped++;
+            data.numFirstNonFinite += !inputsFinite;
+            data.numSecondNonFinite += !energyFinite;
+        }
     }
     return data;
 }
@@ -188,6 +213,8 @@ Dataset forceDataset(const Eigen::Ref<const Eigen::MatrixXd>& positions, const E
     checkBox(box);
     Dataset data;
     data.forceMatching = true;
+    data.firstName = "positions";
+    data.secondName = "forces";
     data.positions = positions.data();
     data.forces = forces.data();
     data.positionStride = positions.outerStride();
@@ -197,11 +224,15 @@ Dataset forceDataset(const Eigen::Ref<const Eigen::MatrixXd>& positions, const E
     data.box = box;
     data.inputs.setZero(coords::totalWidth(features), positions.cols());
     for (Eigen::Index s = 0; s < positions.cols(); s++) {
-        if (positions.col(s).allFinite() && forces.col(s).allFinite()) {
+        const bool positionsFinite = positions.col(s).allFinite(), forcesFinite = forces.col(s).allFinite();
+        if (positionsFinite && forcesFinite) {
             data.usable.push_back(static_cast<int>(s));
             coords::computeFeatures(features, positions.col(s).data(), box, data.inputs.col(s).data());
-        } else
+        } else {
             data.numSkipped++;
+            data.numFirstNonFinite += !positionsFinite;
+            data.numSecondNonFinite += !forcesFinite;
+        }
     }
     return data;
 }
@@ -442,9 +473,7 @@ PMFTrainingHistory fit(nn::MLPEnsemble& ensemble, const Dataset& data, const PMF
                        const PMFEpochCallback& onEpoch, const PMFTrainingState* resumeFrom) {
     const int numMembers = ensemble.getNumMembers();
     const int numUsable = static_cast<int>(data.usable.size());
-    if (numUsable == 0)
-        throw Error("no usable sample: all " + std::to_string(data.numSkipped) +
-                    " have a non-finite target, input or position");
+    data.checkSomeUsable();
     int numValidation = 0;
     if (options.validationFraction > 0)
         numValidation = std::max(1, static_cast<int>(std::lround(options.validationFraction * numUsable)));
@@ -533,7 +562,7 @@ double memberLoss(const nn::MLP& mlp, const Dataset& data, int batchSize, std::v
         throw Error("the samples contain non-finite values (" + std::to_string(data.numSkipped) +
                     " columns); a loss is only evaluated on finite data");
     if (data.usable.empty())
-        throw Error("no samples to evaluate the loss on");
+        throw Error(std::string(data.firstName) + ": an empty batch (0 samples); no samples to evaluate the loss on");
     BatchScratch scratch;
     double* grad = nullptr;
     if (gradient != nullptr) {

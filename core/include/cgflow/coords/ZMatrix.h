@@ -47,9 +47,10 @@ public:
     ZMatrix() = default;
     /**
      * Explicit rows in placement order (the manual override). Throws Error, naming the row and the
-     * field, unless: every atom 0..rows.size()-1 appears exactly once; partners are placed in earlier
-     * rows, distinct from each other and from the atom; rows 0-2 have exactly the partners described
-     * above and are not marked circular. Partners need not be bonded (that is the caller's choice).
+     * field, unless: there is at least one row; every atom 0..rows.size()-1 appears exactly once;
+     * partners are placed in earlier rows, distinct from each other and from the atom; rows 0-2 have
+     * exactly the partners described above and are not marked circular. Partners need not be bonded
+     * (that is the caller's choice).
      */
     explicit ZMatrix(std::vector<ZMatrixRow> rows);
 

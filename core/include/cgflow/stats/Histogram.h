@@ -28,9 +28,9 @@ struct Histogram {
 };
 
 /**
- * values: n samples; logW: n log-weights, or empty for equal weights (plain samples). Non-finite
- * values with positive weight are an Error; -inf log-weights contribute nothing. Error if no weight
- * falls on the grid.
+ * values: n >= 1 samples (none is an Error); logW: n log-weights, or empty for equal weights (plain
+ * samples). Non-finite values with positive weight are an Error naming values[i] (x[i] or y[i] in
+ * 2-D); -inf log-weights contribute nothing. Error if no weight falls on the grid.
  */
 Histogram histogram1D(const std::vector<double>& values, const std::vector<double>& logW, const HistogramAxis& axis);
 Histogram histogram2D(const std::vector<double>& x, const std::vector<double>& y, const std::vector<double>& logW,

@@ -43,25 +43,26 @@ struct Estimate {
 Estimate logMeanExp(const std::vector<double>& logW);
 
 /**
- * Self-normalized estimate sum w f / sum w of an observable with values f (same length), and its
- * delta-method standard error sqrt(sum wn_i^2 (f_i - estimate)^2) with normalized weights wn.
- * Non-finite f where the weight is zero are ignored; where the weight is positive they are an Error.
+ * Self-normalized estimate sum_i w_i values_i / sum_i w_i of an observable (one value per weight),
+ * and its delta-method standard error sqrt(sum wn_i^2 (values_i - estimate)^2) with normalized
+ * weights wn.
+ * Non-finite values where the weight is zero are ignored; where the weight is positive they are an Error.
  */
-Estimate selfNormalizedMean(const std::vector<double>& logW, const std::vector<double>& f);
+Estimate selfNormalizedMean(const std::vector<double>& logW, const std::vector<double>& values);
 
 /**
  * Bootstrap: B resamples of the indices (with replacement; Philox keyed by seed, so a seed gives
- * the same resamples on every machine) and the statistic of each: value = statistic(logW, f) of the
- * data, error = the standard deviation (n - 1 normalization) over the resamples. statistic receives
- * the resampled logW and f (f may be empty). numResamples >= 2. An Error thrown by statistic on a
+ * the same resamples on every machine) and the statistic of each: value = statistic(logW, values) of
+ * the data, error = the standard deviation (n - 1 normalization) over the resamples. statistic
+ * receives the resampled logW and values (values may be empty). numResamples >= 2. An Error thrown by statistic on a
  * resample (e.g. a self-normalized mean of a resample with no positive weight) is rethrown naming the
  * resample; a NaN value is an Error; an infinite value (log Z of such a resample) gives error = +inf.
  */
-using Statistic = std::function<double(const std::vector<double>& logW, const std::vector<double>& f)>;
-Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& f, const Statistic& statistic,
+using Statistic = std::function<double(const std::vector<double>& logW, const std::vector<double>& values)>;
+Estimate bootstrap(const std::vector<double>& logW, const std::vector<double>& values, const Statistic& statistic,
                    int numResamples = 200, uint64_t seed = 0);
-/** The bootstrap of selfNormalizedMean(logW, f).value. */
-Estimate bootstrapMean(const std::vector<double>& logW, const std::vector<double>& f, int numResamples = 200,
+/** The bootstrap of selfNormalizedMean(logW, values).value. */
+Estimate bootstrapMean(const std::vector<double>& logW, const std::vector<double>& values, int numResamples = 200,
                        uint64_t seed = 0);
 /** The bootstrap of logMeanExp(logW).value. */
 Estimate bootstrapLogZ(const std::vector<double>& logW, int numResamples = 200, uint64_t seed = 0);

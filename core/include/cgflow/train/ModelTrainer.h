@@ -92,7 +92,8 @@ public:
     void sample(int n, uint64_t seed, const Eigen::MatrixXd* context, Eigen::MatrixXd& x, Eigen::VectorXd& logQ);
     /**
      * One reverse-KL update from the last sample(): energies (n) in the units of 1/beta, forces
-     * (dimension x n) = -dU/dx, beta > 0. Shapes must match the sample, else Error.
+     * (dimension x n) = -dU/dx, beta > 0. Shapes must match the sample, else Error; an empty sample
+     * (n = 0) is an Error naming energies (the sample is consumed all the same).
      */
     TrainStepReport reverseKLStep(const Eigen::VectorXd& energies, const Eigen::MatrixXd& forces, double beta);
     /**
@@ -101,6 +102,7 @@ public:
      * else Error naming "weights"), e.g. self-normalized importance weights exp(-beta U) / q of the
      * model's own samples (importance-weighted forward KL, data-free). Models with an exact log q only
      * (Flow, SlowFastModel). Samples with a non-finite log q are dropped and the weights renormalized.
+     * An empty x (0 columns) is an Error naming x.
      */
     TrainStepReport forwardKLStep(const Eigen::MatrixXd& x, const Eigen::MatrixXd* context = nullptr,
                                   const Eigen::VectorXd* weights = nullptr);
@@ -111,7 +113,8 @@ public:
      * from the same seed, optionally re-paired by the minibatch optimal-transport plan (squared
      * distances, circular dimensions by their shortest arc; Tong et al. 2023), and the loss
      * mean over samples and dimensions of (v(x_t, t) - u)^2 with the targets of flowMatchingTargets.
-     * Columns of x1 that are not finite are dropped and counted. Runs on the flow's threads.
+     * Columns of x1 that are not finite are dropped and counted (a batch of only such columns is a
+     * skipped step); an empty x1 (0 columns) is an Error naming x1. Runs on the flow's threads.
      */
     TrainStepReport flowMatchingStep(const Eigen::MatrixXd& x1, uint64_t seed, bool optimalTransport = false);
     /**

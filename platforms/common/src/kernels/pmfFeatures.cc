@@ -38,7 +38,8 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
             real3 d = pmfDelta(p0, posq[particleSlot[atoms.y]], boxVecX, boxVecY, boxVecZ);
             real r = SQRT(dot(d, d));
             // Coincident particles have no defined gradient; like the Reference path, add none.
-            real3 u = (r > 0 ? d / r : make_real3(0, 0, 0));
+            // Written r <= 0, not r > 0, so that a NaN distance gives a NaN gradient, as in Reference.
+            real3 u = (r <= 0 ? make_real3(0, 0, 0) : d / r);
             inputs[o] = r;
             pmfStoreJacobian(jacobian, o, 0, -u);
             pmfStoreJacobian(jacobian, o, 1, u);
@@ -52,8 +53,9 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
             inputs[o] = atan2(nNorm, dot(u, v));
             // d theta / d u points in the plane, perpendicular to u, away from v (and vice versa).
             // Collinear particles: the angle is 0 or pi and has no gradient (Reference does the same).
-            real3 dU = (nNorm > 0 ? cross(u, n) / (dot(u, u) * nNorm) : make_real3(0, 0, 0));
-            real3 dV = (nNorm > 0 ? cross(n, v) / (dot(v, v) * nNorm) : make_real3(0, 0, 0));
+            // (NaN positions fail the test nNorm <= 0 and give NaN gradients, as in Reference.)
+            real3 dU = (nNorm <= 0 ? make_real3(0, 0, 0) : cross(u, n) / (dot(u, u) * nNorm));
+            real3 dV = (nNorm <= 0 ? make_real3(0, 0, 0) : cross(n, v) / (dot(v, v) * nNorm));
             pmfStoreJacobian(jacobian, o, 0, dU);
             pmfStoreJacobian(jacobian, o, 1, -dU - dV);
             pmfStoreJacobian(jacobian, o, 2, dV);
@@ -73,7 +75,8 @@ KERNEL void computePMFFeatures(GLOBAL const real4* RESTRICT posq, GLOBAL const i
             inputs[o] = c;
             inputs[o + 1] = s;
             // Blondel-Karplus derivatives of phi, free of singularities except collinear triples.
-            bool defined = (dot(cp0, cp0) > 0 && dot(cp1, cp1) > 0);  // else a collinear triple: no gradient
+            // A collinear triple has no gradient; NaN positions pass this test and give NaN gradients.
+            bool defined = !(dot(cp0, cp0) <= 0 || dot(cp1, cp1) <= 0);
             real3 d0 = (defined ? -(normBC / dot(cp0, cp0)) * cp0 : make_real3(0, 0, 0));
             real3 d3 = (defined ? (normBC / dot(cp1, cp1)) * cp1 : make_real3(0, 0, 0));
             real a = (defined ? dot(v0, v1) / dot(v1, v1) : 0);
