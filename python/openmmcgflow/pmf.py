@@ -1,5 +1,6 @@
 """Neural PMFs: numpy-side MLP ensembles into the OpenMM-side PMFForce, and their training
 (:class:`PMFTrainer`: force matching or free-energy labels, with progress and resumable checkpoints)."""
+import hashlib
 import json
 import os
 
@@ -86,6 +87,12 @@ class PMFTrainer(_CorePMFTrainer):
     checkpoint written with other options or data is refused).
     """
 
+    def __init__(self, ensemble, features=None, options=None):
+        super().__init__(ensemble, features, options)
+        # What the fit starts from (architecture, initialization, input scaling folded into the first
+        # layer): a checkpoint of a fit that started elsewhere is refused instead of silently resumed.
+        self._initial_model = hashlib.sha256(ensemble.to_bytes()).hexdigest()
+
     def fit_forces(self, positions, forces, box=None, *, progress=True, checkpoint=None, checkpoint_every=1):
         """Force matching: positions and target forces (n, N, 3) in nm and kJ/mol/nm. Returns the history.
 
@@ -107,8 +114,8 @@ class PMFTrainer(_CorePMFTrainer):
         for name, values in samples:
             if _leading_size(values) == 0:
                 raise ValueError("%s: an empty batch (0 samples); the fit needs at least one" % name)
-        resume = _read_checkpoint(checkpoint, self.options) if checkpoint is not None and os.path.exists(checkpoint) \
-            else None
+        resume = _read_checkpoint(checkpoint, self.options, self._initial_model) \
+            if checkpoint is not None and os.path.exists(checkpoint) else None
         bar = tqdm(desc=description, unit="epoch", disable=not progress,
                    initial=resume["epochs_done"] if resume is not None else 0)
 
@@ -121,7 +128,7 @@ class PMFTrainer(_CorePMFTrainer):
                 bar.set_postfix(validation_loss="%.4g" % float(np.mean(validation)))
             done = state["epochs_done"] == state["num_epochs"]
             if checkpoint is not None and (done or state["epochs_done"] % int(checkpoint_every) == 0):
-                _write_checkpoint(checkpoint, state, self.options)
+                _write_checkpoint(checkpoint, state, self.options, self._initial_model)
 
         # A batch whose every sample is non-finite: the core's CGFlowError names positions / forces
         # (inputs / energies), whichever made the samples unusable.
@@ -131,7 +138,7 @@ class PMFTrainer(_CorePMFTrainer):
             bar.close()
 
 
-def _write_checkpoint(path, state, options):
+def _write_checkpoint(path, state, options, initial_model):
     """The state of a fit after an epoch, as one .npz (arrays) with its scalars and options as JSON."""
     history = state["history"]
     arrays = {"train_loss": history["train_loss"], "validation_loss": history["validation_loss"]}
@@ -142,18 +149,23 @@ def _write_checkpoint(path, state, options):
         arrays["member%d.train_indices" % m] = history["train_indices"][m]
         arrays["member%d.validation_indices" % m] = history["validation_indices"][m]
         members.append({key: member[key] for key in ("best_validation_loss", "best_epoch", "step_count")})
-    meta = {"format": "openmm-cgflow-pmf-checkpoint", "options": options, "epochs_done": state["epochs_done"],
+    meta = {"format": "openmm-cgflow-pmf-checkpoint", "options": options, "initial_model": initial_model,
+            "epochs_done": state["epochs_done"],
             "num_epochs": state["num_epochs"], "num_samples": history["num_samples"],
             "num_skipped": history["num_skipped"], "members": members}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     atomic_save_npz(path, arrays)  # a kill or a full disk never leaves half a checkpoint
 
 
-def _read_checkpoint(path, options):
+def _read_checkpoint(path, options, initial_model):
     with np.load(path) as data:
         meta = json.loads(bytes(data["meta"]).decode())
         if meta.get("format") != "openmm-cgflow-pmf-checkpoint":
             raise ValueError("checkpoint: %s is not a PMF trainer checkpoint" % path)
+        if meta.get("initial_model") != initial_model:
+            raise ValueError("checkpoint: %s was written by a fit that started from another model (architecture, "
+                             "initialization or input scaling, or a version that did not record it); use a new file"
+                             % path)
         # The thread count does not change the results, so a fit may resume on another machine.
         written, current = dict(meta["options"]), dict(options)
         written.pop("threads", None)

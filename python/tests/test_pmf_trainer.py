@@ -228,8 +228,8 @@ def test_a_killed_fit_resumes_from_its_checkpoint_bit_identically(tmp_path, monk
     checkpoint = str(tmp_path / "pmf.npz")
     write = cg.pmf._write_checkpoint
 
-    def write_then_die(path, state, opts):
-        write(path, state, opts)
+    def write_then_die(path, state, opts, initial_model):
+        write(path, state, opts, initial_model)
         if state["epochs_done"] == 3:
             raise KeyboardInterrupt("killed")
 
@@ -238,8 +238,13 @@ def test_a_killed_fit_resumes_from_its_checkpoint_bit_identically(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         first.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)
     monkeypatch.setattr(cg.pmf, "_write_checkpoint", write)
-    # The resumed fit starts from other initial parameters and another thread count: the checkpoint decides.
-    resumed, resumed_trainer = trainer(threads=1, seed=99)
+    # A fit that starts from another model (here other initial parameters; in a pipeline, another input
+    # scaling folded into the first layer) is refused rather than silently continued from the checkpoint.
+    _, elsewhere = trainer(seed=99)
+    with pytest.raises(ValueError, match="started from another model"):
+        elsewhere.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)
+    # The same fit on another thread count resumes: the thread count does not change the results.
+    resumed, resumed_trainer = trainer(threads=1)
     history = resumed_trainer.fit_forces(positions, forces, progress=False, checkpoint=checkpoint)
     assert resumed.to_bytes() == whole.to_bytes()
     assert np.array_equal(history["train_loss"], whole_history["train_loss"])
