@@ -24,6 +24,17 @@ Cases:
                subprocess at random checkpoints plus random milliseconds and resumed each time, the harness of
                python/tests/test_kill_and_resume.py: resume_bit_identical_<job> (1 if the final parameters equal an
                uninterrupted run's bit for bit), kills_<job>.
+  compound_bg  --moves flow moves (default 10^6) of BoltzmannGeneratorIntegrator (Metropolis, Reference platform)
+               inside an openmm.CompoundIntegrator, alternating one flow move with one LangevinMiddleIntegrator
+               step, so every move first re-prices the state the Langevin step left (energy and the flow's
+               inverse pass). --system double_well (default): the Gaussian proposal of
+               python/tests/test_bg_integrator.py, exact acceptance rate 0.2287 on the stationary chain
+               (Langevin steps leave the target invariant);
+               --system alanine: alanine dipeptide in vacuum, an internal-coordinate map and an untrained
+               2-layer spline flow (hidden 16, seed --seed; its proposals are all rejected, so this exercises
+               the rejection and re-pricing paths with a larger model and the internal map). rss_mb_start (after 10^4 warm-up moves), rss_mb_end,
+               rss_growth_mb_<moves>_flow_moves, the resident memory every tenth of the run (rss_mb_trace),
+               acceptance_rate, wall_s and flow_moves_per_s.
 """
 import argparse
 import json
@@ -160,16 +171,84 @@ def kill_resume(args):
             emit(f"kills_{name}", kills, "kills", seed=args.seed)
 
 
+def compound_bg(args):
+    import openmm
+    import openmmcgflow as cg
+    from openmmcgflow import systems
+    if args.system == "double_well":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "tests"))
+        from test_bg_integrator import PROPOSAL_MEAN, PROPOSAL_SIGMA, double_well_model, exact_acceptance_rate
+        ts = systems.double_well()
+        model, step_size = double_well_model(), 0.005
+        exact = exact_acceptance_rate(PROPOSAL_MEAN, PROPOSAL_SIGMA)
+    else:
+        ts = systems.alanine_dipeptide("vacuum")
+        position_map = cg.PositionMap.internal(ts.info["internal_coordinates"])
+        circular = [d for d, c in enumerate(position_map.circular) if c]
+        flow = cg.Flow({"dimension": position_map.dimension, "circular": circular, "num_layers": 2, "hidden": 16,
+                        "seed": args.seed})
+        model, step_size, exact = cg.encode_boltzmann_generator(flow, position_map), 0.0005, None
+    bg = cg.BoltzmannGeneratorIntegrator(ts.temperature, cg.BoltzmannGeneratorIntegrator.Metropolis)
+    bg.setModelBytes(model)
+    bg.setRandomNumberSeed(args.seed)
+    langevin = openmm.LangevinMiddleIntegrator(ts.temperature, 5.0, step_size)
+    langevin.setRandomNumberSeed(args.seed + 1)
+    compound = openmm.CompoundIntegrator()
+    compound.addIntegrator(langevin)
+    compound.addIntegrator(bg)
+    context = openmm.Context(ts.system, compound, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(ts.positions)
+    context.setVelocitiesToTemperature(ts.temperature, args.seed)
+
+    def cycles(n):  # n x (one flow move, one Langevin step)
+        for _ in range(n):
+            compound.setCurrentIntegrator(1)
+            compound.step(1)
+            compound.setCurrentIntegrator(0)
+            compound.step(1)
+
+    warmup, moves = 10_000, int(args.moves)
+    cycles(warmup)
+    rss_start = resident_mb()
+    proposals0, accepted0 = bg.getNumProposals(), bg.getNumAccepted()
+    start = time.time()
+    trace, tenth = [], max(1, moves // 10)
+    done = 0
+    while done < moves:
+        n = min(tenth, moves - done)
+        cycles(n)
+        done += n
+        trace.append(round(resident_mb(), 2))
+    wall = time.time() - start
+    rss_end = resident_mb()
+    proposals, accepted = bg.getNumProposals() - proposals0, bg.getNumAccepted() - accepted0
+    assert proposals == moves, (proposals, moves)
+    label = ("%.0e" % moves).replace("e+0", "e").replace("e+", "e")
+    extra = dict(moves=moves, warmup_moves=warmup, system=args.system, platform="Reference", seed=args.seed)
+    emit("rss_mb_start", rss_start, "MB", **extra)
+    emit("rss_mb_end", rss_end, "MB", **extra)
+    emit(f"rss_growth_mb_{label}_flow_moves", rss_end - rss_start, "MB", **extra)
+    emit("rss_mb_trace", trace, "MB", every_moves=tenth, **extra)
+    emit("acceptance_rate", accepted / proposals, "fraction", exact=exact, non_finite=bg.getNumNonFinite(), **extra)
+    emit("wall_s", wall, "s", **extra)
+    emit("flow_moves_per_s", moves / wall, "moves/s", **extra)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm", "long_md", "kill_resume"])
+    parser.add_argument("--case", required=True, choices=["domain_mass", "nan_storm", "long_md", "kill_resume",
+                                                             "compound_bg"])
     parser.add_argument("--kills", type=int, default=5, help="kill_resume: kills per job")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=4000, help="domain_mass: model samples per beta")
     parser.add_argument("--steps", type=float, default=1e7, help="long_md: MD steps")
     parser.add_argument("--walkers", type=int, default=1, help="long_md: particles (PMFForce groups)")
+    parser.add_argument("--moves", type=float, default=1e6, help="compound_bg: flow moves")
+    parser.add_argument("--system", default="double_well", choices=["double_well", "alanine"],
+                        help="compound_bg: the System and its model")
     args = parser.parse_args()
-    {"domain_mass": domain_mass, "nan_storm": nan_storm, "long_md": long_md, "kill_resume": kill_resume}[args.case](args)
+    {"domain_mass": domain_mass, "nan_storm": nan_storm, "long_md": long_md, "kill_resume": kill_resume,
+     "compound_bg": compound_bg}[args.case](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 // PMFForce and CGMonteCarloIntegrator on the Reference and CPU platforms (double precision, the ground truth).
 #include "PMFForce.h"
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
 
 extern "C" void registerCGFlowReferenceKernelFactories();
 
@@ -112,6 +114,83 @@ TEST(PMFForceMixedPrecision, UnknownPrecisionIsRefusedNamingTheArgument) {
         EXPECT_NE(std::string(e.what()).find("precision"), std::string::npos) << e.what();
     }
     EXPECT_EQ(force.getPrecision(), "float64");
+}
+
+// Several Contexts on one System, whose PMFForce holds one model, evaluated from several std::threads
+// at once (as a replica driver or EnergyTarget's Context pool does): every thread gets the serial
+// result bit for bit. scripts/tsan.sh runs this under ThreadSanitizer. On Reference the Contexts are
+// also created and destroyed on the threads, so the kernels' initialisation reads the shared force and
+// model concurrently. The CPU platform keeps its per-Context data in a static std::map
+// (openmm/cpu/CpuPlatform.h), which we do not assume may be inserted into from several threads at once,
+// so there the Contexts are created serially and only the evaluation is concurrent.
+TEST(PMFForceConcurrency, ContextsSharingOneModelAgreeWithSerialEvaluationOnSeveralThreads) {
+    System system = makeSystem(19);
+    PMFForce* force = new PMFForce();
+    force->setModelBytes(randomEnsembleBytes({8, 32, 16, 1}, 4, Activation::SiLU, 31));
+    addAllFeatureKinds(*force);
+    for (const std::vector<int>& group : threeGroups())
+        force->addParticleGroup(group);
+    system.addForce(force);
+    const int numThreads = 4, numConfigs = 8, rounds = 3;
+    std::vector<std::vector<Vec3>> configs;
+    for (int c = 0; c < numConfigs; c++)
+        configs.push_back(randomPositions(19, 700 + c));
+    std::vector<double> serialEnergy(numConfigs);
+    std::vector<std::vector<Vec3>> serialForces(numConfigs);
+    std::vector<std::vector<double>> serialMembers(numConfigs);
+    {
+        VerletIntegrator integrator(0.001);
+        Context context(system, integrator, platform(), platformProperties());
+        for (int c = 0; c < numConfigs; c++) {
+            context.setPositions(configs[c]);
+            State state = context.getState(State::Energy | State::Forces);
+            serialEnergy[c] = state.getPotentialEnergy();
+            serialForces[c] = state.getForces();
+            serialMembers[c] = force->getEnsembleEnergies(context);
+        }
+    }
+    const bool createOnThreads = std::string(platformName()) == "Reference";
+    std::vector<std::unique_ptr<VerletIntegrator>> integrators(numThreads);
+    std::vector<std::unique_ptr<Context>> contexts(numThreads);
+    auto createContext = [&](int t) {
+        integrators[t] = std::make_unique<VerletIntegrator>(0.001);
+        contexts[t] = std::make_unique<Context>(system, *integrators[t], platform(), platformProperties());
+    };
+    if (!createOnThreads)
+        for (int t = 0; t < numThreads; t++)
+            createContext(t);
+    std::vector<int> mismatches(numThreads, 0);
+    std::vector<std::string> errors(numThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < numThreads; t++)
+        threads.emplace_back([&, t] {
+            try {
+                if (createOnThreads)
+                    createContext(t);
+                Context& context = *contexts[t];
+                for (int k = 0; k < rounds * numConfigs; k++) {
+                    const int c = (k + 3 * t) % numConfigs;  // the threads work on different configurations
+                    context.setPositions(configs[c]);
+                    State state = context.getState(State::Energy | State::Forces);
+                    if (state.getPotentialEnergy() != serialEnergy[c] || state.getForces() != serialForces[c] ||
+                        force->getEnsembleEnergies(context) != serialMembers[c])
+                        mismatches[t]++;
+                }
+                if (createOnThreads) {
+                    contexts[t].reset();
+                    integrators[t].reset();
+                }
+            }
+            catch (const std::exception& e) {
+                errors[t] = e.what();
+            }
+        });
+    for (std::thread& thread : threads)
+        thread.join();
+    for (int t = 0; t < numThreads; t++) {
+        EXPECT_EQ(errors[t], "") << "thread " << t;
+        EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+    }
 }
 
 int main(int argc, char** argv) {
