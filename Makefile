@@ -7,7 +7,7 @@ BUILD_DIR := build
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build install test test-cpp test-python demo bench fuzz test-sanitize clean
+.PHONY: all deps configure build install test test-cpp test-python demo bench fuzz test-sanitize test-sanitize-python test-tsan clean
 
 all: install
 
@@ -58,6 +58,15 @@ fuzz:
 # The C++ tests under ASan + UBSan (+ LeakSanitizer) in build-sanitize/ (about 30 min on 2 cores).
 test-sanitize: install
 	@bash scripts/sanitize.sh
+
+# A subset of the Python tests (every module) against ASan + UBSan builds of the plugin libraries and
+# both extension modules, staged in build-sanitize/python-stage/ (the installed copies are not loaded).
+test-sanitize-python: install
+	@bash scripts/sanitize.sh --python
+
+# The multithreaded C++ paths under ThreadSanitizer in build-tsan/ (20-30 min on 2 cores).
+test-tsan: install
+	@bash scripts/tsan.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

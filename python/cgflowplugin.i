@@ -141,6 +141,20 @@ static std::string cgflowClassName(const std::type_info& type) {
 %ignore CGFlowPlugin::PMFForce::getFeatures;
 %ignore CGFlowPlugin::BoltzmannGeneratorIntegrator::getModel;
 
+// cast() hands back a second, non-owning Python object for the same C++ object. The view keeps its
+// argument alive: that may be the owner (what XmlSerializer.deserialize returned), and
+// `x = PMFForce.cast(x)` would otherwise delete the C++ object under the view (use after free, found
+// by scripts/sanitize.sh --python).
+%pythonappend CGFlowPlugin::PMFForce::cast %{
+    val._cgflow_cast_of = force
+%}
+%pythonappend CGFlowPlugin::BoltzmannGeneratorIntegrator::cast %{
+    val._cgflow_cast_of = integrator
+%}
+%pythonappend CGFlowPlugin::CGMonteCarloIntegrator::cast %{
+    val._cgflow_cast_of = integrator
+%}
+
 %extend CGFlowPlugin::PMFForce {
     /**
      * Get a Force as a PMFForce, for example one returned by System.getForce(), which SWIG hands

@@ -25,13 +25,15 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 py::array_t<double> rows(const Eigen::MatrixXd& m) {
     py::array_t<double> out({static_cast<py::ssize_t>(m.cols()), static_cast<py::ssize_t>(m.rows())});
-    std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
+    if (m.size() > 0)  // an empty matrix's data() is null: memcpy from it is UB even for 0 bytes
+        std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
     return out;
 }
 
 py::array_t<double> vector(const Eigen::VectorXd& v) {
     py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
-    std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
+    if (v.size() > 0)
+        std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
     return out;
 }
 

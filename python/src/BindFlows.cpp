@@ -67,19 +67,22 @@ std::vector<flows::ContinuousFlow*> continuousLayers(Flow& f) {
 
 py::array_t<double> batchToNumpy(const Eigen::MatrixXd& m) {
     py::array_t<double> out({static_cast<py::ssize_t>(m.cols()), static_cast<py::ssize_t>(m.rows())});
-    std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
+    if (m.size() > 0)  // an empty matrix's data() is null: memcpy from it is UB even for 0 bytes
+        std::memcpy(out.mutable_data(), m.data(), sizeof(double) * m.size());
     return out;
 }
 
 py::array_t<double> eigenVectorToNumpy(const Eigen::VectorXd& v) {
     py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
-    std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
+    if (v.size() > 0)
+        std::memcpy(out.mutable_data(), v.data(), sizeof(double) * v.size());
     return out;
 }
 
 py::array_t<double> vectorToNumpy(const double* data, size_t n) {
     py::array_t<double> out(static_cast<py::ssize_t>(n));
-    std::memcpy(out.mutable_data(), data, sizeof(double) * n);
+    if (n > 0)  // an empty batch comes with a null pointer (found by scripts/sanitize.sh --python)
+        std::memcpy(out.mutable_data(), data, sizeof(double) * n);
     return out;
 }
 

@@ -124,7 +124,8 @@ py::array arrayFromTensor(const io::Tensor& t) {
     default: dt = py::dtype::of<uint8_t>(); break;
     }
     py::array a(dt, shape);
-    std::memcpy(a.mutable_data(), t.bytes.data(), t.bytes.size());
+    if (!t.bytes.empty())  // an empty tensor's bytes.data() may be null
+        std::memcpy(a.mutable_data(), t.bytes.data(), t.bytes.size());
     return a;
 }
 

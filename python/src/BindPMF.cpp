@@ -344,7 +344,8 @@ num_samples, num_skipped (samples with non-finite data, left out), steps.)doc")
                 Eigen::MatrixXd forces;
                 t.predict(r, boxFromPython(box), energies, forces);
                 py::array_t<double> outForces({positions.shape(0), positions.shape(1), static_cast<py::ssize_t>(3)});
-                std::memcpy(outForces.mutable_data(), forces.data(), sizeof(double) * forces.size());
+                if (forces.size() > 0)  // no frames: forces.data() is null
+                    std::memcpy(outForces.mutable_data(), forces.data(), sizeof(double) * forces.size());
                 return py::make_tuple(py::array_t<double>(energies.size(), energies.data()), outForces);
             },
             py::arg("positions"), py::arg("box") = py::none(),

@@ -1,5 +1,8 @@
 """CGMonteCarloIntegrator from Python, and the active-learning helpers around it: walkers of CG angles,
 the uncertainty search, PMF labels (eq. 12 with clipping), farthest-point selection and broadening."""
+import gc
+import weakref
+
 import numpy as np
 import openmm
 import pytest
@@ -45,6 +48,27 @@ def test_search_stops_at_max_steps_where_the_model_is_certain():
     result = al.search_uncertain_points(context, integrator, 3, max_steps=50, chunk=20, progress=False)
     assert result.reached_max and len(result.points) == 0
     assert np.all(np.asarray(integrator.getWalkerSteps()) == 50)
+
+
+def test_a_cast_keeps_the_object_it_was_cast_from_alive():
+    """cast() hands back a non-owning view of the same C++ object: it keeps its argument (here the owner that
+    XmlSerializer.deserialize returned) alive, so `x = X.cast(x)` cannot free the object under the view (the
+    use after free that scripts/sanitize.sh --python found)."""
+    mc = al.angle_integrator(3, threshold_kt=0.0, proposal_scale=0.2, seed=7)
+    pmf = cg.PMFForce()
+    pmf.setModelBytes(cg.MLPEnsemble([1, 4, 1], 1).to_bytes())
+    pmf.addDistance(0, 1)
+    for original, cls in ((mc, cg.CGMonteCarloIntegrator), (pmf, cg.PMFForce)):
+        owner = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(original))
+        owner_alive = weakref.ref(owner)
+        view = cls.cast(owner)
+        del owner
+        gc.collect()
+        assert owner_alive() is not None
+        assert openmm.XmlSerializer.serialize(view) == openmm.XmlSerializer.serialize(original)
+        del view
+        gc.collect()
+        assert owner_alive() is None
 
 
 def test_integrator_serializes_and_runs_in_a_compound_integrator(tmp_path):

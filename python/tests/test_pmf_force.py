@@ -180,8 +180,10 @@ def test_clear_errors(tmp_path):
     pmf2 = cg.PMFForce()
     pmf2.setModelBytes(cg.MLPEnsemble([1, 4, 1], 1).to_bytes())
     pmf2.addDistance(0, 5)
+    # The System owns pmf2 once it is added (OpenMM's addForce): keep it alive while pmf2 is used below.
+    system2 = system_with(2, pmf2)
     with pytest.raises(openmm.OpenMMException, match="out of range"):
-        make_context(system_with(2, pmf2), "Reference")
+        make_context(system2, "Reference")
     # A NaN weight is refused when the model is set (it would only show up later as a NaN energy): from arrays
     # as soon as the ensemble is built from them, naming the array, and in model bytes naming the tensor.
     weights = [[np.full((4, 1), np.nan), np.ones((1, 4))]]
