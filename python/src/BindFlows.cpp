@@ -172,15 +172,9 @@ arrays of shape (n, dimension); contexts (n, context_dimension) or (context_dime
         .def(
             "ode_statistics",
             [](Flow& f) {
-                flows::ContinuousFlowStatistics total;
-                for (auto* layer : continuousLayers(f)) {
-                    const auto s = layer->getStatistics();
-                    total.samples += s.samples;
-                    total.evaluations += s.evaluations;
-                    total.accepted += s.accepted;
-                    total.rejected += s.rejected;
-                    total.failed += s.failed;
-                }
+                flows::OdeStatistics total;
+                for (auto* layer : continuousLayers(f))
+                    total += layer->getStatistics();
                 py::dict d;
                 d["samples"] = total.samples;
                 d["evaluations"] = total.evaluations;

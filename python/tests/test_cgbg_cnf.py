@@ -13,7 +13,7 @@ import openmmcgflow as cg
 from openmmcgflow import cgbg
 from openmmcgflow.cgbg import mueller_brown as mb
 
-from test_cgbg_flow import BONDS, held_out_kl, known_density_sample
+from test_cgbg_flow import BONDS, held_out_kl, importance_context, known_density_sample
 
 SMALL = {"hidden": 48, "num_layers": 2}
 
@@ -62,17 +62,7 @@ def test_density_of_a_trained_cnf_integrates_to_one_on_the_circle():
 def test_log_q_matches_the_boltzmann_generator_integrator(trained, platform):
     x, flow, position_map, _ = trained
     flow.set_ode_tolerances(1e-9, 1e-9)   # so that the forward and inverse solves agree to ~1e-6
-    system = openmm.System()
-    for _ in range(6):
-        system.addParticle(12.0)
-    bond = openmm.HarmonicBondForce()
-    bond.addBond(0, 1, 0.15, 1000.0)
-    system.addForce(bond)
-    integrator = cg.BoltzmannGeneratorIntegrator(300.0, cg.BoltzmannGeneratorIntegrator.Importance)
-    integrator.setModelBytes(cgbg.cg_flow_model_bytes(flow, position_map))
-    integrator.setRandomNumberSeed(4)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
-    context.setPositions(x[0])
+    integrator, context = importance_context(flow, position_map, x[0], platform)
     batch = cg.evaluate_proposals(integrator, 20)
     recomputed = cgbg.cg_log_prob(flow, position_map, batch.positions)
     flow.set_ode_tolerances(1e-4, 1e-4)

@@ -105,19 +105,26 @@ def test_position_map_is_internal_full_jacobian_normalized_from_the_data(trained
     assert np.all(data_hand == data_hand[0]) and np.mean(sample_hand == data_hand[0]) > 0.99
 
 
-def test_log_q_matches_the_boltzmann_generator_integrator(trained):
-    x, flow, position_map, _ = trained
+def importance_context(flow, position_map, start, platform="Reference"):
+    """(integrator, context): the flow as a BoltzmannGeneratorIntegrator (Importance mode, seed 4) over a
+    6-bead System whose only force is a bond 0-1 (r0 0.15 nm, k 1000), positioned at ``start``."""
     system = openmm.System()
     for _ in range(6):
         system.addParticle(12.0)
-    dummy = openmm.HarmonicBondForce()
-    dummy.addBond(0, 1, 0.15, 1000.0)
-    system.addForce(dummy)
+    bond = openmm.HarmonicBondForce()
+    bond.addBond(0, 1, 0.15, 1000.0)
+    system.addForce(bond)
     integrator = cg.BoltzmannGeneratorIntegrator(300.0, cg.BoltzmannGeneratorIntegrator.Importance)
     integrator.setModelBytes(cgbg.cg_flow_model_bytes(flow, position_map))
     integrator.setRandomNumberSeed(4)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(x[0])
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    context.setPositions(start)
+    return integrator, context
+
+
+def test_log_q_matches_the_boltzmann_generator_integrator(trained):
+    x, flow, position_map, _ = trained
+    integrator, context = importance_context(flow, position_map, x[0])
     batch = cg.evaluate_proposals(integrator, 200)
     recomputed = cgbg.cg_log_prob(flow, position_map, batch.positions)
     assert np.all(np.isfinite(batch.log_q))

@@ -396,7 +396,7 @@ TEST(ContinuousFlow, ThreadsAndPrecisionAgree) {
     EXPECT_LT((la - lb).cwiseAbs().maxCoeff(), 1e-3);
     EXPECT_GT((la - lb).cwiseAbs().maxCoeff(), 0.0);
     const auto& layer = dynamic_cast<const ContinuousFlow&>(one->getLayer(0));
-    const ContinuousFlowStatistics stats = layer.getStatistics();
+    const OdeStatistics stats = layer.getStatistics();
     EXPECT_EQ(stats.samples, 300);
     EXPECT_EQ(stats.failed, 0);
     EXPECT_EQ(stats.evaluations, 300 + 6 * (stats.accepted + stats.rejected));

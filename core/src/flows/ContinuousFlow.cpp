@@ -322,8 +322,8 @@ void ContinuousFlow::backward(Eigen::Ref<Eigen::MatrixXd>, const double*, Eigen:
                 "trained by conditional flow matching (ModelTrainer::flowMatchingStep), not by reverse or forward KL");
 }
 
-ContinuousFlowStatistics ContinuousFlow::getStatistics() const {
-    ContinuousFlowStatistics s;
+OdeStatistics ContinuousFlow::getStatistics() const {
+    OdeStatistics s;
     s.samples = countSamples;
     s.evaluations = countEvaluations;
     s.accepted = countAccepted;

@@ -36,14 +36,6 @@ struct ContinuousFlowWorkspace : BijectionWorkspace {
     Eigen::MatrixXd state;      // (dimension + 1) x n: x and the accumulated log-det
 };
 
-/** What a ContinuousFlow's integrations cost, summed since the last reset. */
-struct ContinuousFlowStatistics {
-    int64_t samples = 0;     ///< samples integrated (either direction)
-    int64_t evaluations = 0; ///< vector-field (+ divergence) evaluations, per sample
-    int64_t accepted = 0, rejected = 0;
-    int64_t failed = 0;      ///< samples given up by the integrator (returned as NaN)
-};
-
 /**
  * A continuous normalizing flow (Chen et al. 2018) as one layer of a Flow: the map from base to data
  * is the solution at t = 1 of dx/dt = v_theta(x, t) from x(0) = z, and its log|det J| is
@@ -117,7 +109,8 @@ public:
                             const Eigen::Ref<const Eigen::MatrixXd>& target, double gradScale, double* paramGrad,
                             ContinuousFlowWorkspace& ws) const;
 
-    ContinuousFlowStatistics getStatistics() const;
+    /** What the integrations cost since the last reset (OdeStatistics summed over every apply()). */
+    OdeStatistics getStatistics() const;
     void resetStatistics();
 
 private:
